@@ -1,0 +1,1 @@
+//! Topic registry with MQTT wildcards and fan-out (being written).
