@@ -1,0 +1,35 @@
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::net::ConnHandle;
+
+/// Something that happened on a connection, for the Python side. Plain Rust data: the I/O threads never
+/// build or drop Python objects.
+#[derive(Debug)]
+pub enum Event {
+    /// The handshake is done; `route` indexes the server's route list.
+    Open {
+        conn: Arc<ConnHandle>,
+        route: usize,
+    },
+    Message {
+        id: u64,
+        data: Bytes,
+        binary: bool,
+    },
+    Ping {
+        id: u64,
+        data: Bytes,
+    },
+    Pong {
+        id: u64,
+        data: Bytes,
+    },
+    /// The connection is gone; the last event of `id`.
+    Close {
+        id: u64,
+        code: u16,
+        reason: Bytes,
+    },
+}

@@ -1,0 +1,9 @@
+//! The only place where tokio meets Python: events from the I/O threads wait in one queue, and the asyncio
+//! loop is woken through an eventfd only when the queue goes from idle to busy.
+
+mod event;
+mod queue;
+mod wake_fd;
+
+pub use event::Event;
+pub use queue::{EventQueue, QueueStats};

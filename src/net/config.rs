@@ -1,0 +1,35 @@
+use std::time::Duration;
+
+/// What the engine needs to know of a WebSocket route.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Index of the route in the server's route list (the Python side keeps the handler there).
+    pub index: usize,
+    /// Largest message accepted, after reassembly; larger closes with 1009.
+    pub max_payload_length: usize,
+    /// Close a connection silent for this long (None: never).
+    pub idle_timeout: Option<Duration>,
+    /// Ping a silent connection halfway to its idle deadline, so live clients answer and stay.
+    pub send_pings_automatically: bool,
+}
+
+/// Server-wide limits.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest request head (request line and headers) accepted; larger gets 431.
+    pub max_header_bytes: usize,
+    /// A client must send its whole request head within this time.
+    pub request_timeout: Duration,
+    /// After sending a close frame, how long to wait for the client's before dropping the socket.
+    pub close_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 16 * 1024,
+            request_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}

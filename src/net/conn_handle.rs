@@ -1,0 +1,214 @@
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::Notify;
+
+use super::RouteConfig;
+use crate::protocol::encode::{self, put_header};
+use crate::protocol::encode_close_payload;
+
+/// Payloads at least this long are queued as their own buffer instead of being copied into the tail.
+const SEPARATE_PAYLOAD_AT: usize = 4096;
+
+/// The half of a connection that the Python side holds: its outbound queue and its close/destroy requests.
+/// The connection's task holds the socket and drains this queue with vectored writes.
+#[derive(Debug)]
+pub struct ConnHandle {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub route: Arc<RouteConfig>,
+    out: Mutex<OutState>,
+    wake: Notify,
+    /// Bytes queued or being written and not yet accepted by the socket.
+    buffered: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct OutState {
+    /// Small frames, coalesced; logically after `chunks`.
+    tail: BytesMut,
+    chunks: VecDeque<Bytes>,
+    /// The task will not look at the queue again unless woken.
+    writer_parked: bool,
+    phase: Phase,
+    destroy: bool,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+enum Phase {
+    #[default]
+    Open,
+    /// A close frame is queued: nothing more may be sent. Holds what was sent.
+    Closing { code: u16, reason: Bytes },
+    /// The socket is gone.
+    Ended,
+}
+
+/// The outcome of queueing a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// Queued; `wake` says the task is parked and must be woken (now, or at the end of a cork).
+    Yes { wake: bool },
+    /// The connection is closing or closed: nothing was queued.
+    Closed,
+}
+
+/// What the task found when it took the queued output.
+#[derive(Debug, Default)]
+pub(super) struct Taken {
+    pub destroy: bool,
+    /// A close frame was queued (it is in the output taken, or was earlier): code and reason sent.
+    pub closing: Option<(u16, Bytes)>,
+}
+
+impl ConnHandle {
+    pub fn new(id: u64, peer: SocketAddr, route: Arc<RouteConfig>) -> Self {
+        Self {
+            id,
+            peer,
+            route,
+            out: Mutex::new(OutState {
+                writer_parked: true,
+                ..OutState::default()
+            }),
+            wake: Notify::new(),
+            buffered: AtomicUsize::new(0),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, OutState> {
+        self.out.lock().expect("outbound queue poisoned")
+    }
+
+    /// Queues one whole data or ping/pong frame.
+    pub fn send(&self, opcode: u8, payload: &[u8]) -> Queued {
+        let separate =
+            (payload.len() >= SEPARATE_PAYLOAD_AT).then(|| Bytes::copy_from_slice(payload));
+        let mut state = self.state();
+        if state.phase != Phase::Open {
+            return Queued::Closed;
+        }
+        push_frame(&mut state, true, opcode, payload, separate);
+        self.buffered.fetch_add(
+            encode::header_len(payload.len()) + payload.len(),
+            Ordering::Relaxed,
+        );
+        Queued::Yes {
+            wake: std::mem::take(&mut state.writer_parked),
+        }
+    }
+
+    /// Queues a close frame and refuses everything after it. Returns false if the connection was not open.
+    pub fn close(&self, code: u16, reason: &str) -> bool {
+        let payload = encode_close_payload(code, reason);
+        let mut state = self.state();
+        if state.phase != Phase::Open {
+            return false;
+        }
+        push_frame(&mut state, true, encode::CLOSE, &payload, None);
+        self.buffered
+            .fetch_add(2 + payload.len(), Ordering::Relaxed);
+        state.phase = Phase::Closing {
+            code,
+            reason: Bytes::copy_from_slice(&payload[2..]),
+        };
+        state.writer_parked = false;
+        drop(state);
+        self.wake();
+        true
+    }
+
+    /// Drops the socket without a close frame and discards the queue. Returns false if it had already ended.
+    pub fn destroy(&self) -> bool {
+        let mut state = self.state();
+        if state.phase == Phase::Ended {
+            return false;
+        }
+        state.destroy = true;
+        state.phase = Phase::Ended;
+        state.chunks.clear();
+        state.tail = BytesMut::new();
+        drop(state);
+        self.buffered.store(0, Ordering::Relaxed);
+        self.wake();
+        true
+    }
+
+    /// Wakes the task so it writes what is queued.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn buffered(&self) -> usize {
+        self.buffered.load(Ordering::Relaxed)
+    }
+
+    /// Whether messages can still be queued.
+    pub fn is_open(&self) -> bool {
+        self.state().phase == Phase::Open
+    }
+
+    pub(super) async fn woken(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Task side: moves everything queued to `into`; parks the writer when there was nothing.
+    pub(super) fn take(&self, into: &mut VecDeque<Bytes>) -> Taken {
+        let mut state = self.state();
+        into.append(&mut state.chunks);
+        if !state.tail.is_empty() {
+            into.push_back(std::mem::take(&mut state.tail).freeze());
+        }
+        if into.is_empty() {
+            state.writer_parked = true;
+        }
+        let closing = match &state.phase {
+            Phase::Closing { code, reason } => Some((*code, reason.clone())),
+            _ => None,
+        };
+        Taken {
+            destroy: state.destroy,
+            closing,
+        }
+    }
+
+    /// Task side: the socket accepted `n` more bytes.
+    pub(super) fn wrote(&self, n: usize) {
+        self.buffered.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Task side: the socket is gone; later sends are refused.
+    pub(super) fn end(&self) {
+        let mut state = self.state();
+        state.phase = Phase::Ended;
+        state.chunks.clear();
+        state.tail = BytesMut::new();
+        drop(state);
+        self.buffered.store(0, Ordering::Relaxed);
+    }
+}
+
+fn push_frame(
+    state: &mut OutState,
+    fin: bool,
+    opcode: u8,
+    payload: &[u8],
+    separate: Option<Bytes>,
+) {
+    match separate {
+        Some(bytes) => {
+            put_header(&mut state.tail, fin, opcode, payload.len());
+            let head = std::mem::take(&mut state.tail).freeze();
+            state.chunks.push_back(head);
+            state.chunks.push_back(bytes);
+        }
+        None => {
+            state.tail.reserve(encode::MAX_HEADER_LEN + payload.len());
+            put_header(&mut state.tail, fin, opcode, payload.len());
+            state.tail.extend_from_slice(payload);
+        }
+    }
+}

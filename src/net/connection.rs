@@ -1,0 +1,322 @@
+//! One task per connection: reads and decodes client frames into events, writes the outbound queue with
+//! vectored writes, answers pings, runs the close handshake and the idle timer.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::{sleep_until, Instant};
+
+use super::{ConnHandle, Queued, ServerConfig};
+use crate::bridge::{Event, EventQueue};
+use crate::protocol::{
+    encode, Decoder, Inbound, CLOSE_ABNORMAL, CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_NO_STATUS,
+};
+
+/// Bytes asked of the socket per read when no frame needs more.
+const READ_CHUNK: usize = 16 * 1024;
+/// Reads per wake-up before yielding to other connections.
+const READS_PER_TURN: usize = 4;
+/// Buffers handed to one vectored write.
+const WRITE_SLICES: usize = 64;
+
+/// Runs the connection until it ends; returns the code and reason for the 'close' event.
+pub(super) async fn run(
+    stream: TcpStream,
+    conn: Arc<ConnHandle>,
+    early_bytes: BytesMut,
+    events: &EventQueue,
+    config: &ServerConfig,
+) -> (u16, Bytes) {
+    let mut connection = Connection {
+        decoder: Decoder::new(conn.route.max_payload_length),
+        stream,
+        conn,
+        events,
+        close_timeout: config.close_timeout,
+        read_buf: early_bytes,
+        in_flight: VecDeque::new(),
+        last_read: Instant::now(),
+        pinged: false,
+        outcome: None,
+        sent_close: false,
+        received_close: false,
+        undecodable: false,
+        close_deadline: None,
+    };
+    let outcome = connection.serve().await;
+    connection.conn.end();
+    outcome
+}
+
+struct Connection<'a> {
+    stream: TcpStream,
+    conn: Arc<ConnHandle>,
+    events: &'a EventQueue,
+    decoder: Decoder,
+    close_timeout: Duration,
+    /// Empty (no allocation) while the connection is idle.
+    read_buf: BytesMut,
+    /// Taken from the queue, not yet accepted by the socket.
+    in_flight: VecDeque<Bytes>,
+    last_read: Instant,
+    pinged: bool,
+    /// The code and reason the 'close' event reports: whoever closed first.
+    outcome: Option<(u16, Bytes)>,
+    sent_close: bool,
+    received_close: bool,
+    /// A protocol error was found: what follows cannot be framed, so input is discarded.
+    undecodable: bool,
+    close_deadline: Option<Instant>,
+}
+
+enum Wake {
+    Queue,
+    Readable,
+    Writable,
+    Timer,
+}
+
+impl Connection<'_> {
+    async fn serve(&mut self) -> (u16, Bytes) {
+        let mut deadline = self.next_deadline();
+        let timer = sleep_until(deadline.unwrap_or_else(far_future));
+        tokio::pin!(timer);
+        if !self.read_buf.is_empty() {
+            self.decode_input();
+        }
+        loop {
+            if let Some(end) = self.after_activity().await {
+                return end;
+            }
+            let next = self.next_deadline();
+            if next != deadline {
+                deadline = next;
+                timer.as_mut().reset(deadline.unwrap_or_else(far_future));
+            }
+            let wake = tokio::select! {
+                biased;
+                _ = self.conn.woken() => Wake::Queue,
+                ready = self.stream.readable() => match ready {
+                    Ok(()) => Wake::Readable,
+                    Err(_) => return self.abnormal(),
+                },
+                ready = self.stream.writable(), if !self.in_flight.is_empty() => match ready {
+                    Ok(()) => Wake::Writable,
+                    Err(_) => return self.abnormal(),
+                },
+                () = &mut timer, if deadline.is_some() => Wake::Timer,
+            };
+            match wake {
+                Wake::Readable => match self.read_input() {
+                    Ok(true) => {}
+                    Ok(false) | Err(_) => return self.abnormal(),
+                },
+                Wake::Timer => {
+                    if self.on_timer() {
+                        return self.abnormal();
+                    }
+                }
+                Wake::Queue | Wake::Writable => {}
+            }
+        }
+    }
+
+    /// Writes what is queued and decides whether the connection is over.
+    async fn after_activity(&mut self) -> Option<(u16, Bytes)> {
+        let taken = match self.flush() {
+            Ok(taken) => taken,
+            Err(_) => return Some(self.abnormal()),
+        };
+        if taken.destroy {
+            return Some((CLOSE_ABNORMAL, Bytes::new()));
+        }
+        if let Some((code, reason)) = taken.closing {
+            if !self.sent_close {
+                self.sent_close = true;
+                self.outcome.get_or_insert((code, reason));
+                self.close_deadline = Some(Instant::now() + self.close_timeout);
+            }
+        }
+        let close_written = self.sent_close && self.in_flight.is_empty();
+        if close_written && self.received_close {
+            let _ = self.stream.shutdown().await;
+            return self.outcome.take();
+        }
+        None
+    }
+
+    /// The connection ended without a completed close handshake.
+    fn abnormal(&mut self) -> (u16, Bytes) {
+        self.outcome
+            .take()
+            .unwrap_or((CLOSE_ABNORMAL, Bytes::new()))
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        if let Some(at) = self.close_deadline {
+            return Some(at);
+        }
+        let idle = self.conn.route.idle_timeout?;
+        if self.conn.route.send_pings_automatically && !self.pinged {
+            Some(self.last_read + idle / 2)
+        } else {
+            Some(self.last_read + idle)
+        }
+    }
+
+    /// Returns true when the connection must be dropped now.
+    fn on_timer(&mut self) -> bool {
+        let now = Instant::now();
+        if self.close_deadline.is_some_and(|at| now >= at) {
+            return true;
+        }
+        let Some(idle) = self.conn.route.idle_timeout else {
+            return false;
+        };
+        let silent = now.duration_since(self.last_read);
+        if silent >= idle {
+            self.conn.close(CLOSE_GOING_AWAY, "idle timeout");
+        } else if self.conn.route.send_pings_automatically && !self.pinged && silent >= idle / 2 {
+            self.pinged = true;
+            self.conn.send(encode::PING, b"");
+        }
+        false
+    }
+
+    /// Reads what the socket has. Returns Ok(false) at end of stream.
+    fn read_input(&mut self) -> io::Result<bool> {
+        for _ in 0..READS_PER_TURN {
+            let wanted = self.decoder.wanted().max(self.read_buf.len() + READ_CHUNK);
+            self.read_buf.reserve(wanted - self.read_buf.len());
+            match self.stream.try_read_buf(&mut self.read_buf) {
+                Ok(0) => return Ok(false),
+                Ok(_) => {
+                    self.last_read = Instant::now();
+                    self.pinged = false;
+                    self.decode_input();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.read_buf.is_empty() {
+            self.read_buf = BytesMut::new();
+        }
+        Ok(true)
+    }
+
+    fn decode_input(&mut self) {
+        if self.undecodable || self.received_close {
+            self.read_buf.clear();
+            return;
+        }
+        let id = self.conn.id;
+        let mut batch = Vec::new();
+        loop {
+            match self.decoder.decode(&mut self.read_buf) {
+                Ok(None) => break,
+                Ok(Some(inbound)) => {
+                    let event = match inbound {
+                        Inbound::Text(data) => Event::Message {
+                            id,
+                            data,
+                            binary: false,
+                        },
+                        Inbound::Binary(data) => Event::Message {
+                            id,
+                            data,
+                            binary: true,
+                        },
+                        Inbound::Ping(data) => {
+                            if let Queued::Closed = self.conn.send(encode::PONG, &data) {
+                                continue;
+                            }
+                            Event::Ping { id, data }
+                        }
+                        Inbound::Pong(data) => Event::Pong { id, data },
+                        Inbound::Close(close) => {
+                            self.received_close = true;
+                            if !self.sent_close {
+                                let reply = if close.code == CLOSE_NO_STATUS {
+                                    CLOSE_NORMAL
+                                } else {
+                                    close.code
+                                };
+                                self.outcome.get_or_insert((close.code, close.reason));
+                                self.conn.close(reply, "");
+                            }
+                            self.read_buf.clear();
+                            break;
+                        }
+                    };
+                    if !self.sent_close {
+                        batch.push(event);
+                    }
+                }
+                Err(error) => {
+                    self.undecodable = true;
+                    self.read_buf.clear();
+                    self.conn.close(error.code, error.reason);
+                    break;
+                }
+            }
+        }
+        self.events.push_all(&mut batch);
+    }
+
+    /// Writes queued output until done or the socket is full.
+    fn flush(&mut self) -> io::Result<super::conn_handle::Taken> {
+        let mut taken = self.conn.take(&mut self.in_flight);
+        loop {
+            if taken.destroy {
+                return Ok(taken);
+            }
+            if self.in_flight.is_empty() {
+                return Ok(taken);
+            }
+            let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+            let count = self.in_flight.len().min(WRITE_SLICES);
+            for (slice, chunk) in slices.iter_mut().zip(self.in_flight.iter()) {
+                *slice = IoSlice::new(chunk);
+            }
+            match self.stream.try_write_vectored(&slices[..count]) {
+                Ok(written) => {
+                    self.conn.wrote(written);
+                    self.advance(written);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(taken),
+                Err(e) => return Err(e),
+            }
+            if self.in_flight.is_empty() {
+                let closing = taken.closing.take();
+                taken = self.conn.take(&mut self.in_flight);
+                taken.closing = taken.closing.or(closing);
+            }
+        }
+    }
+
+    fn advance(&mut self, mut written: usize) {
+        while written > 0 {
+            let front = self
+                .in_flight
+                .front_mut()
+                .expect("wrote more than was in flight");
+            if written >= front.len() {
+                written -= front.len();
+                self.in_flight.pop_front();
+            } else {
+                front.advance(written);
+                written = 0;
+            }
+        }
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86400 * 365)
+}

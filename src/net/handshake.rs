@@ -1,0 +1,288 @@
+//! The HTTP/1.1 upgrade (RFC 6455 section 4.2): read the request head, check it, answer 101 or an error.
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tungstenite::handshake::derive_accept_key;
+
+use super::{RouteConfig, ServerConfig};
+use crate::routing::RouteTable;
+
+const MAX_HEADERS: usize = 64;
+
+/// An HTTP answer that ends the connection instead of upgrading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Rejection {
+    pub status: u16,
+    pub reason: &'static str,
+    pub body: &'static str,
+    pub extra_headers: &'static str,
+}
+
+impl Rejection {
+    const fn new(status: u16, reason: &'static str, body: &'static str) -> Self {
+        Self {
+            status,
+            reason,
+            body,
+            extra_headers: "",
+        }
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
+             Connection: close\r\n{}\r\n{}",
+            self.status,
+            self.reason,
+            self.body.len(),
+            self.extra_headers,
+            self.body
+        )
+        .into_bytes()
+    }
+}
+
+const TOO_LARGE: Rejection = Rejection::new(
+    431,
+    "Request Header Fields Too Large",
+    "request head too large\n",
+);
+const BAD_REQUEST: Rejection = Rejection::new(400, "Bad Request", "malformed HTTP request\n");
+
+/// An upgrade that passed every check.
+#[derive(Debug)]
+pub(super) struct Accepted {
+    pub route: Arc<RouteConfig>,
+    pub accept_key: String,
+}
+
+/// Reads the request head and upgrades or rejects. On success the 101 is written and the bytes the client
+/// sent after its head (early frames) are returned with the route.
+pub(super) async fn upgrade(
+    stream: &mut TcpStream,
+    routes: &RouteTable<Arc<RouteConfig>>,
+    config: &ServerConfig,
+) -> io::Result<Option<(Arc<RouteConfig>, BytesMut)>> {
+    let mut buf = BytesMut::with_capacity(1024);
+    let read = tokio::time::timeout(
+        config.request_timeout,
+        read_head(stream, &mut buf, config.max_header_bytes),
+    );
+    let head_len = match read.await {
+        Err(_elapsed) => return Ok(None),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(HeadRead::Closed)) => return Ok(None),
+        Ok(Ok(HeadRead::TooLarge)) => return reject(stream, &TOO_LARGE).await,
+        Ok(Ok(HeadRead::Malformed)) => return reject(stream, &BAD_REQUEST).await,
+        Ok(Ok(HeadRead::Complete(len))) => len,
+    };
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    if !matches!(
+        request.parse(&buf[..head_len]),
+        Ok(httparse::Status::Complete(_))
+    ) {
+        return reject(stream, &BAD_REQUEST).await;
+    }
+    match evaluate(&request, routes) {
+        Err(rejection) => reject(stream, &rejection).await,
+        Ok(accepted) => {
+            let response = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {}\r\n\r\n",
+                accepted.accept_key
+            );
+            stream.write_all(response.as_bytes()).await?;
+            let _head = buf.split_to(head_len);
+            Ok(Some((accepted.route, buf)))
+        }
+    }
+}
+
+async fn reject(
+    stream: &mut TcpStream,
+    rejection: &Rejection,
+) -> io::Result<Option<(Arc<RouteConfig>, BytesMut)>> {
+    stream.write_all(&rejection.to_bytes()).await?;
+    stream.shutdown().await?;
+    Ok(None)
+}
+
+enum HeadRead {
+    Complete(usize),
+    TooLarge,
+    Malformed,
+    Closed,
+}
+
+async fn read_head(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    limit: usize,
+) -> io::Result<HeadRead> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        match httparse::Request::new(&mut headers).parse(buf) {
+            Ok(httparse::Status::Complete(len)) => return Ok(HeadRead::Complete(len)),
+            Ok(httparse::Status::Partial) => {}
+            Err(httparse::Error::TooManyHeaders) => return Ok(HeadRead::TooLarge),
+            Err(_) => return Ok(HeadRead::Malformed),
+        }
+        if buf.len() >= limit {
+            return Ok(HeadRead::TooLarge);
+        }
+        buf.reserve(1024.min(limit - buf.len()));
+        if stream.read_buf(buf).await? == 0 {
+            return Ok(HeadRead::Closed);
+        }
+    }
+}
+
+/// The checks of a parsed request against the route table, without I/O.
+pub(super) fn evaluate(
+    request: &httparse::Request<'_, '_>,
+    routes: &RouteTable<Arc<RouteConfig>>,
+) -> Result<Accepted, Rejection> {
+    let target = request.path.unwrap_or("/");
+    let path = target.split_once('?').map_or(target, |(path, _query)| path);
+    let Some(found) = routes.find(path) else {
+        return Err(Rejection::new(404, "Not Found", "no route for this path\n"));
+    };
+    let header = |name: &str| {
+        request
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
+    let has_token = |name: &str, token: &str| {
+        request
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .any(|h| {
+                std::str::from_utf8(h.value)
+                    .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            })
+    };
+    let is_upgrade = request.method == Some("GET")
+        && has_token("upgrade", "websocket")
+        && has_token("connection", "upgrade");
+    if !is_upgrade {
+        return Err(Rejection {
+            extra_headers: "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
+            ..Rejection::new(
+                426,
+                "Upgrade Required",
+                "this route only accepts WebSocket upgrades\n",
+            )
+        });
+    }
+    if header("sec-websocket-version").map(<[u8]>::trim_ascii) != Some(b"13") {
+        return Err(Rejection {
+            extra_headers: "Sec-WebSocket-Version: 13\r\n",
+            ..Rejection::new(
+                400,
+                "Bad Request",
+                "unsupported Sec-WebSocket-Version (13 is supported)\n",
+            )
+        });
+    }
+    let key = header("sec-websocket-key")
+        .map(<[u8]>::trim_ascii)
+        .unwrap_or_default();
+    if !is_valid_key(key) {
+        return Err(Rejection::new(
+            400,
+            "Bad Request",
+            "missing or invalid Sec-WebSocket-Key\n",
+        ));
+    }
+    Ok(Accepted {
+        route: Arc::clone(found.value),
+        accept_key: derive_accept_key(key),
+    })
+}
+
+/// A key is the base64 of 16 bytes: 22 base64 characters and `==`.
+fn is_valid_key(key: &[u8]) -> bool {
+    key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes() -> RouteTable<Arc<RouteConfig>> {
+        let mut table = RouteTable::new();
+        let config = RouteConfig {
+            index: 0,
+            max_payload_length: 1024,
+            idle_timeout: None,
+            send_pings_automatically: true,
+        };
+        table.insert("/ws", Arc::new(config)).unwrap();
+        table
+    }
+
+    fn check(raw: &str) -> Result<Accepted, Rejection> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        assert!(request.parse(raw.as_bytes()).unwrap().is_complete());
+        evaluate(&request, &routes())
+    }
+
+    const GOOD: &str = "GET /ws?x=1 HTTP/1.1\r\nHost: a\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n\
+                        Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+    #[test]
+    fn accepts_a_valid_upgrade_with_the_rfc_accept_key() {
+        let accepted = check(GOOD).unwrap();
+        assert_eq!(accepted.accept_key, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(accepted.route.index, 0);
+    }
+
+    #[test]
+    fn unknown_path_is_404() {
+        assert_eq!(
+            check(&GOOD.replace("/ws?x=1", "/nope")).unwrap_err().status,
+            404
+        );
+    }
+
+    #[test]
+    fn plain_request_to_a_ws_route_is_426() {
+        let rejection = check("GET /ws HTTP/1.1\r\nHost: a\r\n\r\n").unwrap_err();
+        assert_eq!(rejection.status, 426);
+        assert!(rejection.extra_headers.contains("Upgrade: websocket"));
+        assert_eq!(check(&GOOD.replace("GET", "POST")).unwrap_err().status, 426);
+    }
+
+    #[test]
+    fn bad_version_and_key_are_400() {
+        let rejection = check(&GOOD.replace("Version: 13", "Version: 8")).unwrap_err();
+        assert_eq!(rejection.status, 400);
+        assert_eq!(rejection.extra_headers, "Sec-WebSocket-Version: 13\r\n");
+        assert_eq!(
+            check(&GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "short"))
+                .unwrap_err()
+                .status,
+            400
+        );
+    }
+
+    #[test]
+    fn rejection_is_a_complete_http_response() {
+        let text = String::from_utf8(TOO_LARGE.to_bytes()).unwrap();
+        assert!(text.starts_with("HTTP/1.1 431 "));
+        assert!(text.contains("Content-Length: 23\r\n"));
+    }
+}

@@ -1,0 +1,11 @@
+//! tokio: the listener, the HTTP upgrade, one task per connection, its outbound queue and timers.
+
+mod config;
+mod conn_handle;
+mod connection;
+mod handshake;
+mod server;
+
+pub use config::{RouteConfig, ServerConfig};
+pub use conn_handle::{ConnHandle, Queued};
+pub use server::NetServer;

@@ -1,0 +1,184 @@
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+use tokio::sync::watch;
+
+use super::{connection, handshake, ConnHandle, RouteConfig, ServerConfig};
+use crate::bridge::{Event, EventQueue};
+use crate::routing::RouteTable;
+
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// A listening server: its own tokio runtime, the accept loop and the registry of live connections.
+#[derive(Debug)]
+pub struct NetServer {
+    runtime: Option<Runtime>,
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    events: Arc<EventQueue>,
+    routes: RouteTable<Arc<RouteConfig>>,
+    config: ServerConfig,
+    connections: Mutex<HashMap<u64, Arc<ConnHandle>>>,
+    next_id: AtomicU64,
+}
+
+impl NetServer {
+    /// Binds `host:port` (port 0 picks a free one) and starts accepting on `workers` I/O threads.
+    pub fn bind(
+        host: &str,
+        port: u16,
+        routes: RouteTable<Arc<RouteConfig>>,
+        config: ServerConfig,
+        workers: usize,
+        events: Arc<EventQueue>,
+    ) -> io::Result<Self> {
+        let addr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("host {host:?} resolves to no address"),
+            )
+        })?;
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        let std_listener: std::net::TcpListener = socket.into();
+        let local_addr = std_listener.local_addr()?;
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers.max(1))
+            .thread_name("hyperws-io")
+            .enable_all()
+            .build()?;
+        let listener = {
+            let _guard = runtime.enter();
+            TcpListener::from_std(std_listener)?
+        };
+        let shared = Arc::new(Shared {
+            events,
+            routes,
+            config,
+            connections: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        });
+        let (stop, stopped) = watch::channel(false);
+        runtime.spawn(accept_loop(listener, Arc::clone(&shared), stopped));
+        Ok(Self {
+            runtime: Some(runtime),
+            shared,
+            local_addr,
+            stop,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting; live connections go on.
+    pub fn stop_accepting(&self) {
+        self.stop.send_replace(true);
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.registry().len()
+    }
+
+    /// Starts the close handshake on every live connection.
+    pub fn close_all(&self, code: u16, reason: &str) {
+        for conn in self.registry().values() {
+            conn.close(code, reason);
+        }
+    }
+
+    /// Drops every live connection at once.
+    pub fn destroy_all(&self) {
+        for conn in self.registry().values() {
+            conn.destroy();
+        }
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<ConnHandle>>> {
+        self.shared
+            .connections
+            .lock()
+            .expect("connection registry poisoned")
+    }
+}
+
+impl Drop for NetServer {
+    fn drop(&mut self) {
+        self.stop_accepting();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stopped.wait_for(|stop| *stop) => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                tokio::spawn(serve(stream, peer, Arc::clone(&shared)));
+            }
+            // Out of descriptors or memory: back off instead of spinning on the error.
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let Ok(Some((route, early_bytes))) =
+        handshake::upgrade(&mut stream, &shared.routes, &shared.config).await
+    else {
+        return;
+    };
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let index = route.index;
+    let conn = Arc::new(ConnHandle::new(id, peer, route));
+    shared
+        .connections
+        .lock()
+        .expect("connection registry poisoned")
+        .insert(id, Arc::clone(&conn));
+    shared.events.push(Event::Open {
+        conn: Arc::clone(&conn),
+        route: index,
+    });
+    let (code, reason) = connection::run(
+        stream,
+        Arc::clone(&conn),
+        early_bytes,
+        &shared.events,
+        &shared.config,
+    )
+    .await;
+    shared
+        .connections
+        .lock()
+        .expect("connection registry poisoned")
+        .remove(&id);
+    shared.events.push(Event::Close { id, code, reason });
+}
