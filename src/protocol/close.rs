@@ -38,6 +38,12 @@ pub fn is_valid_received_code(code: u16) -> bool {
     CloseCode::from(code).is_allowed()
 }
 
+/// Whether the server may send `code`: the registered codes an endpoint may use (1000-1003, 1007-1014)
+/// and the ranges for libraries and applications (3000-4999).
+pub fn is_valid_sent_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
 /// Builds a close payload: the code, then the reason cut to fit the 125-byte control frame limit on a UTF-8
 /// character boundary.
 pub fn encode_close_payload(code: u16, reason: &str) -> Vec<u8> {

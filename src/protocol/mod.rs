@@ -11,7 +11,7 @@ mod header;
 mod mask;
 mod utf8;
 
-pub use close::{encode_close_payload, parse_close_payload, CloseReason};
+pub use close::{encode_close_payload, is_valid_sent_close_code, parse_close_payload, CloseReason};
 pub use decoder::{Decoder, Inbound};
 pub use error::ProtocolError;
 pub use header::{parse_header, FrameHeader};

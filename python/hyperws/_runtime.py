@@ -1,0 +1,74 @@
+"""The Python half of the bridge: ordered async listeners and error reporting for the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable
+from typing import Any
+
+from ._core import Websocket
+
+logger = logging.getLogger("hyperws")
+
+
+class Hooks:
+    """Called by the engine: ``start_chain`` when a listener returns an awaitable, ``report`` on errors."""
+
+    __slots__ = ("_loop", "_tasks")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start_chain(self, ws: Websocket, first: Awaitable[Any]) -> Chain:
+        chain = Chain(self, ws, first)
+        task = self._loop.create_task(chain.run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return chain
+
+    def report(self, ws: Websocket, event: str, error: BaseException) -> None:
+        logger.error("error in the %r handler of %r", event, ws, exc_info=error)
+
+    async def wait_idle(self) -> None:
+        """Waits until every chain has finished (used by a graceful shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class Chain:
+    """The awaitables and events of one connection, run one after another so that an ``async def``
+    listener never sees its connection's events out of order."""
+
+    __slots__ = ("_hooks", "_ws", "_items")
+
+    def __init__(self, hooks: Hooks, ws: Websocket, first: Awaitable[Any]) -> None:
+        self._hooks = hooks
+        self._ws = ws
+        self._items: deque[Awaitable[Any] | tuple[str, tuple[Any, ...]]] = deque([first])
+
+    def push_awaitable(self, awaitable: Awaitable[Any]) -> None:
+        self._items.append(awaitable)
+
+    def push_event(self, event: str, args: tuple[Any, ...]) -> None:
+        self._items.append((event, args))
+
+    async def run(self) -> None:
+        ws, items = self._ws, self._items
+        while items:
+            item = items.popleft()
+            if isinstance(item, tuple):
+                event, args = item
+                for awaitable in ws._call_listeners(event, args):
+                    await self._guarded(event, awaitable)
+            else:
+                await self._guarded("handler", item)
+        ws._chain_done()
+
+    async def _guarded(self, event: str, awaitable: Awaitable[Any]) -> None:
+        try:
+            await awaitable
+        except Exception as error:  # a user's handler failed: log it, keep the connection's order going
+            self._hooks.report(self._ws, event, error)

@@ -1,0 +1,141 @@
+"""Server: a Router that listens. The engine (Rust) owns the sockets; this class wires it to asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from . import _core
+from ._router import Router
+from ._runtime import Hooks
+
+GOING_AWAY = 1001
+
+
+class Server(Router):
+    """A WebSocket server. Add routes with ``ws()`` (or mount routers with ``use()``), then
+    ``await server.listen(port)``.
+
+    Keyword options: ``workers`` (I/O threads, default: the CPUs this process may use),
+    ``max_header_bytes`` (largest upgrade request head, default 16 KiB; larger gets 431),
+    ``request_timeout`` (seconds a client has to send its request head, default 10),
+    ``close_timeout`` (seconds to wait for a client's close frame after sending ours, default 5).
+    """
+
+    def __init__(
+        self,
+        *,
+        workers: int | None = None,
+        max_header_bytes: int = 16 * 1024,
+        request_timeout: float = 10.0,
+        close_timeout: float = 5.0,
+    ) -> None:
+        super().__init__()
+        if workers is None:
+            workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        _positive("workers", workers, int)
+        _positive("max_header_bytes", max_header_bytes, int)
+        _positive("request_timeout", request_timeout, (int, float))
+        _positive("close_timeout", close_timeout, (int, float))
+        self._settings = {
+            "workers": workers,
+            "max_header_bytes": max_header_bytes,
+            "request_timeout": float(request_timeout),
+            "close_timeout": float(close_timeout),
+        }
+        self._engine: _core.Engine | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._hooks: Hooks | None = None
+        self._port: int | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful after ``listen(0)``)."""
+        if self._port is None:
+            raise RuntimeError("the server is not listening: call await server.listen(port) first")
+        return self._port
+
+    @property
+    def connections(self) -> int:
+        """How many WebSocket connections are open."""
+        return self._engine.connections if self._engine is not None else 0
+
+    def stats(self) -> dict[str, int]:
+        """Counters: open connections, wake-ups of the event loop, events handed to Python."""
+        if self._engine is None:
+            return {"connections": 0, "loop_wakeups": 0, "events": 0}
+        return self._engine.stats()
+
+    async def listen(self, port: int = 0, host: str = "0.0.0.0") -> None:
+        """Binds ``host:port`` and starts serving; returns once the socket is bound. Port 0 picks a
+        free port (see ``server.port``)."""
+        if self._engine is not None:
+            raise RuntimeError("this server is already listening")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be an int in 0..65535, got {port!r}")
+        loop = asyncio.get_running_loop()
+        hooks = Hooks(loop)
+        engine = _core.Engine(hooks)
+        for route in self._all_ws_routes():
+            engine.add_ws_route(
+                route.pattern,
+                route.handler,
+                max_payload_length=route.options.max_payload_length,
+                idle_timeout=route.options.idle_timeout,
+                send_pings_automatically=route.options.send_pings_automatically,
+                message_type=route.options.message_type,
+            )
+        self._port = engine.listen(host, port, **self._settings)
+        loop.add_reader(engine.fileno(), engine.drain)
+        self._engine, self._loop, self._hooks = engine, loop, hooks
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stops accepting, closes every connection with 1001 (going away), waits up to ``timeout``
+        seconds for the close handshakes, then drops what is left and stops the engine."""
+        engine, loop, hooks = self._engine, self._loop, self._hooks
+        if engine is None or loop is None or hooks is None:
+            return
+        engine.stop_accepting()
+        engine.close_all(GOING_AWAY, "server shutting down")
+        deadline = loop.time() + timeout
+        while engine.connections and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        if engine.connections:
+            engine.destroy_all()
+            while engine.connections:
+                await asyncio.sleep(0.005)
+        engine.drain()
+        loop.remove_reader(engine.fileno())
+        engine.shutdown()
+        await hooks.wait_idle()
+        self._engine = self._loop = self._hooks = None
+        self._port = None
+
+    def run(self, port: int = 0, host: str = "0.0.0.0") -> None:
+        """Listens and serves until interrupted (blocking). Uses uvloop when it is installed."""
+
+        async def serve() -> None:
+            await self.listen(port, host)
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await self.close()
+
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(serve())
+        else:
+            uvloop.run(serve())
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()
+
+
+def _positive(name: str, value: object, kind: type | tuple[type, ...]) -> None:
+    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:  # type: ignore[operator]
+        raise ValueError(f"{name} must be a positive number, got {value!r}")

@@ -1,0 +1,271 @@
+//! `Engine`: one server's native half. It owns the tokio side and drains its events on the asyncio thread.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use pyo3::{intern, PyTraverseError, PyVisit};
+
+use super::cork::CorkGuard;
+use super::payload::MessageType;
+use super::websocket::{self, Websocket};
+use crate::bridge::{Event, EventQueue};
+use crate::net::{NetServer, RouteConfig, ServerConfig};
+use crate::routing::RouteTable;
+
+/// Connection ids are sequential: hashing them is wasted work.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _bytes: &[u8]) {
+        unreachable!("only u64 keys")
+    }
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id;
+    }
+}
+
+type SocketMap = HashMap<u64, Py<Websocket>, BuildHasherDefault<IdHasher>>;
+
+struct PyRoute {
+    handler: Py<PyAny>,
+    message_type: MessageType,
+}
+
+/// The native half of a `hyperws.Server`.
+#[pyclass(module = "hyperws._core")]
+pub struct Engine {
+    events: Arc<EventQueue>,
+    hooks: Py<PyAny>,
+    table: RouteTable<Arc<RouteConfig>>,
+    routes: Vec<PyRoute>,
+    server: Option<NetServer>,
+    sockets: SocketMap,
+}
+
+#[pymethods]
+impl Engine {
+    #[new]
+    fn new(hooks: Py<PyAny>) -> PyResult<Self> {
+        let events = EventQueue::new()
+            .map_err(|e| PyOSError::new_err(format!("cannot create eventfd: {e}")))?;
+        Ok(Self {
+            events: Arc::new(events),
+            hooks,
+            table: RouteTable::new(),
+            routes: Vec::new(),
+            server: None,
+            sockets: SocketMap::default(),
+        })
+    }
+
+    /// Registers a WebSocket route; options were validated by the Python side.
+    #[pyo3(signature = (pattern, handler, *, max_payload_length, idle_timeout, send_pings_automatically, message_type))]
+    fn add_ws_route(
+        &mut self,
+        pattern: &str,
+        handler: Py<PyAny>,
+        max_payload_length: usize,
+        idle_timeout: f64,
+        send_pings_automatically: bool,
+        message_type: &str,
+    ) -> PyResult<()> {
+        if self.server.is_some() {
+            return Err(PyRuntimeError::new_err(
+                "routes cannot be added after listen()",
+            ));
+        }
+        let config = RouteConfig {
+            index: self.routes.len(),
+            max_payload_length,
+            idle_timeout: (idle_timeout > 0.0).then(|| Duration::from_secs_f64(idle_timeout)),
+            send_pings_automatically,
+        };
+        let message_type = MessageType::parse(message_type)?;
+        self.table
+            .insert(pattern, Arc::new(config))
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        self.routes.push(PyRoute {
+            handler,
+            message_type,
+        });
+        Ok(())
+    }
+
+    /// Binds and starts the I/O threads. Returns the bound port.
+    #[pyo3(signature = (host, port, *, workers, max_header_bytes, request_timeout, close_timeout))]
+    fn listen(
+        &mut self,
+        py: Python<'_>,
+        host: &str,
+        port: u16,
+        workers: usize,
+        max_header_bytes: usize,
+        request_timeout: f64,
+        close_timeout: f64,
+    ) -> PyResult<u16> {
+        if self.server.is_some() {
+            return Err(PyRuntimeError::new_err("this server is already listening"));
+        }
+        let config = ServerConfig {
+            max_header_bytes,
+            request_timeout: Duration::from_secs_f64(request_timeout),
+            close_timeout: Duration::from_secs_f64(close_timeout),
+        };
+        let table = std::mem::take(&mut self.table);
+        let events = Arc::clone(&self.events);
+        let server = py
+            .detach(|| NetServer::bind(host, port, table, config, workers, events))
+            .map_err(|e| PyOSError::new_err(format!("cannot listen on {host}:{port}: {e}")))?;
+        let port = server.local_addr().port();
+        self.server = Some(server);
+        Ok(port)
+    }
+
+    /// The descriptor to watch with `loop.add_reader(fd, engine.drain)`.
+    fn fileno(&self) -> i32 {
+        self.events.fd()
+    }
+
+    /// Dispatches every waiting event to Python: the message listeners are called right here.
+    fn drain(slf: &Bound<'_, Self>) {
+        let events = Arc::clone(&slf.borrow().events);
+        events.begin_drain();
+        let _cork = CorkGuard::begin();
+        let mut batch = Vec::new();
+        while events.take(&mut batch) {
+            for event in batch.drain(..) {
+                dispatch(slf, event);
+            }
+        }
+    }
+
+    /// Stops accepting new connections.
+    fn stop_accepting(&self) {
+        if let Some(server) = &self.server {
+            server.stop_accepting();
+        }
+    }
+
+    /// Starts the close handshake on every connection.
+    fn close_all(&self, code: u16, reason: &str) {
+        if let Some(server) = &self.server {
+            server.close_all(code, reason);
+        }
+    }
+
+    /// Drops every connection without a close handshake.
+    fn destroy_all(&self) {
+        if let Some(server) = &self.server {
+            server.destroy_all();
+        }
+    }
+
+    /// Stops the I/O threads. Connections still open are dropped.
+    fn shutdown(&mut self, py: Python<'_>) {
+        if let Some(server) = self.server.take() {
+            py.detach(move || drop(server));
+        }
+    }
+
+    /// Live connections (upgraded and not yet ended).
+    #[getter]
+    fn connections(&self) -> usize {
+        self.server.as_ref().map_or(0, NetServer::connection_count)
+    }
+
+    /// Counters: wake-ups of the loop and events handed over.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = self.events.stats();
+        let dict = PyDict::new(py);
+        dict.set_item("connections", self.connections())?;
+        dict.set_item("loop_wakeups", stats.wakeups)?;
+        dict.set_item("events", stats.events)?;
+        Ok(dict)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.hooks)?;
+        for route in &self.routes {
+            visit.call(&route.handler)?;
+        }
+        for socket in self.sockets.values() {
+            visit.call(socket)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.routes.clear();
+        self.sockets.clear();
+    }
+}
+
+fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
+    let py = engine.py();
+    match event {
+        Event::Open { conn, route } => {
+            let (handler, message_type, hooks) = {
+                let this = engine.borrow();
+                let route = &this.routes[route];
+                (
+                    route.handler.clone_ref(py),
+                    route.message_type,
+                    this.hooks.clone_ref(py),
+                )
+            };
+            let id = conn.id;
+            let ws = match Bound::new(py, Websocket::new(conn, message_type, hooks)) {
+                Ok(ws) => ws,
+                Err(error) => return error.write_unraisable(py, None),
+            };
+            engine.borrow_mut().sockets.insert(id, ws.clone().unbind());
+            match handler.bind(py).call1((&ws,)) {
+                Ok(result) if result.is_none() => {}
+                Ok(result) => {
+                    if result.hasattr(intern!(py, "__await__")).unwrap_or(false) {
+                        websocket::schedule_one(&ws, result);
+                    }
+                }
+                Err(error) => websocket::report(&ws, "open", error),
+            }
+        }
+        Event::Message { id, data, binary } => {
+            if let Some(ws) = socket(engine, id) {
+                websocket::deliver_message(ws.bind(py), &data, binary);
+            }
+        }
+        Event::Ping { id, data } => {
+            if let Some(ws) = socket(engine, id) {
+                websocket::deliver_control(ws.bind(py), "ping", &data);
+            }
+        }
+        Event::Pong { id, data } => {
+            if let Some(ws) = socket(engine, id) {
+                websocket::deliver_control(ws.bind(py), "pong", &data);
+            }
+        }
+        Event::Close { id, code, reason } => {
+            let removed = engine.borrow_mut().sockets.remove(&id);
+            if let Some(ws) = removed {
+                websocket::deliver_close(ws.bind(py), code, &reason);
+            }
+        }
+    }
+}
+
+fn socket(engine: &Bound<'_, Engine>, id: u64) -> Option<Py<Websocket>> {
+    engine
+        .borrow()
+        .sockets
+        .get(&id)
+        .map(|ws| ws.clone_ref(engine.py()))
+}

@@ -1,0 +1,456 @@
+//! `Websocket`: one connection as Python sees it, an event emitter whose listeners live in Rust.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::{intern, PyTraverseError, PyVisit};
+
+use super::cork::{self, CorkGuard};
+use super::listeners::{Callbacks, Listeners};
+use super::payload::{extract_message, MessageType};
+use crate::net::{ConnHandle, Queued};
+use crate::protocol::{encode, is_valid_sent_close_code};
+
+/// A WebSocket connection. Safe to use after it closed: `send`/`ping` return False, `close`/`destroy` do
+/// nothing.
+#[pyclass(module = "hyperws._core", name = "Websocket", dict, weakref)]
+pub struct Websocket {
+    conn: Arc<ConnHandle>,
+    message_type: MessageType,
+    /// The Python runtime helper (`hyperws._runtime.Hooks`): error reporting and async chains.
+    hooks: Py<PyAny>,
+    /// Created on first access: an idle connection that never uses it holds no dict.
+    context: Option<Py<PyAny>>,
+    listeners: Listeners,
+    /// While set, events wait in this Python chain behind an awaiting listener, to keep their order.
+    chain: Option<Py<PyAny>>,
+    close_fired: bool,
+}
+
+impl Websocket {
+    pub fn new(conn: Arc<ConnHandle>, message_type: MessageType, hooks: Py<PyAny>) -> Self {
+        Self {
+            conn,
+            message_type,
+            hooks,
+            context: None,
+            listeners: Listeners::default(),
+            chain: None,
+            close_fired: false,
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.conn.id
+    }
+}
+
+/// Delivers a received message: straight to the listeners, or behind a running async chain.
+pub fn deliver_message(ws: &Bound<'_, Websocket>, data: &Bytes, binary: bool) {
+    let py = ws.py();
+    let message_type = ws.borrow().message_type;
+    let payload = match message_type.to_python(py, data, !binary) {
+        Ok(payload) => payload,
+        Err(error) => return report(ws, "message", error),
+    };
+    deliver(ws, "message", (payload, binary));
+}
+
+/// Delivers 'ping' or 'pong' with its payload.
+pub fn deliver_control(ws: &Bound<'_, Websocket>, event: &str, data: &Bytes) {
+    let py = ws.py();
+    let message_type = ws.borrow().message_type;
+    match message_type.to_python(py, data, false) {
+        Ok(payload) => deliver(ws, event, (payload,)),
+        Err(error) => report(ws, event, error),
+    }
+}
+
+/// Fires 'close' once; later calls do nothing. Listeners are released after it, which breaks the usual
+/// cycle of a listener closure that refers to its socket.
+pub fn deliver_close(ws: &Bound<'_, Websocket>, code: u16, reason: &Bytes) {
+    let py = ws.py();
+    let message_type = {
+        let mut this = ws.borrow_mut();
+        if this.close_fired {
+            return;
+        }
+        this.close_fired = true;
+        this.message_type
+    };
+    match message_type.to_python(py, reason, true) {
+        Ok(reason) => deliver(ws, "close", (code, reason)),
+        Err(error) => report(ws, "close", error),
+    }
+    let mut this = ws.borrow_mut();
+    if this.chain.is_none() {
+        this.listeners.clear();
+    }
+}
+
+fn deliver<'py, A>(ws: &Bound<'py, Websocket>, event: &str, args: A)
+where
+    A: IntoPyObject<'py, Target = PyTuple, Output = Bound<'py, PyTuple>>,
+{
+    let py = ws.py();
+    let chain = ws.borrow().chain.as_ref().map(|c| c.clone_ref(py));
+    match chain {
+        Some(chain) => {
+            if let Err(error) = chain
+                .bind(py)
+                .call_method1(intern!(py, "push_event"), (event, args))
+            {
+                report(ws, event, error);
+            }
+        }
+        None => {
+            let args = match args.into_pyobject(py) {
+                Ok(args) => args,
+                Err(error) => return report(ws, event, error.into()),
+            };
+            let awaitables = call_listeners(ws, event, &args);
+            schedule(ws, awaitables);
+        }
+    }
+}
+
+/// Calls the listeners of `event` in order; returns the awaitables that async listeners returned.
+fn call_listeners<'py>(
+    ws: &Bound<'py, Websocket>,
+    event: &str,
+    args: &Bound<'py, PyTuple>,
+) -> Vec<Bound<'py, PyAny>> {
+    let py = ws.py();
+    let callbacks = ws.borrow_mut().listeners.take_for_call(py, event);
+    let mut awaitables = Vec::new();
+    let mut call = |callback: Py<PyAny>| match callback.bind(py).call1(args) {
+        Ok(result) if result.is_none() => {}
+        Ok(result) => {
+            if result.hasattr(intern!(py, "__await__")).unwrap_or(false) {
+                awaitables.push(result);
+            }
+        }
+        Err(error) => report(ws, event, error),
+    };
+    match callbacks {
+        Callbacks::None => {}
+        Callbacks::One(callback) => call(callback),
+        Callbacks::Many(list) => list.into_iter().for_each(call),
+    }
+    awaitables
+}
+
+/// Runs awaitables after whatever this connection is already awaiting, in order.
+fn schedule<'py>(ws: &Bound<'py, Websocket>, awaitables: Vec<Bound<'py, PyAny>>) {
+    for awaitable in awaitables {
+        schedule_one(ws, awaitable);
+    }
+}
+
+/// Runs one awaitable behind this connection's chain, starting the chain if none runs.
+pub fn schedule_one<'py>(ws: &Bound<'py, Websocket>, awaitable: Bound<'py, PyAny>) {
+    let py = ws.py();
+    let (chain, hooks) = {
+        let this = ws.borrow();
+        (
+            this.chain.as_ref().map(|c| c.clone_ref(py)),
+            this.hooks.clone_ref(py),
+        )
+    };
+    let result = match chain {
+        Some(chain) => chain
+            .bind(py)
+            .call_method1(intern!(py, "push_awaitable"), (awaitable,))
+            .map(drop),
+        None => hooks
+            .bind(py)
+            .call_method1(intern!(py, "start_chain"), (ws, awaitable))
+            .map(|chain| {
+                ws.borrow_mut().chain = Some(chain.unbind());
+            }),
+    };
+    if let Err(error) = result {
+        report(ws, "handler", error);
+    }
+}
+
+/// Logs an exception raised by user code through the hooks (Python `logging`); never raises.
+pub fn report(ws: &Bound<'_, Websocket>, event: &str, error: PyErr) {
+    let py = ws.py();
+    let hooks = ws.borrow().hooks.clone_ref(py);
+    if let Err(failure) = hooks
+        .bind(py)
+        .call_method1(intern!(py, "report"), (ws, event, error.into_value(py)))
+    {
+        failure.write_unraisable(py, Some(ws.as_any()));
+    }
+}
+
+#[pymethods]
+impl Websocket {
+    /// The native connection object (this object itself: hyperws has no separate wrapper).
+    #[getter]
+    fn raw(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// The peer's IP address.
+    #[getter]
+    fn ip(&self) -> String {
+        match self.conn.peer.ip() {
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
+            IpAddr::V4(v4) => v4.to_string(),
+        }
+    }
+
+    /// Values given to `response.upgrade(context)`; an empty dict without an upgrade route.
+    #[getter]
+    fn context(&mut self, py: Python<'_>) -> Py<PyAny> {
+        self.context
+            .get_or_insert_with(|| PyDict::new(py).into_any().unbind())
+            .clone_ref(py)
+    }
+
+    /// Whether the connection is closed or closing (nothing more can be sent).
+    #[getter]
+    fn closed(&self) -> bool {
+        self.close_fired || !self.conn.is_open()
+    }
+
+    /// Bytes queued for this connection and not yet written to the socket.
+    #[getter]
+    fn buffered(&self) -> usize {
+        self.conn.buffered()
+    }
+
+    /// Topics this connection is subscribed to.
+    #[getter]
+    fn topics<'py>(&self, py: Python<'py>) -> Bound<'py, PyList> {
+        PyList::empty(py)
+    }
+
+    /// Sends a message. `is_binary` defaults to the type: bytes-like → binary, str → text. Returns False
+    /// when the connection is closed. `compress` applies once permessage-deflate is negotiated.
+    #[pyo3(signature = (message, is_binary=None, compress=false))]
+    fn send(
+        &self,
+        message: &Bound<'_, PyAny>,
+        is_binary: Option<bool>,
+        compress: bool,
+    ) -> PyResult<bool> {
+        let _ = compress;
+        let outgoing = extract_message(message)?;
+        let binary = is_binary.unwrap_or(!outgoing.is_str());
+        if !binary && !outgoing.is_str() && simdutf8::basic::from_utf8(outgoing.bytes()).is_err() {
+            return Err(PyValueError::new_err(
+                "a text message (is_binary=False) must be valid UTF-8",
+            ));
+        }
+        Ok(self.queue(
+            if binary { encode::BINARY } else { encode::TEXT },
+            outgoing.bytes(),
+        ))
+    }
+
+    /// Sends a ping (payload at most 125 bytes). Returns False when the connection is closed.
+    #[pyo3(signature = (message=None))]
+    fn ping(&self, message: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+        let outgoing = message.map(extract_message).transpose()?;
+        let payload = outgoing.as_ref().map_or(&[][..], |o| o.bytes());
+        if payload.len() > 125 {
+            return Err(PyValueError::new_err(format!(
+                "a ping payload is at most 125 bytes, got {}",
+                payload.len()
+            )));
+        }
+        Ok(self.queue(encode::PING, payload))
+    }
+
+    /// Starts the close handshake: queued data is written first, then the close frame.
+    #[pyo3(signature = (code=1000, message=""))]
+    fn close(&self, code: u16, message: &str) -> PyResult<()> {
+        if !is_valid_sent_close_code(code) {
+            return Err(PyValueError::new_err(format!(
+                "close code {code} cannot be sent: use 1000-1003, 1007-1014 or 3000-4999"
+            )));
+        }
+        if message.len() > 123 {
+            return Err(PyValueError::new_err(format!(
+                "a close message is at most 123 bytes in UTF-8, got {}",
+                message.len()
+            )));
+        }
+        self.conn.close(code, message);
+        Ok(())
+    }
+
+    /// Drops the connection at once without a close frame; 'close' fires now with 1006.
+    fn destroy(slf: &Bound<'_, Self>) {
+        slf.borrow().conn.destroy();
+        deliver_close(slf, crate::protocol::CLOSE_ABNORMAL, &Bytes::new());
+    }
+
+    /// Runs `callback()` with writes held back, so every send inside goes out together; returns its result.
+    fn atomic(&self, callback: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let _cork = CorkGuard::begin();
+        callback.call0().map(Bound::unbind)
+    }
+
+    /// Adds a listener (also usable as a decorator: `@ws.on("message")`). Returns the socket, for chaining.
+    #[pyo3(signature = (event, listener=None))]
+    fn on(
+        slf: &Bound<'_, Self>,
+        event: &str,
+        listener: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        add_listener(slf, event, listener, false)
+    }
+
+    /// Adds a listener called at most once (also usable as a decorator).
+    #[pyo3(signature = (event, listener=None))]
+    fn once(
+        slf: &Bound<'_, Self>,
+        event: &str,
+        listener: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        add_listener(slf, event, listener, true)
+    }
+
+    /// Removes `listener` from `event`, or every listener of `event` when `listener` is omitted.
+    #[pyo3(signature = (event, listener=None))]
+    fn off(slf: &Bound<'_, Self>, event: &str, listener: Option<&Bound<'_, PyAny>>) -> Py<Self> {
+        slf.borrow_mut().listeners.remove(slf.py(), event, listener);
+        slf.clone().unbind()
+    }
+
+    /// Calls the listeners of `event` with `args`; returns whether there were any.
+    #[pyo3(signature = (event, *args))]
+    fn emit(slf: &Bound<'_, Self>, event: &str, args: &Bound<'_, PyTuple>) -> bool {
+        if slf.borrow().listeners.count(event) == 0 {
+            return false;
+        }
+        let awaitables = call_listeners(slf, event, args);
+        schedule(slf, awaitables);
+        true
+    }
+
+    /// How many listeners `event` has.
+    fn listener_count(&self, event: &str) -> usize {
+        self.listeners.count(event)
+    }
+
+    /// Chain side: runs the listeners of a queued event and returns the awaitables to await in order.
+    fn _call_listeners<'py>(
+        slf: &Bound<'py, Self>,
+        event: &str,
+        args: &Bound<'py, PyTuple>,
+    ) -> Vec<Bound<'py, PyAny>> {
+        call_listeners(slf, event, args)
+    }
+
+    /// Chain side: the chain has nothing left; events go straight to listeners again.
+    fn _chain_done(&mut self) {
+        self.chain = None;
+        if self.close_fired {
+            self.listeners.clear();
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.closed() { "closed" } else { "open" };
+        format!(
+            "<hyperws.Websocket #{} {} {}>",
+            self.conn.id,
+            self.ip(),
+            state
+        )
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.hooks)?;
+        if let Some(context) = &self.context {
+            visit.call(context)?;
+        }
+        if let Some(chain) = &self.chain {
+            visit.call(chain)?;
+        }
+        self.listeners.traverse(&visit)
+    }
+
+    fn __clear__(&mut self) {
+        self.listeners.clear();
+        self.context = None;
+        self.chain = None;
+    }
+}
+
+impl Websocket {
+    fn queue(&self, opcode: u8, payload: &[u8]) -> bool {
+        match self.conn.send(opcode, payload) {
+            Queued::Yes { wake } => {
+                if wake {
+                    cork::wake(&self.conn);
+                }
+                true
+            }
+            Queued::Closed => false,
+        }
+    }
+
+    pub fn set_context(&mut self, context: Py<PyAny>) {
+        self.context = Some(context);
+    }
+}
+
+fn add_listener(
+    slf: &Bound<'_, Websocket>,
+    event: &str,
+    listener: Option<&Bound<'_, PyAny>>,
+    once: bool,
+) -> PyResult<Py<PyAny>> {
+    let py = slf.py();
+    let Some(listener) = listener else {
+        let decorator = ListenerDecorator {
+            ws: slf.clone().unbind(),
+            event: event.to_owned(),
+            once,
+        };
+        return Ok(Py::new(py, decorator)?.into_any());
+    };
+    if !listener.is_callable() {
+        return Err(PyTypeError::new_err(format!(
+            "a listener must be callable, got {}",
+            listener.get_type().name()?
+        )));
+    }
+    slf.borrow_mut()
+        .listeners
+        .add(event, listener.clone().unbind(), once);
+    Ok(slf.clone().into_any().unbind())
+}
+
+/// What `ws.on(event)` returns without a listener: registers the function it decorates.
+#[pyclass(module = "hyperws._core")]
+pub struct ListenerDecorator {
+    ws: Py<Websocket>,
+    event: String,
+    once: bool,
+}
+
+#[pymethods]
+impl ListenerDecorator {
+    fn __call__(&self, py: Python<'_>, listener: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        add_listener(self.ws.bind(py), &self.event, Some(listener), self.once)?;
+        Ok(listener.clone().unbind())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.ws)
+    }
+}
