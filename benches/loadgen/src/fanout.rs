@@ -1,0 +1,238 @@
+//! `fanout`: S subscribers on /sub, one publisher on /pub. The publisher keeps `window` messages ahead of the
+//! tracker (subscriber 0); every subscriber must receive every message, in order, intact.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+use crate::ws::{self, Conn, Expect, Io, Template, OP_BINARY, OP_TEXT, SEQ_LEN};
+use crate::{connect_many, run_phases, timed, Args, Outcome, Phase, Report, Usage};
+
+struct Shared {
+    /// Messages the publisher has queued; final once the phase is Drain (it stops queueing then).
+    sent: Cell<u32>,
+    /// Messages the tracker has received.
+    tracked: Cell<u32>,
+    tracker_moved: Notify,
+    expect: Expect,
+}
+
+pub async fn run(a: &mut Args) -> Result<Report, Usage> {
+    let pub_s = a.string("pub-url")?;
+    let sub_s = a.string("sub-url")?;
+    let pub_url = ws::Url::parse(&pub_s)?;
+    let sub_url = ws::Url::parse(&sub_s)?;
+    let subs = a.num("subs", 1000)?;
+    let size = a.num("size", 32)?;
+    let window = a.num("window", 32)?;
+    let duration = a.secs("duration", 10.0)?;
+    let warmup = a.secs("warmup", 2.0)?;
+    let drain = a.secs("drain", 5.0)?;
+    let settle = Duration::from_millis(a.num("settle-ms", 200)? as u64);
+    let binary = a.flag("binary")?;
+    a.finish()?;
+    if size < SEQ_LEN {
+        return Err(Usage(format!("--size must be at least {SEQ_LEN}")));
+    }
+    if subs == 0 || window == 0 || window > u32::MAX as usize {
+        return Err(Usage("--subs and --window must be positive".into()));
+    }
+    crate::idle::raise_nofile();
+
+    let mut rep = Report::new("fanout");
+    rep.str("pub_url", &pub_s)
+        .str("sub_url", &sub_s)
+        .int("subs", subs as u64)
+        .int("window", window as u64)
+        .int("size", size as u64)
+        .boolean("binary", binary);
+
+    let mut rng = ws::Rng::from_time();
+    let (opened, errors) = connect_many(&sub_url, subs, 64 * 1024, 64, &mut rng).await;
+    for e in errors {
+        rep.error(format!("subscriber {e}"));
+    }
+    let connected = opened.iter().filter(|c| c.is_some()).count();
+    rep.int("subscribed", connected as u64);
+    if opened[0].is_none() {
+        rep.valid = false;
+        return Ok(rep);
+    }
+    // Let the server finish its side of every subscribe before the first publish.
+    tokio::time::sleep(settle).await;
+    let publisher = match timed(
+        Duration::from_secs(10),
+        Conn::connect(&pub_url, 16 * 1024, rng.mask()),
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            rep.error(format!("publisher: {e}"));
+            return Ok(rep);
+        }
+    };
+
+    let opcode = if binary { OP_BINARY } else { OP_TEXT };
+    let shared = Rc::new(Shared {
+        sent: Cell::new(0),
+        tracked: Cell::new(0),
+        tracker_moved: Notify::new(),
+        expect: Expect {
+            opcode,
+            payload: ws::make_payload(size, 0, binary),
+        },
+    });
+    let (tx, rx) = watch::channel(Phase::Warmup);
+    let mut set = JoinSet::new();
+    for (id, c) in opened.into_iter().enumerate() {
+        if let Some(c) = c {
+            set.spawn_local(subscriber(c, id, shared.clone(), rx.clone()));
+        }
+    }
+    set.spawn_local(publisher_loop(
+        publisher,
+        window as u32,
+        shared.clone(),
+        rx.clone(),
+    ));
+    let (outs, win) = run_phases(set, &tx, warmup, duration, drain).await;
+    let mut deliveries = 0;
+    for o in outs {
+        deliveries += o.counted;
+        rep.add(o);
+    }
+    rep.int("published", shared.sent.get() as u64)
+        .int("deliveries", deliveries)
+        .float("seconds", win.seconds)
+        .float("rate", deliveries as f64 / win.seconds)
+        .int("reads", win.reads)
+        .int("writes", win.writes);
+    if deliveries == 0 || connected != subs {
+        rep.valid = false;
+    }
+    Ok(rep)
+}
+
+async fn subscriber(
+    mut c: Conn,
+    id: usize,
+    shared: Rc<Shared>,
+    mut phase: watch::Receiver<Phase>,
+) -> Outcome {
+    let mut out = Outcome::default();
+    let mut recvd = 0u32;
+    loop {
+        let ph = *phase.borrow_and_update();
+        if ph >= Phase::Drain && recvd == shared.sent.get() {
+            break;
+        }
+        if ph == Phase::Stop {
+            let missing = shared.sent.get() - recvd;
+            out.lost += missing as u64;
+            out.error(format!(
+                "subscriber {id}: {missing} message(s) not delivered by the end of the drain period"
+            ));
+            return out;
+        }
+        let r = match c.io(&mut phase).await {
+            Ok(Io::Read) => on_read(&mut c, &shared, &mut recvd),
+            Ok(_) => Ok(0),
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(n) => {
+                if *phase.borrow() == Phase::Measure {
+                    out.counted += n;
+                }
+                if id == 0 && n > 0 {
+                    shared.tracked.set(recvd);
+                    shared.tracker_moved.notify_one();
+                }
+            }
+            Err(e) => {
+                out.lost += (shared.sent.get().saturating_sub(recvd)) as u64;
+                out.error(format!("subscriber {id}: {e}"));
+                return out;
+            }
+        }
+    }
+    if let Err(e) = c.close(Duration::from_secs(3)).await {
+        out.error(format!("subscriber {id}: {e}"));
+    }
+    out
+}
+
+fn on_read(c: &mut Conn, shared: &Shared, recvd: &mut u32) -> Result<u64, String> {
+    let mut n = 0;
+    while let Some(f) = c.next_frame()? {
+        if f.opcode == OP_TEXT || f.opcode == OP_BINARY {
+            if *recvd >= shared.sent.get() {
+                return Err(format!(
+                    "unsolicited message (only {} published)",
+                    shared.sent.get()
+                ));
+            }
+            shared.expect.check(f.opcode, c.payload(f), *recvd)?;
+            *recvd += 1;
+            n += 1;
+        } else {
+            c.control(f)?;
+        }
+    }
+    Ok(n)
+}
+
+async fn publisher_loop(
+    mut c: Conn,
+    window: u32,
+    shared: Rc<Shared>,
+    mut phase: watch::Receiver<Phase>,
+) -> Outcome {
+    let mut out = Outcome::default();
+    let tmpl = Template::new(shared.expect.opcode, &shared.expect.payload, c.mask);
+    loop {
+        let ph = *phase.borrow_and_update();
+        if ph < Phase::Drain {
+            let mut sent = shared.sent.get();
+            while sent - shared.tracked.get() < window {
+                tmpl.push(&mut c.wbuf, sent);
+                sent += 1;
+            }
+            shared.sent.set(sent);
+        } else if !c.has_output() {
+            break;
+        }
+        if ph == Phase::Stop {
+            out.error("publisher: output not written by the end of the drain period".into());
+            return out;
+        }
+        let r = tokio::select! {
+            r = c.io(&mut phase) => match r {
+                Ok(Io::Read) => drain_input(&mut c),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            },
+            _ = shared.tracker_moved.notified() => Ok(()),
+        };
+        if let Err(e) = r {
+            out.error(format!("publisher: {e}"));
+            return out;
+        }
+    }
+    if let Err(e) = c.close(Duration::from_secs(3)).await {
+        out.error(format!("publisher: {e}"));
+    }
+    out
+}
+
+/// The publisher receives nothing but control frames.
+fn drain_input(c: &mut Conn) -> Result<(), String> {
+    while let Some(f) = c.next_frame()? {
+        c.control(f)?;
+    }
+    Ok(())
+}
