@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Installs everything the comparison benchmark needs, inside benches/.peers/ (git-ignored, nothing global):
+#   - a venv at benches/.peers/venv with the Python peers (websockets, picows, uvloop)
+#   - hyperws itself, built from this repository into that venv (maturin, release)
+#   - the Rust load generator (benches/loadgen, release build)
+# A peer that fails to install is reported and skipped; the script goes on. Safe to run again: what is already
+# installed is kept, so a second run only rebuilds hyperws and the load generator incrementally.
+#
+# Environment: PYTHON (interpreter for the venv, default python3), SKIP_HYPERWS=1 (do not (re)build hyperws).
+set -uo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
+PEERS_DIR="$BENCH_DIR/.peers"
+VENV="$PEERS_DIR/venv"
+PY="$VENV/bin/python"
+PYTHON="${PYTHON:-python3}"
+
+declare -a OK=() FAILED=()
+
+say() { printf '[setup] %s\n' "$*"; }
+
+mkdir -p "$PEERS_DIR"
+
+if [ ! -x "$PY" ]; then
+    say "creating venv $VENV with $PYTHON"
+    "$PYTHON" -m venv "$VENV" || { say "FATAL: cannot create the venv"; exit 1; }
+    "$PY" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || say "warning: pip upgrade failed (continuing)"
+fi
+
+# peer: pip requirement and the module it provides
+install_peer() {
+    local req="$1" mod="$2"
+    if "$PY" -c "import $mod" >/dev/null 2>&1; then
+        OK+=("$mod (already installed: $("$PY" -c "import importlib.metadata as m; print(m.version('$req'))" 2>/dev/null))")
+        return
+    fi
+    say "installing $req"
+    if "$PY" -m pip install --quiet "$req" && "$PY" -c "import $mod" >/dev/null 2>&1; then
+        OK+=("$mod $("$PY" -c "import importlib.metadata as m; print(m.version('$req'))" 2>/dev/null)")
+    else
+        FAILED+=("$mod: pip install $req failed; its server will be skipped")
+    fi
+}
+
+install_peer websockets websockets
+install_peer picows picows
+install_peer uvloop uvloop
+install_peer maturin maturin
+
+# The load generator: a standalone crate (its own [workspace]), built in its own target dir.
+say "building the load generator (release)"
+if cargo build --quiet --release --manifest-path "$BENCH_DIR/loadgen/Cargo.toml"; then
+    OK+=("loadgen $BENCH_DIR/loadgen/target/release/loadgen")
+else
+    FAILED+=("loadgen: cargo build failed; no benchmark can run")
+fi
+
+# hyperws from this checkout. Its own cargo target dir under .peers so it never waits on (or disturbs) the
+# developers' builds in /target; incremental after the first build.
+if [ "${SKIP_HYPERWS:-0}" = "1" ]; then
+    say "SKIP_HYPERWS=1: not (re)building hyperws"
+elif ! "$PY" -c "import maturin" >/dev/null 2>&1; then
+    FAILED+=("hyperws: maturin is missing, cannot build it; hyperws will be skipped")
+else
+    say "building and installing hyperws from $REPO_DIR (release wheel)"
+    if CARGO_TARGET_DIR="$PEERS_DIR/target" "$PY" -m pip install --quiet --no-build-isolation \
+        --force-reinstall --no-deps "$REPO_DIR" >"$PEERS_DIR/hyperws-build.log" 2>&1 \
+        && (cd "$PEERS_DIR" && "$PY" -c "import hyperws; hyperws.Server") >>"$PEERS_DIR/hyperws-build.log" 2>&1; then
+        OK+=("hyperws (from $REPO_DIR)")
+    else
+        FAILED+=("hyperws: build or import failed (is the core ready yet?); see $PEERS_DIR/hyperws-build.log; hyperws will be skipped")
+    fi
+fi
+
+echo
+say "ready:"
+for item in "${OK[@]}"; do echo "    ok      $item"; done
+for item in "${FAILED[@]+"${FAILED[@]}"}"; do echo "    FAILED  $item"; done
+echo
+say "venv python: $PY"
+say "next: $PY $BENCH_DIR/compare.py"
+exit 0
