@@ -26,6 +26,13 @@ pub enum Event {
         id: u64,
         data: Bytes,
     },
+    /// The engine needs this connection closed (the peer sent a close, or broke the protocol). It goes
+    /// through the Python side so that replies to the events before it are sent before the close frame.
+    Shutdown {
+        conn: Arc<ConnHandle>,
+        code: u16,
+        reason: &'static str,
+    },
     /// The connection is gone; the last event of `id`.
     Close {
         id: u64,

@@ -261,7 +261,13 @@ impl Connection<'_> {
                 Err(error) => {
                     self.undecodable = true;
                     self.read_buf.clear();
-                    self.conn.close(error.code, error.reason);
+                    self.close_deadline = Some(Instant::now() + self.close_timeout);
+                    let (code, reason) = (error.code, error.reason);
+                    batch.push(Event::Shutdown {
+                        conn: Arc::clone(&self.conn),
+                        code,
+                        reason,
+                    });
                     break;
                 }
             }

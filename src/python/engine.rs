@@ -253,6 +253,9 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
                 websocket::deliver_control(ws.bind(py), "pong", &data);
             }
         }
+        Event::Shutdown { conn, code, reason } => {
+            conn.close(code, reason);
+        }
         Event::Close { id, code, reason } => {
             let removed = engine.borrow_mut().sockets.remove(&id);
             if let Some(ws) = removed {
