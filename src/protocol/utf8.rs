@@ -1,3 +1,5 @@
+use super::ProtocolError;
+
 /// Validates UTF-8 across the fragments of one text message, so a bad byte is caught in the fragment that
 /// carries it rather than at the end of the message.
 #[derive(Debug, Default)]
@@ -9,7 +11,12 @@ pub struct Utf8Validator {
 
 impl Utf8Validator {
     /// Checks the next fragment. `last` says whether it ends the message (then nothing may be left pending).
-    pub fn feed(&mut self, mut chunk: &[u8], last: bool) -> Result<(), ()> {
+    pub fn feed(&mut self, chunk: &[u8], last: bool) -> Result<(), ProtocolError> {
+        self.check(chunk, last)
+            .map_err(|()| ProtocolError::invalid_utf8())
+    }
+
+    fn check(&mut self, mut chunk: &[u8], last: bool) -> Result<(), ()> {
         if self.pending_len > 0 {
             let have = usize::from(self.pending_len);
             let need = sequence_len(self.pending[0]).ok_or(())?;
@@ -55,7 +62,7 @@ fn sequence_len(first: u8) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn feed_split(bytes: &[u8], cut: usize) -> Result<(), ()> {
+    fn feed_split(bytes: &[u8], cut: usize) -> Result<(), ProtocolError> {
         let mut v = Utf8Validator::default();
         v.feed(&bytes[..cut], false)?;
         v.feed(&bytes[cut..], true)
@@ -81,24 +88,24 @@ mod tests {
     #[test]
     fn rejects_invalid_bytes_in_the_fragment_that_carries_them() {
         let mut v = Utf8Validator::default();
-        assert_eq!(v.feed(b"ok \xff", false), Err(()));
+        assert!(v.feed(b"ok \xff", false).is_err());
         let mut v = Utf8Validator::default();
-        assert_eq!(v.feed(b"\xed\xa0\x80", false), Err(()), "surrogate");
+        assert!(v.feed(b"\xed\xa0\x80", false).is_err(), "surrogate");
     }
 
     #[test]
     fn rejects_a_message_that_ends_inside_a_code_point() {
         let mut v = Utf8Validator::default();
         assert_eq!(v.feed(b"ab\xe2\x82", false), Ok(()));
-        assert_eq!(v.feed(b"", true), Err(()));
+        assert!(v.feed(b"", true).is_err());
         let mut v = Utf8Validator::default();
-        assert_eq!(v.feed(b"ab\xe2\x82", true), Err(()));
+        assert!(v.feed(b"ab\xe2\x82", true).is_err());
     }
 
     #[test]
     fn rejects_a_bad_continuation_after_a_cut() {
         let mut v = Utf8Validator::default();
         assert_eq!(v.feed(b"\xe2", false), Ok(()));
-        assert_eq!(v.feed(b"\x28\xa1", true), Err(()));
+        assert!(v.feed(b"\x28\xa1", true).is_err());
     }
 }

@@ -101,6 +101,8 @@ impl Engine {
     }
 
     /// Binds and starts the I/O threads. Returns the bound port.
+    // The keyword arguments mirror `Server(...)`'s options one to one.
+    #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (host, port, *, workers, max_header_bytes, request_timeout, close_timeout))]
     fn listen(
         &mut self,
