@@ -64,8 +64,8 @@ fn main() {
     });
     match result {
         Ok(report) => {
-            let valid = report.valid;
-            println!("{}", report.finish());
+            let (line, valid) = report.finish();
+            println!("{line}");
             std::process::exit(if valid { 0 } else { 1 });
         }
         Err(Usage(e)) => usage_error(&e),
@@ -258,7 +258,8 @@ impl Report {
         }
     }
 
-    fn finish(mut self) -> String {
+    /// The JSON line and the verdict.
+    fn finish(mut self) -> (String, bool) {
         if self.errors > 0 || self.lost > 0 {
             self.valid = false;
         }
@@ -274,7 +275,7 @@ impl Report {
             samples.join(","),
             self.valid
         ));
-        out
+        (out, self.valid)
     }
 }
 

@@ -365,9 +365,11 @@ impl Conn {
                     };
                     match header("sec-websocket-accept") {
                         Some(a) if a == expected_accept => {}
-                        Some(a) => return Err(format!(
+                        Some(a) => {
+                            return Err(format!(
                             "handshake: Sec-WebSocket-Accept {a:?}, expected {expected_accept:?}"
-                        )),
+                        ))
+                        }
                         None => return Err("handshake: no Sec-WebSocket-Accept".into()),
                     }
                     if !header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
