@@ -18,6 +18,13 @@ MAX = 16 * 1024 * 1024
 TOPIC = "bench"
 
 server = hyperws.Server()
+_warned: set[str] = set()
+
+
+def missing(what: str) -> None:
+    if what not in _warned:
+        _warned.add(what)
+        print(f"hyperws: {what} does not exist yet", file=sys.stderr, flush=True)
 
 
 @server.ws("/echo", max_payload_length=MAX)
@@ -30,7 +37,7 @@ def sub(ws: Any) -> None:
     if hasattr(ws, "subscribe"):
         ws.subscribe(TOPIC)
     else:
-        print("hyperws: ws.subscribe does not exist yet; /sub receives nothing", file=sys.stderr)
+        missing("ws.subscribe (/sub receives nothing)")
 
 
 @server.ws("/pub", max_payload_length=MAX)
@@ -38,7 +45,7 @@ def pub(ws: Any) -> None:
     if hasattr(ws, "publish"):
         ws.on("message", lambda message, is_binary: ws.publish(TOPIC, message, is_binary))
     else:
-        print("hyperws: ws.publish does not exist yet; /pub drops messages", file=sys.stderr)
+        missing("ws.publish (/pub drops every message)")
 
 
 async def main(host: str, port: int) -> None:
