@@ -1,0 +1,654 @@
+#!/usr/bin/env python3
+"""Side-by-side WebSocket server comparison: hyperws against the Python peers, same app, same load.
+
+    bash benches/setup_peers.sh
+    benches/.peers/venv/bin/python benches/compare.py [--workloads echo32,echo16k] [--reps 3] [--duration 10]
+
+For every workload, repetition and server (interleaved: each repetition runs every server once), a fresh server
+process is started pinned to one CPU (taskset -c 0), the Rust load generator runs pinned to the other (taskset
+-c 1), and its JSON verdict is read. A run the generator reports invalid (any protocol error, wrong byte, gap,
+closed connection or message still in flight at the end) is shown as INVALID, never as a number. Prints a table
+and writes it, with the machine and versions, to benches/results/<date>.md (raw JSON lines beside it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import resource
+import selectors
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+SERVERS_DIR = BENCH_DIR / "servers"
+PEERS_DIR = BENCH_DIR / ".peers"
+RESULTS_DIR = BENCH_DIR / "results"
+DEFAULT_LOADGEN = BENCH_DIR / "loadgen" / "target" / "release" / "loadgen"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+# --- what is compared -------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Server:
+    name: str
+    script: str  # in benches/servers/
+    module: str  # must import in the venv, or the server is skipped
+    python: bool = (
+        True  # counts as a "Python peer" for the ratio column (hyperws is not a peer of itself)
+    )
+
+
+SERVERS = [
+    Server("hyperws", "hyperws_server.py", "hyperws", python=False),
+    Server("websockets", "websockets_server.py", "websockets"),
+    Server("picows", "picows_server.py", "picows"),
+]
+REFERENCE = "hyperws"
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    name: str
+    description: str
+    unit: str
+    # (base ws:// url, seconds, warm-up seconds) -> load generator arguments
+    argv: Callable[[str, float, float], list[str]]
+    higher_is_better: bool = True
+    # "rate": the generator's `rate`; "rss_per_conn": server RSS growth per open connection (idle workloads)
+    metric: str = "rate"
+    default_duration: float | None = None  # overrides --duration when that is not given
+
+
+def _timed(d: float, w: float) -> list[str]:
+    return ["--duration", f"{d:g}", "--warmup", f"{w:g}"]
+
+
+WORKLOADS = {
+    w.name: w
+    for w in [
+        Workload(
+            "echo32",
+            "echo, 32 B text, 64 connections x 16 in flight",
+            "msg/s",
+            lambda u, d, w: (
+                ["echo", "--url", f"{u}/echo", "--conns", "64", "--inflight", "16"]
+                + ["--size", "32", *_timed(d, w)]
+            ),
+        ),
+        Workload(
+            "echo16k",
+            "echo, 16 KiB binary, 16 connections x 4 in flight",
+            "msg/s",
+            lambda u, d, w: (
+                ["echo", "--url", f"{u}/echo", "--conns", "16", "--inflight", "4"]
+                + ["--size", "16384", "--binary", *_timed(d, w)]
+            ),
+        ),
+        Workload(
+            "fanout",
+            "fan-out, 32 B to 1000 subscribers, publisher window 32",
+            "deliveries/s",
+            lambda u, d, w: (
+                ["fanout", "--pub-url", f"{u}/pub", "--sub-url", f"{u}/sub"]
+                + ["--subs", "1000", "--window", "32", "--size", "32", *_timed(d, w)]
+            ),
+        ),
+        Workload(
+            "connect",
+            "connect, handshake, one echo, close; 16 at a time",
+            "handshakes/s",
+            lambda u, d, w: ["connect", "--url", f"{u}/echo", "--concurrency", "16", *_timed(d, w)],
+            default_duration=5,
+        ),
+        Workload(
+            "idle",
+            "10000 idle connections: server RSS growth per connection",
+            "KiB/conn",
+            lambda u, d, w: ["idle", "--url", f"{u}/echo", "--conns", "10000", "--hold", "60"],
+            higher_is_better=False,
+            metric="rss_per_conn",
+        ),
+    ]
+}
+DEFAULT_WORKLOADS = "echo32,echo16k"
+
+
+# --- one run ----------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Run:
+    workload: str
+    server: str
+    rep: int
+    valid: bool = False
+    value: float | None = None
+    errors: int = 0
+    lost: int = 0
+    server_cpu: float | None = None  # seconds of CPU the server used while the generator ran
+    loadgen_cpu: float | None = None
+    wall: float | None = None
+    other_cpu: float | None = None  # CPU seconds used by other processes on the two CPUs meanwhile
+    note: str = ""
+    report: dict[str, object] | None = None
+
+    def cell(self) -> str:
+        if self.value is None or not self.valid:
+            what = f"{self.errors} errors" + (f", {self.lost} lost" if self.lost else "")
+            return f"INVALID ({self.note or what})"
+        return fmt(self.value)
+
+
+def fmt(v: float) -> str:
+    if v >= 1e6:
+        return f"{v / 1e6:.2f} M"
+    if v >= 1e4:
+        return f"{v / 1e3:.1f} k"
+    if v >= 100:
+        return f"{v:.0f}"
+    return f"{v:.2f}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def proc_cpu(pid: int) -> float | None:
+    """User+system CPU seconds of a process and all its threads, from /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_rss_kib(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KIB
+    except OSError:
+        return None
+
+
+def raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def cpus_busy(cpus: list[int]) -> float:
+    """Busy seconds (everything but idle and iowait) of the given CPUs since boot."""
+    busy = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name = line.split(" ", 1)[0]
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            v = [int(x) for x in line.split()[1:]]
+            busy += sum(v[:8]) - v[3] - v[4]
+    return busy / CLK_TCK
+
+
+class ServerProcess:
+    def __init__(self, server: Server, python: str, cpu: int, log: Path) -> None:
+        self.server = server
+        self.port = free_port()
+        self.log = log
+        self._log_file = log.open("wb")
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", str(cpu), python, str(SERVERS_DIR / server.script)]
+            + ["--port", str(self.port)],
+            cwd=SERVERS_DIR,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._log_file,
+            start_new_session=True,
+            # Same fd limit for every server (the idle workload needs 10 000+); compare.py has no threads.
+            preexec_fn=raise_nofile,  # noqa: PLW1509
+        )
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 60) -> str | None:
+        """None when READY was printed, else why not."""
+        assert self.proc.stdout is not None
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        buf = b""
+        while time.monotonic() < deadline:
+            if sel.select(timeout=0.2):
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                buf += chunk
+                if any(line.strip() == b"READY" for line in buf.splitlines()):
+                    return None
+            elif self.proc.poll() is not None:
+                break
+        self.stop()
+        tail = self.log.read_text(errors="replace").strip().splitlines()[-3:]
+        why = "exited" if self.proc.returncode is not None else f"no READY within {timeout:g} s"
+        return f"{why}: " + (" | ".join(tail) if tail else "(no output)")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self._log_file.close()
+
+
+def run_loadgen(
+    loadgen: Path, argv: list[str], cpu: int, timeout: float, on_ready: Callable[[int], None] | None
+) -> tuple[dict[str, object] | None, float, str]:
+    """Runs the generator pinned to `cpu`; returns (its JSON or None, its CPU seconds, stderr/why)."""
+    proc = subprocess.Popen(
+        ["taskset", "-c", str(cpu), str(loadgen), *argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
+    deadline = time.monotonic() + timeout
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ, "out")
+    sel.register(proc.stderr, selectors.EVENT_READ, "err")
+    out, err, why = b"", b"", ""
+    open_streams = 2
+    while open_streams:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            why = f"load generator killed after {timeout:g} s"
+            proc.kill()
+            break
+        for key, _ in sel.select(timeout=min(left, 1)):
+            chunk = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
+            if not chunk:
+                sel.unregister(key.fileobj)
+                open_streams -= 1
+            elif key.data == "err":
+                err += chunk
+            else:
+                out += chunk
+                while on_ready and b"\n" in out and out.startswith(b"READY"):
+                    line, out = out.split(b"\n", 1)
+                    on_ready(int(line.split()[1]))
+                    on_ready = None
+                    proc.stdin.close()  # tells the generator the measurement is done
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    for f in (proc.stdin, proc.stdout, proc.stderr):
+        if not f.closed:
+            f.close()
+    report = None
+    for line in out.decode(errors="replace").splitlines()[::-1]:
+        if line.startswith("{"):
+            try:
+                report = json.loads(line)
+            except json.JSONDecodeError:
+                pass
+            break
+    if report is None and not why:
+        why = f"no JSON from the load generator (exit {proc.returncode}): " + " | ".join(
+            err.decode(errors="replace").strip().splitlines()[-3:]
+        )
+    return report, usage.ru_utime + usage.ru_stime, why
+
+
+def exit_reason(rc: int) -> str:
+    if rc >= 0:
+        return f"exit status {rc}"
+    try:
+        return f"killed by {signal.Signals(-rc).name}"
+    except ValueError:
+        return f"killed by signal {-rc}"
+
+
+def one_run(
+    args: argparse.Namespace, workload: Workload, server: Server, rep: int, logs: Path
+) -> tuple[Run, str | None]:
+    """Returns the run and, if the server could not start, why."""
+    run = Run(workload.name, server.name, rep)
+    srv = ServerProcess(
+        server, args.python, args.server_cpu, logs / f"{workload.name}-{server.name}-{rep}.log"
+    )
+    failed = srv.wait_ready()
+    if failed:
+        run.note = "server did not start"
+        return run, failed
+    duration = args.duration
+    if duration is None:
+        duration = workload.default_duration or 10.0
+    argv = workload.argv(srv.url, duration, args.warmup)
+    rss: dict[str, float] = {}
+
+    def on_ready(n: int) -> None:  # idle: all connections open
+        time.sleep(1.0)  # let the server finish its per-connection work
+        after = proc_rss_kib(srv.proc.pid)
+        if after is not None and n > 0:
+            rss["per_conn"] = (after - rss["before"]) / n
+            rss["after"] = after
+
+    time.sleep(0.3)
+    rss["before"] = proc_rss_kib(srv.proc.pid) or 0
+    cpu0, busy0, t0 = (
+        proc_cpu(srv.proc.pid),
+        cpus_busy([args.server_cpu, args.loadgen_cpu]),
+        time.monotonic(),
+    )
+    report, gen_cpu, why = run_loadgen(
+        args.loadgen, argv, args.loadgen_cpu, args.warmup + duration + 120, on_ready
+    )
+    cpu1, busy1, t1 = (
+        proc_cpu(srv.proc.pid),
+        cpus_busy([args.server_cpu, args.loadgen_cpu]),
+        time.monotonic(),
+    )
+    alive = srv.proc.poll() is None
+    srv.stop()
+
+    run.wall, run.loadgen_cpu = t1 - t0, gen_cpu
+    if cpu0 is not None and cpu1 is not None:
+        run.server_cpu = cpu1 - cpu0
+        run.other_cpu = max(0.0, (busy1 - busy0) - run.server_cpu - gen_cpu)
+    run.report = report
+    if report is None:
+        run.note = why
+        return run, None
+    run.errors, run.lost = int(report.get("errors", 0)), int(report.get("lost", 0))  # type: ignore[call-overload]
+    run.valid = bool(report.get("valid")) and alive
+    if not alive:
+        run.note = f"server died during the run: {exit_reason(srv.proc.returncode)}"
+    if workload.metric == "rate":
+        if "rate" in report:
+            run.value = float(report["rate"])  # type: ignore[arg-type]
+        else:
+            run.valid, run.note = False, "no rate in the report"
+    elif "per_conn" in rss:
+        run.value = rss["per_conn"]
+    else:
+        run.valid, run.note = False, "no RSS sample"
+    return run, None
+
+
+# --- the table --------------------------------------------------------------------------------------------------
+
+
+def summarize(workload: Workload, runs: list[Run], server_order: list[str]) -> list[list[str]]:
+    medians: dict[str, float] = {}
+    for name in server_order:
+        vals = [r.value for r in runs if r.server == name and r.valid and r.value is not None]
+        if vals:
+            medians[name] = statistics.median(vals)
+    pick = max if workload.higher_is_better else min
+    py_peers = {s.name for s in SERVERS if s.python}
+    peer_meds = {n: v for n, v in medians.items() if n in py_peers}
+    best_peer = pick(peer_meds, key=lambda n: peer_meds[n]) if peer_meds else None
+    rows = []
+    for name in server_order:
+        mine = [r for r in runs if r.server == name]
+        if not mine:
+            continue
+        ok = [r for r in mine if r.valid and r.value is not None]
+        vals = [r.value for r in ok if r.value is not None]
+        med = medians.get(name)
+        ref = medians.get(REFERENCE)
+        best = medians.get(best_peer) if best_peer else None
+        cpu = [f"{r.server_cpu:.2f}" if r.server_cpu is not None else "?" for r in mine]
+        gen = [f"{r.loadgen_cpu:.2f}" if r.loadgen_cpu is not None else "?" for r in mine]
+        notes = []
+        busy = [
+            r
+            for r in ok
+            if r.loadgen_cpu
+            and r.wall
+            and r.loadgen_cpu / r.wall > 0.9
+            and workload.metric == "rate"
+        ]
+        if busy:
+            notes.append(f"generator-bound in {len(busy)} rep(s): a lower bound")
+        noisy = [r for r in mine if r.other_cpu and r.wall and r.other_cpu / (2 * r.wall) > 0.05]
+        if noisy:
+            worst = max(r.other_cpu / (2 * r.wall) for r in noisy if r.other_cpu and r.wall)
+            notes.append(f"other processes used up to {worst:.0%} of the 2 CPUs")
+        rows.append(
+            [
+                name,
+                fmt(med) if med is not None else "INVALID",
+                f"{fmt(min(vals))} – {fmt(max(vals))}" if vals else "–",
+                ", ".join(r.cell() for r in mine),
+                " / ".join(cpu),
+                " / ".join(gen),
+                f"{len(ok)}/{len(mine)}",
+                f"{med / ref:.2f}x" if med is not None and ref else "–",
+                f"{med / best:.2f}x ({best_peer})" if med is not None and best else "–",
+                "; ".join(notes),
+            ]
+        )
+    return rows
+
+
+HEADERS = [
+    "server",
+    "median",
+    "min – max",
+    "each rep",
+    "server CPU s",
+    "loadgen CPU s",
+    "valid",
+    f"vs {REFERENCE}",
+    "vs best Python peer",
+    "notes",
+]
+
+
+def text_table(rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
+    line = "  ".join(h.ljust(w) for h, w in zip(HEADERS, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(out)
+
+
+def md_table(rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def versions(python: str) -> str:
+    code = (
+        "import importlib.metadata as m, platform\n"
+        "out = ['Python ' + platform.python_version()]\n"
+        "for p in ('hyperws', 'websockets', 'picows', 'uvloop'):\n"
+        "    try: out.append(p + ' ' + m.version(p))\n"
+        "    except Exception: pass\n"
+        "print(', '.join(out))"
+    )
+    r = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
+    return r.stdout.strip() or "?"
+
+
+def machine() -> str:
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = Path("/proc/meminfo").read_text().split("\n", 1)[0].split()[1]
+    return (
+        f"{cpu}, {os.cpu_count()} CPUs, {int(mem) // 1024 // 1024} GiB, Linux {platform.release()}"
+    )
+
+
+def git_rev() -> str:
+    r = subprocess.run(
+        ["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO_DIR), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return (r.stdout.strip() or "?") + (" (with local changes)" if dirty.stdout.strip() else "")
+
+
+# --- main -------------------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    venv_python = PEERS_DIR / "venv" / "bin" / "python"
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--workloads",
+        default=DEFAULT_WORKLOADS,
+        help=f"comma-separated, or 'all' (of: {', '.join(WORKLOADS)}); default {DEFAULT_WORKLOADS}",
+    )
+    p.add_argument("--servers", default=",".join(s.name for s in SERVERS), help="comma-separated")
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument(
+        "--duration", type=float, default=None, help="measured seconds per run (default 10)"
+    )
+    p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each run")
+    p.add_argument("--server-cpu", type=int, default=0)
+    p.add_argument("--loadgen-cpu", type=int, default=1)
+    p.add_argument(
+        "--python",
+        default=str(venv_python if venv_python.exists() else sys.executable),
+        help="interpreter that runs the servers (default: the venv made by setup_peers.sh)",
+    )
+    p.add_argument("--loadgen", type=Path, default=DEFAULT_LOADGEN)
+    p.add_argument(
+        "--out", type=Path, default=None, help="markdown file (default benches/results/<date>.md)"
+    )
+    args = p.parse_args()
+
+    names = list(WORKLOADS) if args.workloads == "all" else args.workloads.split(",")
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        p.error(f"unknown workload(s) {unknown}; known: {', '.join(WORKLOADS)}")
+    wanted = args.servers.split(",")
+    bad = [n for n in wanted if n not in {s.name for s in SERVERS}]
+    if bad:
+        p.error(f"unknown server(s) {bad}")
+    if not args.loadgen.exists():
+        p.error(f"no load generator at {args.loadgen}: run benches/setup_peers.sh first")
+
+    skipped: dict[str, str] = {}
+    servers = []
+    for s in SERVERS:
+        if s.name not in wanted:
+            continue
+        r = subprocess.run(
+            [args.python, "-c", f"import {s.module}"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd="/",
+        )
+        if r.returncode != 0:
+            last = (r.stderr.strip().splitlines() or ["?"])[-1]
+            skipped[s.name] = f"not installed in {args.python} ({last}); run benches/setup_peers.sh"
+            print(f"SKIP {s.name}: {skipped[s.name]}", flush=True)
+        else:
+            servers.append(s)
+
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H%M%S")
+    RESULTS_DIR.mkdir(exist_ok=True)
+    logs = RESULTS_DIR / f"{stamp}-logs"
+    logs.mkdir()
+    raw = (RESULTS_DIR / f"{stamp}.jsonl").open("w")
+    all_runs: dict[str, list[Run]] = {}
+    for wname in names:
+        workload = WORKLOADS[wname]
+        runs: list[Run] = []
+        for rep in range(1, args.reps + 1):
+            for server in servers:
+                if server.name in skipped:
+                    continue
+                print(f"[{wname} rep {rep}/{args.reps}] {server.name} ...", end=" ", flush=True)
+                run, failed = one_run(args, workload, server, rep, logs)
+                if failed:
+                    skipped[server.name] = f"failed to start: {failed}"
+                    print(f"SKIP: {skipped[server.name]}", flush=True)
+                    continue
+                runs.append(run)
+                raw.write(json.dumps(dataclasses.asdict(run)) + "\n")
+                raw.flush()
+                cpu = f"server CPU {run.server_cpu:.2f} s" if run.server_cpu is not None else ""
+                print(f"{run.cell()} {workload.unit}  {cpu}", flush=True)
+                if not run.valid and run.report:
+                    for sample in list(run.report.get("error_samples", []))[:3]:  # type: ignore[call-overload]
+                        print(f"      {sample}", flush=True)
+        all_runs[wname] = runs
+    raw.close()
+
+    order = [s.name for s in servers]
+    head = [
+        f"# WebSocket server comparison, {stamp.replace('_', ' ')}",
+        "",
+        (
+            f"- machine: {machine()}; server pinned to CPU {args.server_cpu}, load generator to CPU "
+            f"{args.loadgen_cpu}"
+        ),
+        f"- software: {versions(args.python)}; hyperws at {git_rev()}",
+        (
+            f"- command: `{' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}`; {args.reps} "
+            f"repetitions, servers interleaved, a fresh server process per run, warm-up {args.warmup:g} s"
+        ),
+        "- median and min – max over valid repetitions; a repetition with any error or loss is INVALID",
+        "- server CPU s: CPU the server process used while the generator ran, per repetition",
+    ]
+    for name, why in skipped.items():
+        head.append(f"- skipped {name}: {why}")
+    md, text = list(head), []
+    for wname, runs in all_runs.items():
+        workload = WORKLOADS[wname]
+        rows = summarize(workload, runs, order)
+        better = "higher" if workload.higher_is_better else "lower"
+        title = f"{wname}: {workload.description} ({workload.unit}, {better} is better)"
+        md += ["", f"## {title}", "", md_table(rows) if rows else "(no runs)"]
+        text += ["", title, text_table(rows) if rows else "(no runs)"]
+    print("\n".join(text))
+    for name, why in skipped.items():
+        print(f"skipped {name}: {why}")
+    out = args.out or RESULTS_DIR / f"{stamp}.md"
+    out.write_text("\n".join(md) + "\n")
+    print(f"\nwritten: {out} (raw runs: {RESULTS_DIR / (stamp + '.jsonl')}, server logs: {logs})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
