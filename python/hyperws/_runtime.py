@@ -55,6 +55,12 @@ class Chain:
     def push_event(self, event: str, args: tuple[Any, ...]) -> None:
         self._items.append((event, args))
 
+    def discard_events(self) -> None:
+        """Drops the events still waiting (the connection was destroyed); awaitables already queued stay."""
+        kept = [item for item in self._items if not isinstance(item, tuple)]
+        self._items.clear()
+        self._items.extend(kept)
+
     async def run(self) -> None:
         ws, items = self._ws, self._items
         while items:

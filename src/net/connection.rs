@@ -46,6 +46,7 @@ pub(super) async fn run(
         sent_close: false,
         received_close: false,
         undecodable: false,
+        write_shut: false,
         close_deadline: None,
     };
     let outcome = connection.serve().await;
@@ -71,6 +72,7 @@ struct Connection<'a> {
     received_close: bool,
     /// A protocol error was found: what follows cannot be framed, so input is discarded.
     undecodable: bool,
+    write_shut: bool,
     close_deadline: Option<Instant>,
 }
 
@@ -146,6 +148,12 @@ impl Connection<'_> {
         if close_written && self.received_close {
             let _ = self.stream.shutdown().await;
             return self.outcome.take();
+        }
+        if close_written && self.undecodable && !self.write_shut {
+            // The client's close frame cannot be framed after a protocol error: end our side (FIN) so the
+            // client closes too, and wait for its end of stream, bounded by the close deadline.
+            self.write_shut = true;
+            let _ = self.stream.shutdown().await;
         }
         None
     }

@@ -182,6 +182,16 @@ pub(super) fn evaluate(
             )
         });
     }
+    if request.version != Some(1) {
+        return Err(Rejection::new(
+            400,
+            "Bad Request",
+            "a WebSocket upgrade needs HTTP/1.1\n",
+        ));
+    }
+    if header("host").is_none() {
+        return Err(Rejection::new(400, "Bad Request", "missing Host header\n"));
+    }
     if header("sec-websocket-version").map(<[u8]>::trim_ascii) != Some(b"13") {
         return Err(Rejection {
             extra_headers: "Sec-WebSocket-Version: 13\r\n",
@@ -264,6 +274,20 @@ mod tests {
         assert_eq!(rejection.status, 426);
         assert!(rejection.extra_headers.contains("Upgrade: websocket"));
         assert_eq!(check(&GOOD.replace("GET", "POST")).unwrap_err().status, 426);
+    }
+
+    #[test]
+    fn http_1_0_and_a_missing_host_are_400() {
+        let rejection = check(&GOOD.replace("HTTP/1.1", "HTTP/1.0")).unwrap_err();
+        assert_eq!(
+            (rejection.status, rejection.body),
+            (400, "a WebSocket upgrade needs HTTP/1.1\n")
+        );
+        let rejection = check(&GOOD.replace("Host: a\r\n", "")).unwrap_err();
+        assert_eq!(
+            (rejection.status, rejection.body),
+            (400, "missing Host header\n")
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
@@ -23,6 +23,8 @@ pub struct NetServer {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
     stop: watch::Sender<bool>,
+    /// Receives once the accept loop has dropped the listening socket.
+    listener_closed: Mutex<Option<mpsc::Receiver<()>>>,
 }
 
 #[derive(Debug)]
@@ -75,12 +77,19 @@ impl NetServer {
             next_id: AtomicU64::new(1),
         });
         let (stop, stopped) = watch::channel(false);
-        runtime.spawn(accept_loop(listener, Arc::clone(&shared), stopped));
+        let (closed_tx, closed_rx) = mpsc::channel();
+        runtime.spawn(accept_loop(
+            listener,
+            Arc::clone(&shared),
+            stopped,
+            closed_tx,
+        ));
         Ok(Self {
             runtime: Some(runtime),
             shared,
             local_addr,
             stop,
+            listener_closed: Mutex::new(Some(closed_rx)),
         })
     }
 
@@ -88,9 +97,18 @@ impl NetServer {
         self.local_addr
     }
 
-    /// Stops accepting; live connections go on.
+    /// Stops accepting and closes the listening socket (the port is free when this returns); live
+    /// connections go on.
     pub fn stop_accepting(&self) {
         self.stop.send_replace(true);
+        let closed = self
+            .listener_closed
+            .lock()
+            .expect("listener state poisoned")
+            .take();
+        if let Some(closed) = closed {
+            let _ = closed.recv_timeout(Duration::from_secs(5));
+        }
     }
 
     pub fn connection_count(&self) -> usize {
@@ -132,10 +150,15 @@ async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
+    closed: mpsc::Sender<()>,
 ) {
     loop {
         let accepted = tokio::select! {
-            _ = stopped.wait_for(|stop| *stop) => return,
+            _ = stopped.wait_for(|stop| *stop) => {
+                drop(listener);
+                let _ = closed.send(());
+                return;
+            }
             accepted = listener.accept() => accepted,
         };
         match accepted {

@@ -150,10 +150,10 @@ impl Engine {
         }
     }
 
-    /// Stops accepting new connections.
-    fn stop_accepting(&self) {
+    /// Stops accepting new connections and frees the port.
+    fn stop_accepting(&self, py: Python<'_>) {
         if let Some(server) = &self.server {
-            server.stop_accepting();
+            py.detach(|| server.stop_accepting());
         }
     }
 

@@ -73,19 +73,51 @@ pub fn deliver_control(ws: &Bound<'_, Websocket>, event: &str, data: &Bytes) {
 /// Fires 'close' once; later calls do nothing. Listeners are released after it, which breaks the usual
 /// cycle of a listener closure that refers to its socket.
 pub fn deliver_close(ws: &Bound<'_, Websocket>, code: u16, reason: &Bytes) {
-    let py = ws.py();
-    let message_type = {
-        let mut this = ws.borrow_mut();
-        if this.close_fired {
-            return;
-        }
-        this.close_fired = true;
-        this.message_type
+    let Some(message_type) = mark_close_fired(ws) else {
+        return;
     };
-    match message_type.to_python(py, reason, true) {
+    match message_type.to_python(ws.py(), reason, true) {
         Ok(reason) => deliver(ws, "close", (code, reason)),
         Err(error) => report(ws, "close", error),
     }
+    release_listeners_if_idle(ws);
+}
+
+/// `destroy()`: 'close' fires now, even inside an async chain; the events still waiting in the chain are
+/// dropped with the connection.
+fn deliver_close_now(ws: &Bound<'_, Websocket>) {
+    let py = ws.py();
+    let Some(message_type) = mark_close_fired(ws) else {
+        return;
+    };
+    let chain = ws.borrow().chain.as_ref().map(|c| c.clone_ref(py));
+    if let Some(chain) = chain {
+        if let Err(error) = chain.bind(py).call_method0(intern!(py, "discard_events")) {
+            report(ws, "close", error);
+        }
+    }
+    let reason = message_type.to_python(py, &Bytes::new(), true);
+    match reason.and_then(|reason| Ok((crate::protocol::CLOSE_ABNORMAL, reason).into_pyobject(py)?))
+    {
+        Ok(args) => {
+            let awaitables = call_listeners(ws, "close", &args);
+            schedule(ws, awaitables);
+        }
+        Err(error) => report(ws, "close", error),
+    }
+    release_listeners_if_idle(ws);
+}
+
+fn mark_close_fired(ws: &Bound<'_, Websocket>) -> Option<MessageType> {
+    let mut this = ws.borrow_mut();
+    if this.close_fired {
+        return None;
+    }
+    this.close_fired = true;
+    Some(this.message_type)
+}
+
+fn release_listeners_if_idle(ws: &Bound<'_, Websocket>) {
     let mut this = ws.borrow_mut();
     if this.chain.is_none() {
         this.listeners.clear();
@@ -274,12 +306,15 @@ impl Websocket {
 
     /// Starts the close handshake: queued data is written first, then the close frame.
     #[pyo3(signature = (code=1000, message=""))]
-    fn close(&self, code: u16, message: &str) -> PyResult<()> {
-        if !is_valid_sent_close_code(code) {
+    fn close(&self, code: i64, message: &str) -> PyResult<()> {
+        let Some(code) = u16::try_from(code)
+            .ok()
+            .filter(|code| is_valid_sent_close_code(*code))
+        else {
             return Err(PyValueError::new_err(format!(
                 "close code {code} cannot be sent: use 1000-1003, 1007-1014 or 3000-4999"
             )));
-        }
+        };
         if message.len() > 123 {
             return Err(PyValueError::new_err(format!(
                 "a close message is at most 123 bytes in UTF-8, got {}",
@@ -293,7 +328,7 @@ impl Websocket {
     /// Drops the connection at once without a close frame; 'close' fires now with 1006.
     fn destroy(slf: &Bound<'_, Self>) {
         slf.borrow().conn.destroy();
-        deliver_close(slf, crate::protocol::CLOSE_ABNORMAL, &Bytes::new());
+        deliver_close_now(slf);
     }
 
     /// Runs `callback()` with writes held back, so every send inside goes out together; returns its result.
