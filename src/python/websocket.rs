@@ -97,8 +97,7 @@ fn deliver_close_now(ws: &Bound<'_, Websocket>) {
         }
     }
     let reason = message_type.to_python(py, &Bytes::new(), true);
-    match reason.and_then(|reason| Ok((crate::protocol::CLOSE_ABNORMAL, reason).into_pyobject(py)?))
-    {
+    match reason.and_then(|reason| (crate::protocol::CLOSE_ABNORMAL, reason).into_pyobject(py)) {
         Ok(args) => {
             let awaitables = call_listeners(ws, "close", &args);
             schedule(ws, awaitables);
