@@ -36,8 +36,14 @@ def ws_options(options: Mapping[str, Any] | None, keywords: Mapping[str, Any]) -
         raise ValueError(f"unknown ws route option(s): {', '.join(unknown)} (known: {known})")
 
     idle_timeout = merged.get("idle_timeout", WsOptions.idle_timeout)
-    if isinstance(idle_timeout, bool) or not isinstance(idle_timeout, (int, float)) or idle_timeout < 0:
-        raise ValueError(f"idle_timeout must be a number of seconds >= 0 (0 = never), got {idle_timeout!r}")
+    if (
+        isinstance(idle_timeout, bool)
+        or not isinstance(idle_timeout, (int, float))
+        or idle_timeout < 0
+    ):
+        raise ValueError(
+            f"idle_timeout must be a number of seconds >= 0 (0 = never), got {idle_timeout!r}"
+        )
 
     max_payload_length = merged.get("max_payload_length", WsOptions.max_payload_length)
     if (
@@ -45,7 +51,9 @@ def ws_options(options: Mapping[str, Any] | None, keywords: Mapping[str, Any]) -
         or not isinstance(max_payload_length, int)
         or max_payload_length <= 0
     ):
-        raise ValueError(f"max_payload_length must be a positive int (bytes), got {max_payload_length!r}")
+        raise ValueError(
+            f"max_payload_length must be a positive int (bytes), got {max_payload_length!r}"
+        )
 
     message_type = merged.get("message_type", WsOptions.message_type)
     if message_type not in MESSAGE_TYPES:

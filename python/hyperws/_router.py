@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any, overload
 
 from . import _core
-from ._options import WsOptions, ws_options
 from ._core import Websocket
+from ._options import WsOptions, ws_options
 
 OpenHandler = Callable[[Websocket], Any]
 """Called with each new connection; a plain function or an ``async def``."""
@@ -60,7 +60,7 @@ class Router:
     def use(self, prefix: str | Router, router: Router | None = None) -> None:
         """Mounts ``router`` under ``prefix`` (``use(router)`` mounts it at the root)."""
         if isinstance(prefix, Router) and router is None:
-            prefix, router = "/", prefix
+            router, prefix = prefix, "/"
         if not isinstance(router, Router):
             raise TypeError(f"use() mounts a Router, got {type(router).__name__}")
         if not isinstance(prefix, str) or not prefix.startswith("/"):

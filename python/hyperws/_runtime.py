@@ -42,7 +42,7 @@ class Chain:
     """The awaitables and events of one connection, run one after another so that an ``async def``
     listener never sees its connection's events out of order."""
 
-    __slots__ = ("_hooks", "_ws", "_items")
+    __slots__ = ("_hooks", "_items", "_ws")
 
     def __init__(self, hooks: Hooks, ws: Websocket, first: Awaitable[Any]) -> None:
         self._hooks = hooks
@@ -76,5 +76,7 @@ class Chain:
     async def _guarded(self, event: str, awaitable: Awaitable[Any]) -> None:
         try:
             await awaitable
-        except Exception as error:  # a user's handler failed: log it, keep the connection's order going
+        except (
+            Exception
+        ) as error:  # a user's handler failed: log it, keep the connection's order going
             self._hooks.report(self._ws, event, error)

@@ -38,7 +38,7 @@ class Server(Router):
         _positive("max_header_bytes", max_header_bytes, int)
         _positive("request_timeout", request_timeout, (int, float))
         _positive("close_timeout", close_timeout, (int, float))
-        self._settings = {
+        self._settings: dict[str, Any] = {
             "workers": workers,
             "max_header_bytes": max_header_bytes,
             "request_timeout": float(request_timeout),
