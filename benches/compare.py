@@ -37,6 +37,7 @@ PEERS_DIR = BENCH_DIR / ".peers"
 RESULTS_DIR = BENCH_DIR / "results"
 DEFAULT_LOADGEN = BENCH_DIR / "loadgen" / "target" / "release" / "loadgen"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+DASH = "\N{EN DASH}"
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
@@ -86,8 +87,10 @@ WORKLOADS = {
             "echo, 32 B text, 64 connections x 16 in flight",
             "msg/s",
             lambda u, d, w: (
-                ["echo", "--url", f"{u}/echo", "--conns", "64", "--inflight", "16"]
-                + ["--size", "32", *_timed(d, w)]
+                [
+                    *("echo", "--url", f"{u}/echo", "--conns", "64", "--inflight", "16"),
+                    *("--size", "32", *_timed(d, w)),
+                ]
             ),
         ),
         Workload(
@@ -95,8 +98,10 @@ WORKLOADS = {
             "echo, 16 KiB binary, 16 connections x 4 in flight",
             "msg/s",
             lambda u, d, w: (
-                ["echo", "--url", f"{u}/echo", "--conns", "16", "--inflight", "4"]
-                + ["--size", "16384", "--binary", *_timed(d, w)]
+                [
+                    *("echo", "--url", f"{u}/echo", "--conns", "16", "--inflight", "4"),
+                    *("--size", "16384", "--binary", *_timed(d, w)),
+                ]
             ),
         ),
         Workload(
@@ -104,8 +109,10 @@ WORKLOADS = {
             "fan-out, 32 B to 1000 subscribers, publisher window 32",
             "deliveries/s",
             lambda u, d, w: (
-                ["fanout", "--pub-url", f"{u}/pub", "--sub-url", f"{u}/sub"]
-                + ["--subs", "1000", "--window", "32", "--size", "32", *_timed(d, w)]
+                [
+                    *("fanout", "--pub-url", f"{u}/pub", "--sub-url", f"{u}/sub"),
+                    *("--subs", "1000", "--window", "32", "--size", "32", *_timed(d, w)),
+                ]
             ),
         ),
         Workload(
@@ -221,14 +228,14 @@ class ServerProcess:
         self.log = log
         self._log_file = log.open("wb")
         self.proc = subprocess.Popen(
-            [*pin(cpu), python, str(SERVERS_DIR / server.script)] + ["--port", str(self.port)],
+            [*pin(cpu), python, str(SERVERS_DIR / server.script), "--port", str(self.port)],
             cwd=SERVERS_DIR,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._log_file,
             start_new_session=True,
             # Same fd limit for every server (the idle workload needs 10 000+); compare.py has no threads.
-            preexec_fn=raise_nofile,  # noqa: PLW1509
+            preexec_fn=raise_nofile,
         )
 
     @property
@@ -450,13 +457,13 @@ def summarize(workload: Workload, runs: list[Run], server_order: list[str]) -> l
             [
                 name,
                 fmt(med) if med is not None else "INVALID",
-                f"{fmt(min(vals))} – {fmt(max(vals))}" if vals else "–",
+                f"{fmt(min(vals))} {DASH} {fmt(max(vals))}" if vals else DASH,
                 ", ".join(r.cell() for r in mine),
                 " / ".join(cpu),
                 " / ".join(gen),
                 f"{len(ok)}/{len(mine)}",
-                f"{med / ref:.2f}x" if med is not None and ref else "–",
-                f"{med / best:.2f}x ({best_peer})" if med is not None and best else "–",
+                f"{med / ref:.2f}x" if med is not None and ref else DASH,
+                f"{med / best:.2f}x ({best_peer})" if med is not None and best else DASH,
                 "; ".join(notes),
             ]
         )
@@ -466,7 +473,7 @@ def summarize(workload: Workload, runs: list[Run], server_order: list[str]) -> l
 HEADERS = [
     "server",
     "median",
-    "min – max",
+    f"min {DASH} max",
     "each rep",
     "server CPU s",
     "loadgen CPU s",
@@ -479,9 +486,9 @@ HEADERS = [
 
 def text_table(rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
-    line = "  ".join(h.ljust(w) for h, w in zip(HEADERS, widths))
+    line = "  ".join(h.ljust(w) for h, w in zip(HEADERS, widths, strict=True))
     out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(out)
 
 
@@ -652,7 +659,7 @@ def main() -> int:
             f"- command: `{' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}`; {args.reps} "
             f"repetitions, servers interleaved, a fresh server process per run, warm-up {args.warmup:g} s"
         ),
-        "- median and min – max over valid repetitions; a repetition with any error or loss is INVALID",
+        f"- median and min {DASH} max over valid repetitions; a repetition with any error or loss is INVALID",
         "- server CPU s: CPU the server process used while the generator ran, per repetition",
     ]
     for name, why in skipped.items():
