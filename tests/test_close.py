@@ -131,11 +131,6 @@ async def test_invalid_close_code_is_a_value_error(serve, code):
         assert await asyncio.wait_for(client.recv(), T) == "still open"
 
 
-@pytest.mark.xfail(
-    reason="ws.close() with a code outside 0..65535 raises OverflowError (pyo3's u16 conversion) "
-    "instead of the ValueError every other invalid code raises",
-    strict=True,
-)
 @pytest.mark.parametrize("code", [-1, 65536, 100000])
 async def test_out_of_range_close_code_is_a_value_error(serve, code):
     server, opened, _ = await opened_socket(serve)

@@ -499,11 +499,6 @@ async def test_destroy_seen_by_a_websockets_client(serve):
         assert client.close_code == 1006
 
 
-@pytest.mark.xfail(
-    reason="destroy() called inside an async listener/handler queues the 'close' event behind the "
-    "running async chain instead of firing it before destroy() returns",
-    strict=True,
-)
 async def test_destroy_in_an_async_listener_fires_close_before_it_returns(serve):
     seen = {}
 
@@ -734,6 +729,7 @@ async def test_exception_in_a_message_listener_is_logged_and_serving_goes_on(ser
     assert len(records) == 1
     assert records[0].levelno == logging.ERROR
     assert records[0].exc_info and "listener failed" in str(records[0].exc_info[1])
+    assert "127.0.0.1" in records[0].getMessage()  # the log names the connection
 
 
 async def test_exception_in_one_listener_does_not_skip_the_next(serve, caplog):

@@ -337,12 +337,6 @@ async def test_server_drops_a_failed_connection_that_never_answers_the_close(ser
     assert code == 1002
 
 
-@pytest.mark.xfail(
-    reason="after a protocol error (1002/1007/1009) the server discards all further input, "
-    "including the client's close reply, so it keeps the TCP connection open until close_timeout "
-    "instead of closing it when the close handshake completes",
-    strict=True,
-)
 @pytest.mark.parametrize(
     ("frame", "code"),
     [
@@ -367,12 +361,6 @@ async def test_server_closes_tcp_when_the_client_answers_a_failure_close(serve, 
     assert got == code
 
 
-@pytest.mark.xfail(
-    reason="a websockets client that sends an oversized message waits for the server to close "
-    "TCP after the close handshake; the server ignores the client's close reply after 1009 and "
-    "only drops the connection at close_timeout",
-    strict=True,
-)
 async def test_websockets_client_sees_1009_after_the_close_handshake(serve):
     server = hyperws.Server(close_timeout=60)
     server.ws("/echo", lambda ws: None, max_payload_length=16)
