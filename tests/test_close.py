@@ -311,3 +311,53 @@ async def test_server_close_without_connections(serve):
     await server.listen(0, "127.0.0.1")
     await asyncio.wait_for(server.close(), 30)
     assert server.connections == 0
+
+
+# -- from the open handler -----------------------------------------------------------------------
+
+
+async def test_close_in_the_open_handler(serve):
+    rec = Recorder()
+
+    def on_open(ws):
+        ws.on("close", rec.listener("close"))
+        ws.send("welcome")
+        ws.close(4403, "not allowed")
+
+    server = hyperws.Server()
+    server.ws("/ws", on_open)
+    await serve(server)
+    async with connect(url(server, "/ws"), open_timeout=T) as client:
+        assert await asyncio.wait_for(client.recv(), T) == "welcome"
+        await asyncio.wait_for(client.wait_closed(), T)
+        assert (client.close_code, client.close_reason) == (4403, "not allowed")
+    assert await rec.first("close") == (4403, "not allowed")
+
+
+async def test_destroy_in_the_open_handler(serve):
+    rec = Recorder()
+
+    def on_open(ws):
+        ws.on("close", rec.listener("close"))
+        ws.destroy()
+
+    server = hyperws.Server()
+    server.ws("/ws", on_open)
+    await serve(server)
+    raw = await RawWebSocket.connect(server.port, "/ws")  # the upgrade itself succeeded
+    try:
+        assert await raw.expect_eof() == b""
+    finally:
+        await raw.aclose()
+    assert rec.of("close") == [(1006, "")]
+    await until(lambda: server.connections == 0)
+
+
+async def test_client_close_followed_by_a_tcp_drop_reports_the_clients_code(serve):
+    server, opened, rec = await opened_socket(serve)
+    raw = await RawWebSocket.connect(server.port, "/ws")
+    await asyncio.wait_for(opened, T)
+    await raw.send_close(4500, "leaving")
+    raw.writer.transport.abort()  # gone before reading the server's echo
+    code, reason = await rec.first("close")
+    assert (code, reason) in [(4500, "leaving"), (1006, "")]

@@ -835,3 +835,42 @@ async def test_listener_with_a_wrong_signature_is_logged(serve, caplog):
         for r in caplog.records
         if r.name == "hyperws"
     )
+
+
+async def test_send_in_the_open_handler_arrives_first(serve):
+    server = await serve_handler(serve, lambda ws: (ws.send("welcome"), ws.send(b"\x01")))
+    async with await RawWebSocket.connect(server.port, "/ws") as raw:
+        assert await raw.read_message() == (TEXT, b"welcome")
+        assert await raw.read_message() == (BINARY, b"\x01")
+
+
+async def test_buffered_counts_bytes_a_slow_reader_has_not_taken(serve):
+    server, opened = await open_socket(serve)
+    chunk = b"x" * 1_000_000
+    async with await RawWebSocket.connect(server.port, "/ws") as raw:
+        ws = await asyncio.wait_for(opened, T)
+        for _ in range(32):  # 32 MB: far more than the socket buffers hold
+            assert ws.send(chunk) is True
+        await asyncio.sleep(0.2)
+        assert ws.buffered > 0  # the client reads nothing: bytes wait in the server's queue
+        assert ws.buffered <= 32 * (len(chunk) + 14)
+        for _ in range(32):
+            assert await raw.read_message(timeout=30) == (BINARY, chunk)
+        await until(lambda: ws.buffered == 0)
+
+
+async def test_events_are_handed_over_in_batches(serve):
+    # a burst of messages in one TCP write costs far fewer loop wake-ups than messages
+    from rawws import build_frame
+
+    got = []
+    server = await serve_handler(serve, lambda ws: ws.on("message", lambda m, b: got.append(m)))
+    async with await RawWebSocket.connect(server.port, "/ws") as raw:
+        await until(lambda: server.stats()["connections"] == 1)
+        before = server.stats()
+        await raw.send_raw(b"".join(build_frame(TEXT, b"%d" % i) for i in range(2000)))
+        await until(lambda: len(got) == 2000)
+        after = server.stats()
+    assert got == [str(i) for i in range(2000)]
+    assert after["events"] - before["events"] >= 2000
+    assert after["loop_wakeups"] - before["loop_wakeups"] < 200

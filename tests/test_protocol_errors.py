@@ -393,3 +393,13 @@ async def test_ping_masked_payload_is_unmasked_in_the_pong(proto):
         pong = await ws.read_frame()
         assert (pong.opcode, pong.payload) == (PONG, b"abcd")
     assert (await rec.first("ping")) == (b"abcd",)
+
+
+async def test_64_bit_length_with_the_high_bit_set_is_refused(proto):
+    server, _ = proto
+    header = bytes([0x82, 0x80 | 127]) + struct.pack("!Q", 1 << 63) + b"\x00\x00\x00\x00"
+    async with await RawWebSocket.connect(server.port, "/echo") as ws:
+        await ws.send_raw(header)
+        frame = await ws.expect_close()
+        assert frame.close_code in (1002, 1009)
+    await still_serving(server)
