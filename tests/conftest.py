@@ -49,6 +49,3 @@ async def echo_server(serve: Serve) -> hyperws.Server:
     server.ws("/buffer", echo, message_type="Buffer")
     server.ws("/arraybuffer", echo, message_type="ArrayBuffer")
     return await serve(server)
-
-
-

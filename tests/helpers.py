@@ -25,13 +25,15 @@ class Recorder:
         self.events.append((event, args))
         self._changed.set()
 
-    def listener(self, event: str):  # noqa: ANN201
+    def listener(self, event: str):
         return lambda *args: self.record(event, *args)
 
     def of(self, event: str) -> list[tuple[Any, ...]]:
         return [args for name, args in self.events if name == event]
 
-    async def wait(self, event: str, count: int = 1, timeout: float = TIMEOUT) -> list[tuple[Any, ...]]:
+    async def wait(
+        self, event: str, count: int = 1, timeout: float = TIMEOUT
+    ) -> list[tuple[Any, ...]]:
         """Waits until ``event`` was recorded ``count`` times; returns all its recordings."""
 
         async def until() -> list[tuple[Any, ...]]:
@@ -51,7 +53,7 @@ class Recorder:
         return (await self.wait(event, 1, timeout))[0]
 
 
-async def until(predicate, timeout: float = TIMEOUT, step: float = 0.01) -> None:  # noqa: ANN001
+async def until(predicate, timeout: float = TIMEOUT, step: float = 0.01) -> None:
     """Polls ``predicate()`` until true (safety timeout)."""
 
     async def poll() -> None:

@@ -163,7 +163,9 @@ async def http_exchange(
 class RawWebSocket:
     """An upgraded connection driven frame by frame."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, response: Response):
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, response: Response
+    ):
         self.reader = reader
         self.writer = writer
         self.response = response

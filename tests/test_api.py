@@ -9,9 +9,10 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 import hyperws
+
 from conftest import echo
 from helpers import Recorder, until, url
-from rawws import RawWebSocket, http_exchange, new_key, upgrade_request
+from rawws import RawWebSocket
 
 T = 5  # safety-net timeout (seconds) for awaits
 
@@ -613,7 +614,9 @@ def test_public_names():
 async def test_array_buffer_messages_stay_valid_after_the_listener_returns(serve):
     server = hyperws.Server()
     kept = []
-    server.ws("/m", lambda ws: ws.on("message", lambda m, b: kept.append(m)), message_type="ArrayBuffer")
+    server.ws(
+        "/m", lambda ws: ws.on("message", lambda m, b: kept.append(m)), message_type="ArrayBuffer"
+    )
     await serve(server)
     payloads = [bytes([i]) * (100 + i) for i in range(50)]
     async with connect(url(server, "/m"), open_timeout=T) as client:

@@ -9,6 +9,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 import hyperws
+
 from helpers import Recorder, until, url
 from rawws import CLOSE, PING, TEXT, RawWebSocket
 
@@ -36,7 +37,14 @@ async def opened_socket(serve, **options):
 
 @pytest.mark.parametrize(
     ("code", "message"),
-    [(1000, ""), (1000, "normal"), (1001, "away"), (1008, "policy"), (1011, "oops"), (4000, "app ✓")],
+    [
+        (1000, ""),
+        (1000, "normal"),
+        (1001, "away"),
+        (1008, "policy"),
+        (1011, "oops"),
+        (4000, "app ✓"),
+    ],
 )
 async def test_client_sees_the_code_and_reason(serve, code, message):
     server, opened, rec = await opened_socket(serve)
@@ -181,7 +189,7 @@ async def test_client_close_is_echoed_and_reported(serve):
 
 
 async def test_raw_client_close_is_echoed_with_the_same_code_then_tcp_closes(serve):
-    server, opened, rec = await opened_socket(serve)
+    server, _opened, rec = await opened_socket(serve)
     async with await RawWebSocket.connect(server.port, "/ws") as raw:
         await raw.send_close(1001, "going")
         frame = await raw.read_frame()

@@ -105,7 +105,11 @@ async def test_raw_echo_frames_are_unmasked_final_and_without_rsv(echo_server):
         await ws.send_text("hi")
         frame = await ws.read_frame()
         assert (frame.fin, frame.rsv, frame.opcode, frame.masked, frame.payload) == (
-            True, 0, TEXT, False, b"hi",
+            True,
+            0,
+            TEXT,
+            False,
+            b"hi",
         )
         await ws.send_binary(b"\x00\x01")
         frame = await ws.read_frame()
@@ -185,7 +189,12 @@ async def test_raw_ping_payload_up_to_125_bytes_is_ponged(echo_server):
         for payload in (b"", b"x", os.urandom(125)):
             await ws.send_frame(PING, payload)
             pong = await ws.read_frame()
-            assert (pong.opcode, pong.fin, pong.masked, pong.payload) == (PONG, True, False, payload)
+            assert (pong.opcode, pong.fin, pong.masked, pong.payload) == (
+                PONG,
+                True,
+                False,
+                payload,
+            )
 
 
 async def test_raw_many_frames_in_one_write_are_all_echoed_in_order(echo_server):

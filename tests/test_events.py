@@ -12,6 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 import hyperws
+
 from helpers import Recorder, until, url
 from rawws import BINARY, CLOSE, PING, PONG, TEXT, RawWebSocket
 

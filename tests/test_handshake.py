@@ -9,6 +9,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 import hyperws
+
 from helpers import Recorder, url
 from rawws import (
     TEXT,
@@ -120,7 +121,9 @@ async def test_websockets_client_gets_404_for_an_unknown_path(hs):
 @pytest.mark.parametrize("version", ["8", "12", "14", "13, 8", "abc"])
 async def test_other_websocket_version_is_400_naming_13(hs, version):
     server, rec = hs
-    response = await http_exchange(server.port, upgrade_request("/ws", key=new_key(), version=version))
+    response = await http_exchange(
+        server.port, upgrade_request("/ws", key=new_key(), version=version)
+    )
     assert response.status == 400
     assert response.header("Sec-WebSocket-Version") == "13"
     assert rec.of("open") == []
@@ -177,7 +180,9 @@ async def test_default_max_header_bytes_accepts_a_large_browser_like_head(serve)
     assert (await http_exchange(server.port, too_big)).status == 431
 
 
-@pytest.mark.parametrize("request_bytes", [b"garbage\r\n\r\n", b"GET\r\n\r\n", b"\x16\x03\x01\x00\xa5\r\n\r\n"])
+@pytest.mark.parametrize(
+    "request_bytes", [b"garbage\r\n\r\n", b"GET\r\n\r\n", b"\x16\x03\x01\x00\xa5\r\n\r\n"]
+)
 async def test_malformed_request_is_400(hs, request_bytes):
     server, _ = hs
     assert (await http_exchange(server.port, request_bytes)).status == 400

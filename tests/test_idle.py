@@ -9,6 +9,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 import hyperws
+
 from helpers import Recorder, url
 from rawws import BINARY, CLOSE, PING, PONG, TEXT, RawWebSocket
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import hyperws
+
 from helpers import until
 
 COUNT = 10_000
@@ -51,7 +52,12 @@ class Clients:
     @classmethod
     async def start(cls, port: int, path: str) -> Clients:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, str(CLIENTS), str(port), path, str(COUNT), str(BATCH),
+            sys.executable,
+            str(CLIENTS),
+            str(port),
+            path,
+            str(COUNT),
+            str(BATCH),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )

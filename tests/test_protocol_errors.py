@@ -10,6 +10,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 import hyperws
+
 from helpers import Recorder, url
 from rawws import (
     BINARY,
@@ -21,7 +22,6 @@ from rawws import (
     RawWebSocket,
     apply_mask,
     build_frame,
-    close_payload,
 )
 
 T = 5
@@ -49,7 +49,9 @@ async def proto(serve):
 async def expect_failure(ws: RawWebSocket, code: int) -> None:
     """The server's next frame (after any echo/pong) is a close with ``code``."""
     frame = await ws.expect_close()
-    assert frame.close_code == code, f"expected close {code}, got {frame.close_code} {frame.payload!r}"
+    assert frame.close_code == code, (
+        f"expected close {code}, got {frame.close_code} {frame.payload!r}"
+    )
     assert not frame.masked and frame.fin
 
 
@@ -285,21 +287,25 @@ async def test_close_payload_of_one_byte_is_1002(proto):
     async with await RawWebSocket.connect(server.port, "/echo") as ws:
         await ws.send_frame(CLOSE, b"\x03")
         await expect_failure(ws, 1002)
-    (code, _), = await rec.wait("close")
+    ((code, _),) = await rec.wait("close")
     assert code == 1002
 
 
-@pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535])
+@pytest.mark.parametrize(
+    "code", [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535]
+)
 async def test_invalid_close_code_is_1002(proto, code):
     server, rec = proto
     async with await RawWebSocket.connect(server.port, "/echo") as ws:
         await ws.send_close(code, "reason")
         await expect_failure(ws, 1002)
-    (got, _), = await rec.wait("close")
+    ((got, _),) = await rec.wait("close")
     assert got == 1002
 
 
-@pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999])
+@pytest.mark.parametrize(
+    "code", [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999]
+)
 async def test_valid_close_code_is_reported_and_echoed(proto, code):
     server, rec = proto
     async with await RawWebSocket.connect(server.port, "/echo") as ws:
@@ -319,7 +325,7 @@ async def test_failure_is_reported_in_the_close_event_when_the_client_hangs_up(p
         await ws.send_frame(TEXT, b"\xff")
         await expect_failure(ws, 1007)
     # the client dropped TCP without answering: 'close' reports the failure code
-    (code, _), = await rec.wait("close")
+    ((code, _),) = await rec.wait("close")
     assert code == 1007
 
 
@@ -333,7 +339,7 @@ async def test_server_drops_a_failed_connection_that_never_answers_the_close(ser
         await ws.send_frame(TEXT, b"x", mask=False)
         await expect_failure(ws, 1002)
         assert await ws.expect_eof(timeout=10) == b""
-    (code, _), = await rec.wait("close", timeout=10)
+    ((code, _),) = await rec.wait("close", timeout=10)
     assert code == 1002
 
 
@@ -357,7 +363,7 @@ async def test_server_closes_tcp_when_the_client_answers_a_failure_close(serve, 
         await ws.send_close(code)  # the client completes the close handshake
         # a safety net far below close_timeout=60: the server should close right away
         assert await ws.expect_eof(timeout=5) == b""
-    (got, _), = await rec.wait("close")
+    ((got, _),) = await rec.wait("close")
     assert got == code
 
 
