@@ -875,3 +875,39 @@ async def test_events_are_handed_over_in_batches(serve):
     assert got == [str(i) for i in range(2000)]
     assert after["events"] - before["events"] >= 2000
     assert after["loop_wakeups"] - before["loop_wakeups"] < 200
+
+
+async def test_strings_that_are_not_unicode_scalars_are_a_value_error(serve):
+    server, opened = await open_socket(serve)
+    async with await RawWebSocket.connect(server.port, "/ws") as raw:
+        ws = await asyncio.wait_for(opened, T)
+        with pytest.raises(ValueError):  # UnicodeEncodeError is a ValueError
+            ws.send("lone surrogate \ud800")
+        with pytest.raises(ValueError):
+            ws.ping("\udfff")
+        with pytest.raises(ValueError):
+            ws.close(1000, "\ud800")
+        assert ws.closed is False
+        ws.send("fine")
+        assert await raw.read_message() == (TEXT, b"fine")
+
+
+async def test_async_listeners_keep_order_per_connection_under_concurrency(serve):
+    def on_open(ws):
+        async def on_message(message, is_binary):
+            await asyncio.sleep(random.random() * 0.002)
+            ws.send(message)
+
+        ws.on("message", on_message)
+
+    server = await serve_handler(serve, on_open)
+
+    async def client_run(n: int) -> list[str]:
+        async with connect(url(server, "/ws"), open_timeout=T) as client:
+            for i in range(100):
+                await client.send(f"{n}:{i}")
+            return [await asyncio.wait_for(client.recv(), T) for _ in range(100)]
+
+    results = await asyncio.gather(*(client_run(n) for n in range(20)))
+    for n, got in enumerate(results):
+        assert got == [f"{n}:{i}" for i in range(100)]
