@@ -62,10 +62,31 @@ class Server(Router):
         return self._engine.connections if self._engine is not None else 0
 
     def stats(self) -> dict[str, int]:
-        """Counters: open connections, wake-ups of the event loop, events handed to Python."""
+        """Counters: open connections, wake-ups of the event loop, events handed to Python, and
+        subscriptions held."""
         if self._engine is None:
-            return {"connections": 0, "loop_wakeups": 0, "events": 0}
+            return {"connections": 0, "loop_wakeups": 0, "events": 0, "subscriptions": 0}
         return self._engine.stats()
+
+    def publish(
+        self,
+        topic: str,
+        message: str | bytes | bytearray | memoryview,
+        is_binary: bool | None = None,
+        compress: bool = False,
+    ) -> bool:
+        """Sends ``message`` to every connection subscribed to ``topic`` (MQTT filters with ``+`` and
+        ``#`` match). The frame is encoded once and fanned out in Rust. Returns whether any connection
+        was reached. Callable from the loop and from other threads."""
+        engine = self._engine
+        if engine is None:
+            return False
+        return engine.publish(topic, message, is_binary, compress)
+
+    def num_subscribers(self, topic: str) -> int:
+        """How many connections a publish to ``topic`` would reach."""
+        engine = self._engine
+        return engine.num_subscribers(topic) if engine is not None else 0
 
     async def listen(self, port: int = 0, host: str = "0.0.0.0") -> None:
         """Binds ``host:port`` and starts serving; returns once the socket is bound. Port 0 picks a

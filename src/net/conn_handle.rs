@@ -101,6 +101,28 @@ impl ConnHandle {
         }
     }
 
+    /// Queues a frame encoded once for many receivers (a publish): small frames are copied into the tail,
+    /// larger ones are shared.
+    pub fn send_encoded(&self, frame: &Bytes) -> Queued {
+        let mut state = self.state();
+        if state.phase != Phase::Open {
+            return Queued::Closed;
+        }
+        if frame.len() < SEPARATE_PAYLOAD_AT {
+            state.tail.extend_from_slice(frame);
+        } else {
+            if !state.tail.is_empty() {
+                let head = std::mem::take(&mut state.tail).freeze();
+                state.chunks.push_back(head);
+            }
+            state.chunks.push_back(frame.clone());
+        }
+        self.buffered.fetch_add(frame.len(), Ordering::Relaxed);
+        Queued::Yes {
+            wake: std::mem::take(&mut state.writer_parked),
+        }
+    }
+
     /// Queues a close frame and refuses everything after it. Returns false if the connection was not open.
     pub fn close(&self, code: u16, reason: &str) -> bool {
         let payload = encode_close_payload(code, reason);

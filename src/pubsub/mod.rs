@@ -20,10 +20,12 @@
 //! # Ok::<(), hyperws::pubsub::TopicError>(())
 //! ```
 
+mod fanout;
 mod matches;
 mod registry;
 mod topic;
 mod trie;
 
+pub use fanout::{Published, Topics};
 pub use registry::Registry;
 pub use topic::{validate_filter, validate_topic, TopicError, TopicErrorKind};

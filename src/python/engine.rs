@@ -12,9 +12,11 @@ use pyo3::{intern, PyTraverseError, PyVisit};
 
 use super::cork::CorkGuard;
 use super::payload::MessageType;
+use super::publish;
 use super::websocket::{self, Websocket};
 use crate::bridge::{Event, EventQueue};
 use crate::net::{NetServer, RouteConfig, ServerConfig};
+use crate::pubsub::Topics;
 use crate::routing::RouteTable;
 
 /// Connection ids are sequential: hashing them is wasted work.
@@ -49,6 +51,7 @@ pub struct Engine {
     routes: Vec<PyRoute>,
     server: Option<NetServer>,
     sockets: SocketMap,
+    topics: Arc<Topics>,
 }
 
 #[pymethods]
@@ -64,6 +67,7 @@ impl Engine {
             routes: Vec::new(),
             server: None,
             sockets: SocketMap::default(),
+            topics: Arc::new(Topics::new()),
         })
     }
 
@@ -184,6 +188,27 @@ impl Engine {
         self.server.as_ref().map_or(0, NetServer::connection_count)
     }
 
+    /// Publishes to every subscriber of `topic`; returns whether any was reached.
+    #[pyo3(signature = (topic, message, is_binary=None, compress=false))]
+    fn publish(
+        &self,
+        py: Python<'_>,
+        topic: &str,
+        message: &Bound<'_, PyAny>,
+        is_binary: Option<bool>,
+        compress: bool,
+    ) -> PyResult<bool> {
+        let _ = compress;
+        publish::publish(py, &self.topics, topic, message, is_binary, None)
+    }
+
+    /// How many connections a publish to `topic` would reach.
+    fn num_subscribers(&self, topic: &str) -> PyResult<usize> {
+        self.topics
+            .count_matches(topic)
+            .map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
     /// Counters: wake-ups of the loop and events handed over.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let stats = self.events.stats();
@@ -191,6 +216,7 @@ impl Engine {
         dict.set_item("connections", self.connections())?;
         dict.set_item("loop_wakeups", stats.wakeups)?;
         dict.set_item("events", stats.events)?;
+        dict.set_item("subscriptions", self.topics.len())?;
         Ok(dict)
     }
 
@@ -215,17 +241,19 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
     let py = engine.py();
     match event {
         Event::Open { conn, route } => {
-            let (handler, message_type, hooks) = {
+            let (handler, message_type, topics, hooks) = {
                 let this = engine.borrow();
                 let route = &this.routes[route];
+                let topics = Arc::clone(&this.topics);
                 (
                     route.handler.clone_ref(py),
                     route.message_type,
+                    topics,
                     this.hooks.clone_ref(py),
                 )
             };
             let id = conn.id;
-            let ws = match Bound::new(py, Websocket::new(conn, message_type, hooks)) {
+            let ws = match Bound::new(py, Websocket::new(conn, message_type, topics, hooks)) {
                 Ok(ws) => ws,
                 Err(error) => return error.write_unraisable(py, None),
             };
@@ -259,7 +287,11 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
             conn.close(code, reason);
         }
         Event::Close { id, code, reason } => {
-            let removed = engine.borrow_mut().sockets.remove(&id);
+            let removed = {
+                let mut this = engine.borrow_mut();
+                this.topics.unsubscribe_all(id);
+                this.sockets.remove(&id)
+            };
             if let Some(ws) = removed {
                 websocket::deliver_close(ws.bind(py), code, &reason);
             }

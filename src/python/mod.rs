@@ -4,6 +4,7 @@ mod cork;
 mod engine;
 mod listeners;
 mod payload;
+mod publish;
 mod websocket;
 
 use pyo3::exceptions::PyValueError;

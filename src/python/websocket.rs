@@ -6,14 +6,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
 use super::cork::{self, CorkGuard};
 use super::listeners::{Callbacks, Listeners};
 use super::payload::{extract_message, MessageType};
+use super::publish;
 use crate::net::{ConnHandle, Queued};
 use crate::protocol::{encode, is_valid_sent_close_code};
+use crate::pubsub::Topics;
 
 /// A WebSocket connection. Safe to use after it closed: `send`/`ping` return False, `close`/`destroy` do
 /// nothing.
@@ -21,6 +23,7 @@ use crate::protocol::{encode, is_valid_sent_close_code};
 pub struct Websocket {
     conn: Arc<ConnHandle>,
     message_type: MessageType,
+    topics: Arc<Topics>,
     /// The Python runtime helper (`hyperws._runtime.Hooks`): error reporting and async chains.
     hooks: Py<PyAny>,
     /// Created on first access: an idle connection that never uses it holds no dict.
@@ -32,10 +35,16 @@ pub struct Websocket {
 }
 
 impl Websocket {
-    pub fn new(conn: Arc<ConnHandle>, message_type: MessageType, hooks: Py<PyAny>) -> Self {
+    pub fn new(
+        conn: Arc<ConnHandle>,
+        message_type: MessageType,
+        topics: Arc<Topics>,
+        hooks: Py<PyAny>,
+    ) -> Self {
         Self {
             conn,
             message_type,
+            topics,
             hooks,
             context: None,
             listeners: Listeners::default(),
@@ -260,10 +269,51 @@ impl Websocket {
         self.conn.buffered()
     }
 
-    /// Topics this connection is subscribed to.
+    /// Topic filters this connection is subscribed to, in subscription order.
     #[getter]
-    fn topics<'py>(&self, py: Python<'py>) -> Bound<'py, PyList> {
-        PyList::empty(py)
+    fn topics(&self) -> Vec<String> {
+        self.topics.topics(self.conn.id)
+    }
+
+    /// Subscribes to `topic` (MQTT syntax: `+` matches one level, a final `#` any number). Returns whether
+    /// it was a new subscription; False after the connection closed.
+    fn subscribe(&self, topic: &str) -> PyResult<bool> {
+        self.topics
+            .subscribe(&self.conn, topic)
+            .map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
+    /// Removes a subscription; returns whether there was one.
+    fn unsubscribe(&self, topic: &str) -> PyResult<bool> {
+        self.topics
+            .unsubscribe(self.conn.id, topic)
+            .map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
+    /// Whether this connection is subscribed to exactly this topic filter.
+    fn is_subscribed(&self, topic: &str) -> bool {
+        self.topics.is_subscribed(self.conn.id, topic)
+    }
+
+    /// Publishes to every subscriber of `topic` except this connection. Returns whether any was reached.
+    #[pyo3(signature = (topic, message, is_binary=None, compress=false))]
+    fn publish(
+        &self,
+        py: Python<'_>,
+        topic: &str,
+        message: &Bound<'_, PyAny>,
+        is_binary: Option<bool>,
+        compress: bool,
+    ) -> PyResult<bool> {
+        let _ = compress;
+        publish::publish(
+            py,
+            &self.topics,
+            topic,
+            message,
+            is_binary,
+            Some(self.conn.id),
+        )
     }
 
     /// Sends a message. `is_binary` defaults to the type: bytes-like → binary, str → text. Returns False

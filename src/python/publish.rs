@@ -1,0 +1,36 @@
+//! `publish` for `Websocket` and `Server`: the frame is encoded once and fanned out with the GIL released.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use super::cork;
+use super::payload::extract_message;
+use crate::protocol::encode;
+use crate::pubsub::Topics;
+
+/// Publishes `message` to every subscriber of `topic` but `exclude`; returns whether any was reached.
+pub fn publish(
+    py: Python<'_>,
+    topics: &Topics,
+    topic: &str,
+    message: &Bound<'_, PyAny>,
+    is_binary: Option<bool>,
+    exclude: Option<u64>,
+) -> PyResult<bool> {
+    let outgoing = extract_message(message)?;
+    let binary = is_binary.unwrap_or(!outgoing.is_str());
+    if !binary && !outgoing.is_str() && simdutf8::basic::from_utf8(outgoing.bytes()).is_err() {
+        return Err(PyValueError::new_err(
+            "a text message (is_binary=False) must be valid UTF-8",
+        ));
+    }
+    let opcode = if binary { encode::BINARY } else { encode::TEXT };
+    let payload = outgoing.bytes();
+    let published = py
+        .detach(|| topics.publish(topic, opcode, payload, exclude))
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    for conn in &published.to_wake {
+        cork::wake(conn);
+    }
+    Ok(published.delivered > 0)
+}
