@@ -531,7 +531,7 @@ async def test_listen_default_host_accepts_loopback():
 async def test_connections_and_stats(echo_server):
     assert echo_server.connections == 0
     stats = echo_server.stats()
-    assert set(stats) == {"connections", "loop_wakeups", "events"}
+    assert {"connections", "loop_wakeups", "events"} <= set(stats)  # later issues add counters
     async with connect(url(echo_server, "/echo"), open_timeout=T) as a:
         async with connect(url(echo_server, "/echo"), open_timeout=T) as b:
             await until(lambda: echo_server.connections == 2)
