@@ -265,6 +265,80 @@ pub struct Frame {
     pub end: usize,
 }
 
+/// A server frame header, parsed and checked.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Header {
+    /// Not enough bytes for the header yet.
+    Partial,
+    /// Opcode, header length and payload length (the payload may not have arrived yet).
+    Complete { opcode: u8, hlen: usize, len: usize },
+}
+
+/// Parses the header at the start of `b`. Errors on anything this benchmark never expects from a server: RSV
+/// bits, a mask, non-minimal lengths, reserved opcodes, fragmentation, bad control frames.
+pub fn parse_header(b: &[u8]) -> Result<Header, String> {
+    if b.len() < 2 {
+        return Ok(Header::Partial);
+    }
+    let (b0, b1) = (b[0], b[1]);
+    if b0 & 0x70 != 0 {
+        return Err(format!(
+            "server frame with RSV bits set (first byte {b0:#04x})"
+        ));
+    }
+    if b1 & 0x80 != 0 {
+        return Err("server frame is masked".into());
+    }
+    let (len, hlen) = match b1 & 0x7F {
+        126 => {
+            if b.len() < 4 {
+                return Ok(Header::Partial);
+            }
+            let l = u16::from_be_bytes([b[2], b[3]]) as u64;
+            if l < 126 {
+                return Err(format!("non-minimal 16-bit length {l}"));
+            }
+            (l, 4)
+        }
+        127 => {
+            if b.len() < 10 {
+                return Ok(Header::Partial);
+            }
+            let l = u64::from_be_bytes(b[2..10].try_into().expect("8 bytes"));
+            if l <= 0xFFFF {
+                return Err(format!("non-minimal 64-bit length {l}"));
+            }
+            (l, 10)
+        }
+        l => (l as u64, 2),
+    };
+    if len > MAX_FRAME {
+        return Err(format!("server frame of {len} bytes (limit {MAX_FRAME})"));
+    }
+    let opcode = b0 & 0x0F;
+    let fin = b0 & 0x80 != 0;
+    match opcode {
+        OP_TEXT | OP_BINARY if fin => {}
+        OP_CLOSE | OP_PING | OP_PONG if fin && len <= 125 => {}
+        OP_CLOSE | OP_PING | OP_PONG => {
+            return Err(format!(
+                "bad control frame (opcode {opcode}, {len} bytes, FIN {fin})"
+            ))
+        }
+        0 | OP_TEXT | OP_BINARY => {
+            return Err(format!(
+                "fragmented server message (opcode {opcode}, FIN {fin}): not expected here"
+            ))
+        }
+        _ => return Err(format!("reserved opcode {opcode}")),
+    }
+    Ok(Header::Complete {
+        opcode,
+        hlen,
+        len: len as usize,
+    })
+}
+
 pub enum Io {
     /// Bytes arrived in the read buffer.
     Read,
@@ -405,6 +479,11 @@ impl Conn {
             let n = self.rstart + self.need;
             self.rbuf.resize(n, 0);
         }
+        if self.rend == self.rbuf.len() {
+            // Never hand read() an empty slice: its 0 would look like EOF.
+            let n = self.rbuf.len() * 2;
+            self.rbuf.resize(n, 0);
+        }
     }
 
     /// Waits until bytes arrive (appended to the read buffer), some pending output is written, or `phase`
@@ -451,75 +530,24 @@ impl Conn {
 
     /// The next complete frame in the read buffer, if any. Errors on anything this benchmark never expects.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, String> {
-        let b = &self.rbuf[self.rstart..self.rend];
-        if b.len() < 2 {
-            return Ok(None);
-        }
-        let (b0, b1) = (b[0], b[1]);
-        if b0 & 0x70 != 0 {
-            return Err(format!(
-                "server frame with RSV bits set (first byte {b0:#04x})"
-            ));
-        }
-        if b1 & 0x80 != 0 {
-            return Err("server frame is masked".into());
-        }
-        let (len, hlen) = match b1 & 0x7F {
-            126 => {
-                if b.len() < 4 {
+        match parse_header(&self.rbuf[self.rstart..self.rend])? {
+            Header::Partial => Ok(None),
+            Header::Complete { opcode, hlen, len } => {
+                let avail = self.rend - self.rstart;
+                if avail < hlen + len {
+                    self.need = hlen + len;
                     return Ok(None);
                 }
-                let l = u16::from_be_bytes([b[2], b[3]]) as u64;
-                if l < 126 {
-                    return Err(format!("non-minimal 16-bit length {l}"));
-                }
-                (l, 4)
+                let start = self.rstart + hlen;
+                self.rstart = start + len;
+                self.need = 0;
+                Ok(Some(Frame {
+                    opcode,
+                    start,
+                    end: start + len,
+                }))
             }
-            127 => {
-                if b.len() < 10 {
-                    return Ok(None);
-                }
-                let l = u64::from_be_bytes(b[2..10].try_into().unwrap());
-                if l <= 0xFFFF {
-                    return Err(format!("non-minimal 64-bit length {l}"));
-                }
-                (l, 10)
-            }
-            l => (l as u64, 2),
-        };
-        if len > MAX_FRAME {
-            return Err(format!("server frame of {len} bytes (limit {MAX_FRAME})"));
         }
-        let opcode = b0 & 0x0F;
-        let fin = b0 & 0x80 != 0;
-        match opcode {
-            OP_TEXT | OP_BINARY if fin => {}
-            OP_CLOSE | OP_PING | OP_PONG if fin && len <= 125 => {}
-            OP_CLOSE | OP_PING | OP_PONG => {
-                return Err(format!(
-                    "bad control frame (opcode {opcode}, {len} bytes, FIN {fin})"
-                ))
-            }
-            0 | OP_TEXT | OP_BINARY => {
-                return Err(format!(
-                    "fragmented server message (opcode {opcode}, FIN {fin}): not expected here"
-                ))
-            }
-            _ => return Err(format!("reserved opcode {opcode}")),
-        }
-        let total = hlen + len as usize;
-        if b.len() < total {
-            self.need = total;
-            return Ok(None);
-        }
-        let start = self.rstart + hlen;
-        self.rstart += total;
-        self.need = 0;
-        Ok(Some(Frame {
-            opcode,
-            start,
-            end: start + len as usize,
-        }))
     }
 
     pub fn payload(&self, f: Frame) -> &[u8] {
@@ -705,6 +733,56 @@ mod tests {
             assert!(e.check(OP_TEXT, &p, 0x1234_abce).is_err());
             assert!(e.check(OP_BINARY, &p, 0x1234_abcd).is_err());
         }
+    }
+
+    #[test]
+    fn server_headers() {
+        let ok = |b: &[u8]| parse_header(b).unwrap();
+        assert_eq!(ok(&[0x81]), Header::Partial);
+        assert_eq!(
+            ok(&[0x81, 5, b'h']),
+            Header::Complete {
+                opcode: OP_TEXT,
+                hlen: 2,
+                len: 5
+            }
+        );
+        assert_eq!(ok(&[0x82, 126, 0]), Header::Partial);
+        assert_eq!(
+            ok(&[0x82, 126, 0x40, 0x00]),
+            Header::Complete {
+                opcode: OP_BINARY,
+                hlen: 4,
+                len: 16384
+            }
+        );
+        assert_eq!(
+            ok(&[0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
+            Header::Complete {
+                opcode: OP_BINARY,
+                hlen: 10,
+                len: 65536
+            }
+        );
+        assert_eq!(
+            ok(&[0x89, 0]),
+            Header::Complete {
+                opcode: OP_PING,
+                hlen: 2,
+                len: 0
+            }
+        );
+        let err = |b: &[u8]| parse_header(b).unwrap_err();
+        assert!(err(&[0xC1, 1]).contains("RSV"));
+        assert!(err(&[0x81, 0x81]).contains("masked"));
+        assert!(err(&[0x01, 1]).contains("fragmented"));
+        assert!(err(&[0x80, 1]).contains("fragmented"));
+        assert!(err(&[0x83, 1]).contains("reserved"));
+        assert!(err(&[0x09, 0]).contains("control"));
+        assert!(err(&[0x89, 126, 0, 126]).contains("control"));
+        assert!(err(&[0x82, 126, 0, 5]).contains("non-minimal"));
+        assert!(err(&[0x82, 127, 0, 0, 0, 0, 0, 0, 1, 0]).contains("non-minimal"));
+        assert!(err(&[0x82, 127, 0, 0, 0, 0x10, 0, 0, 0, 0]).contains("limit"));
     }
 
     #[test]
