@@ -156,9 +156,15 @@ class Run:
 
     def cell(self) -> str:
         if self.value is None or not self.valid:
-            what = f"{self.errors} errors" + (f", {self.lost} lost" if self.lost else "")
-            return f"INVALID ({self.note or what})"
+            return f"INVALID ({self.errors} errors" + (f", {self.lost} lost)" if self.lost else ")")
         return fmt(self.value)
+
+    def why(self) -> str:
+        """Why the run is invalid, in a few words (for the notes and the progress line)."""
+        if self.note:
+            return self.note
+        samples = list((self.report or {}).get("error_samples", []))  # type: ignore[call-overload]
+        return str(samples[0]) if samples else ""
 
 
 def fmt(v: float) -> str:
@@ -405,7 +411,8 @@ def one_run(
         if "rate" in report:
             run.value = float(report["rate"])  # type: ignore[arg-type]
         else:
-            run.valid, run.note = False, "no rate in the report"
+            run.valid = False
+            run.note = run.note or run.why() or "no rate in the report"
     elif "per_conn" in rss:
         run.value = rss["per_conn"]
     else:
@@ -439,6 +446,9 @@ def summarize(workload: Workload, runs: list[Run], server_order: list[str]) -> l
         cpu = [f"{r.server_cpu:.2f}" if r.server_cpu is not None else "?" for r in mine]
         gen = [f"{r.loadgen_cpu:.2f}" if r.loadgen_cpu is not None else "?" for r in mine]
         notes = []
+        for why in dict.fromkeys(r.why() for r in mine if not r.valid):
+            if why:
+                notes.append(f"INVALID: {why[:100]}")
         busy = [
             r
             for r in ok
@@ -640,6 +650,8 @@ def main() -> int:
                 if run.other_cpu is not None and run.wall:
                     extra.append(f"other processes {run.other_cpu / (2 * run.wall):.0%} of 2 CPUs")
                 print(f"{run.cell()} {workload.unit}  ({', '.join(extra)})", flush=True)
+                if not run.valid and run.note:
+                    print(f"      {run.note}", flush=True)
                 if not run.valid and run.report:
                     for sample in list(run.report.get("error_samples", []))[:3]:  # type: ignore[call-overload]
                         print(f"      {sample}", flush=True)
