@@ -533,6 +533,14 @@ def machine() -> str:
     )
 
 
+def hyperws_build() -> str:
+    """Which source the installed hyperws was built from, as setup_peers.sh recorded it."""
+    try:
+        return (PEERS_DIR / "hyperws-build.txt").read_text().strip()
+    except OSError:
+        return f"(build unknown; checkout at {git_rev()})"
+
+
 def git_rev() -> str:
     r = subprocess.run(
         ["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"],
@@ -666,7 +674,7 @@ def main() -> int:
             f"- machine: {machine()}; server pinned to CPU {args.server_cpu}, load generator to CPU "
             f"{args.loadgen_cpu}, both at niceness {args.nice}"
         ),
-        f"- software: {versions(args.python)}; hyperws at {git_rev()}",
+        f"- software: {versions(args.python)}; hyperws {hyperws_build()}",
         (
             f"- command: `{' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}`; {args.reps} "
             f"repetitions, servers interleaved, a fresh server process per run, warm-up {args.warmup:g} s"

@@ -67,7 +67,12 @@ else
     if CARGO_TARGET_DIR="$PEERS_DIR/target" "$PY" -m pip install --quiet --no-build-isolation \
         --force-reinstall --no-deps "$REPO_DIR" >"$PEERS_DIR/hyperws-build.log" 2>&1 \
         && (cd "$PEERS_DIR" && "$PY" -c "import hyperws; hyperws.Server") >>"$PEERS_DIR/hyperws-build.log" 2>&1; then
-        OK+=("hyperws (from $REPO_DIR)")
+        rev="$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo '?')"
+        [ -n "$(git -C "$REPO_DIR" status --porcelain --untracked-files=no 2>/dev/null)" ] && rev="$rev with local changes"
+        echo "built from $rev on $(date '+%Y-%m-%d %H:%M')" >"$PEERS_DIR/hyperws-build.txt"
+        OK+=("hyperws ($(cat "$PEERS_DIR/hyperws-build.txt"))")
+    elif (cd "$PEERS_DIR" && "$PY" -c "import hyperws; hyperws.Server") >/dev/null 2>&1; then
+        FAILED+=("hyperws: rebuild failed (see $PEERS_DIR/hyperws-build.log); the venv keeps the hyperws built before, which compare.py will use")
     else
         FAILED+=("hyperws: build or import failed (is the core ready yet?); see $PEERS_DIR/hyperws-build.log; hyperws will be skipped")
     fi
