@@ -77,6 +77,8 @@ fn route() -> Arc<RouteConfig> {
         max_payload_length: 1 << 20,
         idle_timeout: None,
         send_pings_automatically: false,
+        max_backpressure: usize::MAX,
+        close_on_backpressure_limit: false,
     })
 }
 

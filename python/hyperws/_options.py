@@ -17,6 +17,8 @@ class WsOptions:
     max_payload_length: int = 32 * 1024
     message_type: str = "String"
     send_pings_automatically: bool = True
+    max_backpressure: int = 1024 * 1024
+    close_on_backpressure_limit: bool = False
 
 
 _WS_OPTION_NAMES = frozenset(WsOptions.__dataclass_fields__)
@@ -63,9 +65,27 @@ def ws_options(options: Mapping[str, Any] | None, keywords: Mapping[str, Any]) -
     if not isinstance(send_pings, bool):
         raise ValueError(f"send_pings_automatically must be True or False, got {send_pings!r}")
 
+    max_backpressure = merged.get("max_backpressure", WsOptions.max_backpressure)
+    if (
+        isinstance(max_backpressure, bool)
+        or not isinstance(max_backpressure, int)
+        or max_backpressure < 0
+    ):
+        raise ValueError(f"max_backpressure must be an int >= 0 (bytes), got {max_backpressure!r}")
+
+    close_on_limit = merged.get(
+        "close_on_backpressure_limit", WsOptions.close_on_backpressure_limit
+    )
+    if not isinstance(close_on_limit, bool):
+        raise ValueError(
+            f"close_on_backpressure_limit must be True or False, got {close_on_limit!r}"
+        )
+
     return WsOptions(
         idle_timeout=float(idle_timeout),
         max_payload_length=max_payload_length,
         message_type=message_type,
         send_pings_automatically=send_pings,
+        max_backpressure=max_backpressure,
+        close_on_backpressure_limit=close_on_limit,
     )

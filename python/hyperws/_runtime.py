@@ -29,6 +29,21 @@ class Hooks:
         task.add_done_callback(self._tasks.discard)
         return chain
 
+    def wait_drain(self, ws: Websocket, must_wait: bool) -> asyncio.Future[None]:
+        """The awaitable of ``ws.drain()``: done at the next 'drain' (or 'close') when ``must_wait``."""
+        future: asyncio.Future[None] = self._loop.create_future()
+        if not must_wait:
+            future.set_result(None)
+            return future
+
+        def done(*_: object) -> None:
+            if not future.done():
+                future.set_result(None)
+
+        ws.once("drain", done)
+        ws.once("close", done)
+        return future
+
     def report(self, ws: Websocket, event: str, error: BaseException) -> None:
         logger.error("error in the %r handler of %r", event, ws, exc_info=error)
 

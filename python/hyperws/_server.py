@@ -106,6 +106,8 @@ class Server(Router):
                 idle_timeout=route.options.idle_timeout,
                 send_pings_automatically=route.options.send_pings_automatically,
                 message_type=route.options.message_type,
+                max_backpressure=route.options.max_backpressure,
+                close_on_backpressure_limit=route.options.close_on_backpressure_limit,
             )
         self._port = engine.listen(host, port, **self._settings)
         loop.add_reader(engine.fileno(), engine.drain)

@@ -26,6 +26,16 @@ pub enum Event {
         id: u64,
         data: Bytes,
     },
+    /// The outbound queue fell back below `max_backpressure` after a refusal.
+    Drain {
+        id: u64,
+    },
+    /// A message for this connection was refused over `max_backpressure`.
+    Dropped {
+        id: u64,
+        data: Bytes,
+        binary: bool,
+    },
     /// The engine needs this connection closed (the peer sent a close, or broke the protocol). It goes
     /// through the Python side so that replies to the events before it are sent before the close frame.
     Shutdown {

@@ -11,6 +11,10 @@ pub struct RouteConfig {
     pub idle_timeout: Option<Duration>,
     /// Ping a silent connection halfway to its idle deadline, so live clients answer and stay.
     pub send_pings_automatically: bool,
+    /// Above this many bytes waiting to be written, sends and publishes to the connection are refused.
+    pub max_backpressure: usize,
+    /// Close (1008) a connection that reaches `max_backpressure` instead of dropping messages.
+    pub close_on_backpressure_limit: bool,
 }
 
 /// Server-wide limits.

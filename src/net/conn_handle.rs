@@ -1,6 +1,6 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 
 use super::RouteConfig;
 use crate::protocol::encode::{self, put_header};
-use crate::protocol::encode_close_payload;
+use crate::protocol::{encode_close_payload, CLOSE_POLICY};
 
 /// Payloads at least this long are queued as their own buffer instead of being copied into the tail.
 const SEPARATE_PAYLOAD_AT: usize = 4096;
@@ -24,6 +24,8 @@ pub struct ConnHandle {
     wake: Notify,
     /// Bytes queued or being written and not yet accepted by the socket.
     buffered: AtomicUsize,
+    /// A send was refused (or `drain()` awaited) above `max_backpressure`: report when back below.
+    drain_wanted: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +54,9 @@ enum Phase {
 pub enum Queued {
     /// Queued; `wake` says the task is parked and must be woken (now, or at the end of a cork).
     Yes { wake: bool },
+    /// Refused: more than `max_backpressure` bytes are waiting. The message was not queued (and with
+    /// `close_on_backpressure_limit`, the connection is now closing with 1008).
+    Full,
     /// The connection is closing or closed: nothing was queued.
     Closed,
 }
@@ -76,6 +81,7 @@ impl ConnHandle {
             }),
             wake: Notify::new(),
             buffered: AtomicUsize::new(0),
+            drain_wanted: AtomicBool::new(false),
         }
     }
 
@@ -83,8 +89,16 @@ impl ConnHandle {
         self.out.lock().expect("outbound queue poisoned")
     }
 
-    /// Queues one whole data or ping/pong frame.
+    /// Queues one whole data or ping frame, unless `max_backpressure` bytes are already waiting.
     pub fn send(&self, opcode: u8, payload: &[u8]) -> Queued {
+        if self.over_limit() {
+            return self.refuse();
+        }
+        self.send_unlimited(opcode, payload)
+    }
+
+    /// Queues a frame whatever is waiting (the engine's own pongs).
+    pub fn send_unlimited(&self, opcode: u8, payload: &[u8]) -> Queued {
         let separate =
             (payload.len() >= SEPARATE_PAYLOAD_AT).then(|| Bytes::copy_from_slice(payload));
         let mut state = self.state();
@@ -104,6 +118,9 @@ impl ConnHandle {
     /// Queues a frame encoded once for many receivers (a publish): small frames are copied into the tail,
     /// larger ones are shared.
     pub fn send_encoded(&self, frame: &Bytes) -> Queued {
+        if self.over_limit() {
+            return self.refuse();
+        }
         let mut state = self.state();
         if state.phase != Phase::Open {
             return Queued::Closed;
@@ -121,6 +138,33 @@ impl ConnHandle {
         Queued::Yes {
             wake: std::mem::take(&mut state.writer_parked),
         }
+    }
+
+    fn over_limit(&self) -> bool {
+        self.buffered() > self.route.max_backpressure
+    }
+
+    fn refuse(&self) -> Queued {
+        if !self.is_open() {
+            return Queued::Closed;
+        }
+        self.drain_wanted.store(true, Ordering::SeqCst);
+        if self.route.close_on_backpressure_limit {
+            self.close(CLOSE_POLICY, "backpressure limit");
+        }
+        Queued::Full
+    }
+
+    /// For `await ws.drain()`: returns true when the caller must wait for a drain event (more than
+    /// `max_backpressure` bytes wait), false when it need not.
+    pub fn want_drain(&self) -> bool {
+        if !self.over_limit() || !self.is_open() {
+            return false;
+        }
+        self.drain_wanted.store(true, Ordering::SeqCst);
+        // The writer may have gone below the limit in between: whoever clears the flag reports it.
+        !(self.buffered() <= self.route.max_backpressure
+            && self.drain_wanted.swap(false, Ordering::SeqCst))
     }
 
     /// Queues a close frame and refuses everything after it. Returns false if the connection was not open.
@@ -197,9 +241,11 @@ impl ConnHandle {
         }
     }
 
-    /// Task side: the socket accepted `n` more bytes.
-    pub(super) fn wrote(&self, n: usize) {
-        self.buffered.fetch_sub(n, Ordering::Relaxed);
+    /// Task side: the socket accepted `n` more bytes. Returns true when this brought the queue back
+    /// below `max_backpressure` after a refusal: the 'drain' event is due.
+    pub(super) fn wrote(&self, n: usize) -> bool {
+        let after = self.buffered.fetch_sub(n, Ordering::SeqCst) - n;
+        after <= self.route.max_backpressure && self.drain_wanted.swap(false, Ordering::SeqCst)
     }
 
     /// Task side: the socket is gone; later sends are refused.

@@ -191,7 +191,7 @@ impl Connection<'_> {
             self.conn.close(CLOSE_GOING_AWAY, "idle timeout");
         } else if self.conn.route.send_pings_automatically && !self.pinged && silent >= idle / 2 {
             self.pinged = true;
-            self.conn.send(encode::PING, b"");
+            self.conn.send_unlimited(encode::PING, b"");
         }
         false
     }
@@ -241,7 +241,7 @@ impl Connection<'_> {
                             binary: true,
                         },
                         Inbound::Ping(data) => {
-                            if let Queued::Closed = self.conn.send(encode::PONG, &data) {
+                            if let Queued::Closed = self.conn.send_unlimited(encode::PONG, &data) {
                                 continue;
                             }
                             Event::Ping { id, data }
@@ -300,7 +300,9 @@ impl Connection<'_> {
             }
             match self.stream.try_write_vectored(&slices[..count]) {
                 Ok(written) => {
-                    self.conn.wrote(written);
+                    if self.conn.wrote(written) {
+                        self.events.push(Event::Drain { id: self.conn.id });
+                    }
                     self.advance(written);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(taken),

@@ -238,6 +238,8 @@ mod tests {
             max_payload_length: 1024,
             idle_timeout: None,
             send_pings_automatically: true,
+            max_backpressure: 1 << 20,
+            close_on_backpressure_limit: false,
         };
         table.insert("/ws", Arc::new(config)).unwrap();
         table

@@ -23,6 +23,8 @@ pub use utf8::Utf8Validator;
 pub const CLOSE_NORMAL: u16 = 1000;
 /// Close code sent when the server goes away (shutdown).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code for a policy violation (the backpressure limit with `close_on_backpressure_limit`).
+pub const CLOSE_POLICY: u16 = 1008;
 /// Close code reported when a close frame carried no status code.
 pub const CLOSE_NO_STATUS: u16 = 1005;
 /// Close code reported when the connection ended without a close frame.

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::{validate_topic, Registry, TopicError};
 use crate::net::{ConnHandle, Queued};
@@ -30,6 +30,10 @@ pub struct Published {
     pub delivered: usize,
     /// Receivers whose writer was parked: the caller wakes them (now, or at the end of its cork).
     pub to_wake: Vec<Arc<ConnHandle>>,
+    /// Receivers that refused the message (over their `max_backpressure`).
+    pub dropped: Vec<u64>,
+    /// The message's payload (a view of the one encoded frame), for reporting drops.
+    pub payload: Bytes,
 }
 
 impl Topics {
@@ -112,7 +116,10 @@ impl Topics {
         let mut frame = BytesMut::with_capacity(encode::header_len(payload.len()) + payload.len());
         put_frame(&mut frame, opcode, payload);
         let frame = frame.freeze();
-        let mut published = Published::default();
+        let mut published = Published {
+            payload: frame.slice(frame.len() - payload.len()..),
+            ..Published::default()
+        };
         let state = self.state();
         state.registry.for_each_match(topic, |id| {
             if Some(id) == exclude {
@@ -121,11 +128,15 @@ impl Topics {
             let Some(conn) = state.subscribers.get(&id) else {
                 return;
             };
-            if let Queued::Yes { wake } = conn.send_encoded(&frame) {
-                published.delivered += 1;
-                if wake {
-                    published.to_wake.push(Arc::clone(conn));
+            match conn.send_encoded(&frame) {
+                Queued::Yes { wake } => {
+                    published.delivered += 1;
+                    if wake {
+                        published.to_wake.push(Arc::clone(conn));
+                    }
                 }
+                Queued::Full => published.dropped.push(id),
+                Queued::Closed => {}
             }
         })?;
         Ok(published)

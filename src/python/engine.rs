@@ -52,6 +52,8 @@ pub struct Engine {
     server: Option<NetServer>,
     sockets: SocketMap,
     topics: Arc<Topics>,
+    /// Messages refused over a connection's `max_backpressure` (by send or publish).
+    dropped: u64,
 }
 
 #[pymethods]
@@ -68,11 +70,14 @@ impl Engine {
             server: None,
             sockets: SocketMap::default(),
             topics: Arc::new(Topics::new()),
+            dropped: 0,
         })
     }
 
     /// Registers a WebSocket route; options were validated by the Python side.
-    #[pyo3(signature = (pattern, handler, *, max_payload_length, idle_timeout, send_pings_automatically, message_type))]
+    // The keyword arguments mirror the route options one to one.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (pattern, handler, *, max_payload_length, idle_timeout, send_pings_automatically, message_type, max_backpressure, close_on_backpressure_limit))]
     fn add_ws_route(
         &mut self,
         pattern: &str,
@@ -81,6 +86,8 @@ impl Engine {
         idle_timeout: f64,
         send_pings_automatically: bool,
         message_type: &str,
+        max_backpressure: usize,
+        close_on_backpressure_limit: bool,
     ) -> PyResult<()> {
         if self.server.is_some() {
             return Err(PyRuntimeError::new_err(
@@ -92,6 +99,8 @@ impl Engine {
             max_payload_length,
             idle_timeout: (idle_timeout > 0.0).then(|| Duration::from_secs_f64(idle_timeout)),
             send_pings_automatically,
+            max_backpressure,
+            close_on_backpressure_limit,
         };
         let message_type = MessageType::parse(message_type)?;
         self.table
@@ -199,7 +208,15 @@ impl Engine {
         compress: bool,
     ) -> PyResult<bool> {
         let _ = compress;
-        publish::publish(py, &self.topics, topic, message, is_binary, None)
+        publish::publish(
+            py,
+            &self.topics,
+            &self.events,
+            topic,
+            message,
+            is_binary,
+            None,
+        )
     }
 
     /// How many connections a publish to `topic` would reach.
@@ -217,6 +234,7 @@ impl Engine {
         dict.set_item("loop_wakeups", stats.wakeups)?;
         dict.set_item("events", stats.events)?;
         dict.set_item("subscriptions", self.topics.len())?;
+        dict.set_item("dropped", self.dropped)?;
         Ok(dict)
     }
 
@@ -244,7 +262,7 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
             let (handler, message_type, topics, hooks) = {
                 let this = engine.borrow();
                 let route = &this.routes[route];
-                let topics = Arc::clone(&this.topics);
+                let topics = (Arc::clone(&this.topics), Arc::clone(&this.events));
                 (
                     route.handler.clone_ref(py),
                     route.message_type,
@@ -253,7 +271,10 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
                 )
             };
             let id = conn.id;
-            let ws = match Bound::new(py, Websocket::new(conn, message_type, topics, hooks)) {
+            let ws = match Bound::new(
+                py,
+                Websocket::new(conn, message_type, topics.0, topics.1, hooks),
+            ) {
                 Ok(ws) => ws,
                 Err(error) => return error.write_unraisable(py, None),
             };
@@ -281,6 +302,17 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
         Event::Pong { id, data } => {
             if let Some(ws) = socket(engine, id) {
                 websocket::deliver_control(ws.bind(py), "pong", &data);
+            }
+        }
+        Event::Drain { id } => {
+            if let Some(ws) = socket(engine, id) {
+                websocket::deliver_drain(ws.bind(py));
+            }
+        }
+        Event::Dropped { id, data, binary } => {
+            engine.borrow_mut().dropped += 1;
+            if let Some(ws) = socket(engine, id) {
+                websocket::deliver_dropped(ws.bind(py), &data, binary);
             }
         }
         Event::Shutdown { conn, code, reason } => {

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 use super::cork;
 use super::payload::extract_message;
+use crate::bridge::{Event, EventQueue};
 use crate::protocol::encode;
 use crate::pubsub::Topics;
 
@@ -12,6 +13,7 @@ use crate::pubsub::Topics;
 pub fn publish(
     py: Python<'_>,
     topics: &Topics,
+    events: &EventQueue,
     topic: &str,
     message: &Bound<'_, PyAny>,
     is_binary: Option<bool>,
@@ -32,5 +34,15 @@ pub fn publish(
     for conn in &published.to_wake {
         cork::wake(conn);
     }
+    let mut drops: Vec<Event> = published
+        .dropped
+        .iter()
+        .map(|&id| Event::Dropped {
+            id,
+            data: published.payload.clone(),
+            binary,
+        })
+        .collect();
+    events.push_all(&mut drops);
     Ok(published.delivered > 0)
 }

@@ -13,6 +13,7 @@ use super::cork::{self, CorkGuard};
 use super::listeners::{Callbacks, Listeners};
 use super::payload::{extract_message, MessageType};
 use super::publish;
+use crate::bridge::{Event, EventQueue};
 use crate::net::{ConnHandle, Queued};
 use crate::protocol::{encode, is_valid_sent_close_code};
 use crate::pubsub::Topics;
@@ -24,6 +25,8 @@ pub struct Websocket {
     conn: Arc<ConnHandle>,
     message_type: MessageType,
     topics: Arc<Topics>,
+    /// The server's event queue: refused sends are reported through it as 'dropped' events.
+    events: Arc<EventQueue>,
     /// The Python runtime helper (`hyperws._runtime.Hooks`): error reporting and async chains.
     hooks: Py<PyAny>,
     /// Created on first access: an idle connection that never uses it holds no dict.
@@ -39,12 +42,14 @@ impl Websocket {
         conn: Arc<ConnHandle>,
         message_type: MessageType,
         topics: Arc<Topics>,
+        events: Arc<EventQueue>,
         hooks: Py<PyAny>,
     ) -> Self {
         Self {
             conn,
             message_type,
             topics,
+            events,
             hooks,
             context: None,
             listeners: Listeners::default(),
@@ -76,6 +81,20 @@ pub fn deliver_control(ws: &Bound<'_, Websocket>, event: &str, data: &Bytes) {
     match message_type.to_python(py, data, false) {
         Ok(payload) => deliver(ws, event, (payload,)),
         Err(error) => report(ws, event, error),
+    }
+}
+
+/// Delivers 'drain': the queue is back below `max_backpressure` after a refusal.
+pub fn deliver_drain(ws: &Bound<'_, Websocket>) {
+    deliver(ws, "drain", ());
+}
+
+/// Delivers 'dropped' with a message that was refused over `max_backpressure`.
+pub fn deliver_dropped(ws: &Bound<'_, Websocket>, data: &Bytes, binary: bool) {
+    let message_type = ws.borrow().message_type;
+    match message_type.to_python(ws.py(), data, !binary) {
+        Ok(payload) => deliver(ws, "dropped", (payload, binary)),
+        Err(error) => report(ws, "dropped", error),
     }
 }
 
@@ -309,6 +328,7 @@ impl Websocket {
         publish::publish(
             py,
             &self.topics,
+            &self.events,
             topic,
             message,
             is_binary,
@@ -333,10 +353,17 @@ impl Websocket {
                 "a text message (is_binary=False) must be valid UTF-8",
             ));
         }
-        Ok(self.queue(
-            if binary { encode::BINARY } else { encode::TEXT },
-            outgoing.bytes(),
-        ))
+        let opcode = if binary { encode::BINARY } else { encode::TEXT };
+        let queued = self.queue(opcode, outgoing.bytes());
+        if let Queued::Full = queued {
+            let data = Bytes::copy_from_slice(outgoing.bytes());
+            self.events.push(Event::Dropped {
+                id: self.conn.id,
+                data,
+                binary,
+            });
+        }
+        Ok(matches!(queued, Queued::Yes { .. }))
     }
 
     /// Sends a ping (payload at most 125 bytes). Returns False when the connection is closed.
@@ -350,7 +377,10 @@ impl Websocket {
                 payload.len()
             )));
         }
-        Ok(self.queue(encode::PING, payload))
+        Ok(matches!(
+            self.queue(encode::PING, payload),
+            Queued::Yes { .. }
+        ))
     }
 
     /// Starts the close handshake: queued data is written first, then the close frame.
@@ -378,6 +408,19 @@ impl Websocket {
     fn destroy(slf: &Bound<'_, Self>) {
         slf.borrow().conn.destroy();
         deliver_close_now(slf);
+    }
+
+    /// Waits until the bytes waiting to be written are at most `max_backpressure` (or the connection
+    /// closed). Returns an awaitable, like `asyncio.StreamWriter.drain`.
+    fn drain<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let (must_wait, hooks) = {
+            let this = slf.borrow();
+            (this.conn.want_drain(), this.hooks.clone_ref(py))
+        };
+        hooks
+            .bind(py)
+            .call_method1(intern!(py, "wait_drain"), (slf, must_wait))
     }
 
     /// Runs `callback()` with writes held back, so every send inside goes out together; returns its result.
@@ -475,16 +518,12 @@ impl Websocket {
 }
 
 impl Websocket {
-    fn queue(&self, opcode: u8, payload: &[u8]) -> bool {
-        match self.conn.send(opcode, payload) {
-            Queued::Yes { wake } => {
-                if wake {
-                    cork::wake(&self.conn);
-                }
-                true
-            }
-            Queued::Closed => false,
+    fn queue(&self, opcode: u8, payload: &[u8]) -> Queued {
+        let queued = self.conn.send(opcode, payload);
+        if let Queued::Yes { wake: true } = queued {
+            cork::wake(&self.conn);
         }
+        queued
     }
 
     pub fn set_context(&mut self, context: Py<PyAny>) {
