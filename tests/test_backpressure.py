@@ -1,0 +1,193 @@
+"""Backpressure: max_backpressure refuses sends and publishes, 'dropped' reports each refused message,
+'drain' and ws.drain() tell when sending can go on, close_on_backpressure_limit closes with 1008."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import pytest
+
+import hyperws
+
+from helpers import TIMEOUT, Recorder, until
+from rawws import BINARY, CLOSE, RawWebSocket
+
+LIMIT = 256 * 1024
+CHUNK = 64 * 1024
+
+
+def numbered(n: int) -> bytes:
+    """A CHUNK-sized binary message whose first 8 bytes are its sequence number."""
+    return struct.pack(">Q", n) + bytes(CHUNK - 8)
+
+
+async def fill_until_refused(ws: hyperws.Websocket) -> int:
+    """Sends numbered messages until send() refuses one; returns how many were accepted."""
+    accepted = 0
+    for n in range(100_000):
+        if not ws.send(numbered(n)):
+            return accepted
+        accepted += 1
+        if n % 8 == 7:
+            await asyncio.sleep(0)  # let the writer move what the socket takes
+    raise AssertionError("send() never refused: the client is reading?")
+
+
+async def read_numbers(raw: RawWebSocket, count: int) -> list[int]:
+    numbers = []
+    for _ in range(count):
+        opcode, payload = await raw.read_message()
+        assert opcode == BINARY and len(payload) == CHUNK
+        numbers.append(struct.unpack(">Q", payload[:8])[0])
+    return numbers
+
+
+@pytest.fixture
+async def slow_client(serve):
+    """A server with one route limited to LIMIT bytes, and a raw client that does not read yet."""
+    opened: list[hyperws.Websocket] = []
+    rec = Recorder()
+
+    def on_open(ws: hyperws.Websocket) -> None:
+        opened.append(ws)
+        ws.on("drain", rec.listener("drain"))
+        ws.on(
+            "dropped", lambda message, is_binary: rec.record("dropped", bytes(message), is_binary)
+        )
+        ws.on("close", rec.listener("close"))
+
+    server = hyperws.Server()
+    server.ws("/slow", on_open, max_backpressure=LIMIT)
+    server.ws("/strict", on_open, max_backpressure=LIMIT, close_on_backpressure_limit=True)
+    await serve(server)
+    return server, opened, rec
+
+
+async def test_refused_send_is_dropped_reported_and_drain_follows(slow_client):
+    server, opened, rec = slow_client
+    async with await RawWebSocket.connect(server.port, "/slow") as raw:
+        await until(lambda: opened)
+        ws = opened[0]
+        accepted = await fill_until_refused(ws)
+        assert ws.buffered > LIMIT
+        (dropped, is_binary) = await rec.first("dropped")
+        assert is_binary is True and dropped == numbered(accepted)
+        assert rec.of("drain") == []
+
+        assert await read_numbers(raw, accepted) == list(range(accepted))
+        await rec.wait("drain")
+        assert ws.send(b"after drain") is True
+        assert await raw.read_message() == (BINARY, b"after drain")
+        await until(lambda: ws.buffered == 0)
+        assert server.stats()["dropped"] == 1
+
+
+async def test_drain_fires_once_per_refusal(slow_client):
+    server, opened, rec = slow_client
+    async with await RawWebSocket.connect(server.port, "/slow") as raw:
+        await until(lambda: opened)
+        ws = opened[0]
+        accepted = await fill_until_refused(ws)
+        assert ws.send(b"refused too") is False
+        await read_numbers(raw, accepted)
+        await rec.wait("drain")
+        await rec.wait("dropped", 2)
+        assert ws.send(b"x") is True
+        assert await raw.read_message() == (BINARY, b"x")
+        assert len(rec.of("drain")) == 1
+
+
+async def test_await_drain_waits_for_the_client_to_read(slow_client):
+    server, opened, _ = slow_client
+    async with await RawWebSocket.connect(server.port, "/slow") as raw:
+        await until(lambda: opened)
+        ws = opened[0]
+        await ws.drain()  # nothing queued: returns at once
+        accepted = await fill_until_refused(ws)
+        waiter = asyncio.ensure_future(ws.drain())
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not waiter.done(), "the client has read nothing, the queue is still over the limit"
+        await read_numbers(raw, accepted)
+        await asyncio.wait_for(waiter, TIMEOUT)
+        assert ws.buffered <= LIMIT
+
+
+async def test_drain_returns_when_the_connection_closes(slow_client):
+    server, opened, _ = slow_client
+    raw = await RawWebSocket.connect(server.port, "/slow")
+    await until(lambda: opened)
+    ws = opened[0]
+    await fill_until_refused(ws)
+    waiter = asyncio.ensure_future(ws.drain())
+    ws.destroy()
+    await asyncio.wait_for(waiter, TIMEOUT)
+    raw.close_transport()
+
+
+async def test_close_on_backpressure_limit_closes_with_1008(slow_client):
+    server, opened, rec = slow_client
+    async with await RawWebSocket.connect(server.port, "/strict") as raw:
+        await until(lambda: opened)
+        ws = opened[0]
+        accepted = await fill_until_refused(ws)
+        assert ws.closed
+        assert await read_numbers(raw, accepted) == list(range(accepted))
+        frame = await raw.read_frame()
+        assert frame.opcode == CLOSE and frame.close_code == 1008
+        await raw.send_close(1008)
+        (code, _reason) = await rec.first("close")
+        assert code == 1008
+        assert len(rec.of("dropped")) == 1
+
+
+async def test_slow_subscriber_misses_messages_while_others_get_all(serve):
+    subscribers: dict[str, hyperws.Websocket] = {}
+    dropped: list[int] = []
+
+    def on_open(ws: hyperws.Websocket) -> None:
+        ws.subscribe("feed")
+        subscribers[f"s{len(subscribers)}"] = ws
+        ws.on(
+            "dropped",
+            lambda message, is_binary: dropped.append(struct.unpack(">Q", message[:8])[0]),
+        )
+
+    server = hyperws.Server()
+    server.ws("/sub", on_open, max_backpressure=LIMIT)
+    await serve(server)
+    slow = await RawWebSocket.connect(server.port, "/sub")
+    fast = [await RawWebSocket.connect(server.port, "/sub") for _ in range(2)]
+    await until(lambda: len(subscribers) == 3)
+
+    total = 200
+    received_fast: list[list[int]] = [[], []]
+    for n in range(total):
+        assert server.publish("feed", numbered(n))
+        # the fast subscribers read each message before the next is published
+        for i in range(2):
+            received_fast[i] += await read_numbers(fast[i], 1)
+    assert received_fast == [list(range(total)), list(range(total))]
+
+    await until(lambda: server.stats()["dropped"] == len(dropped) and dropped)
+    delivered_to_slow = total - len(dropped)
+    got = await read_numbers(slow, delivered_to_slow)
+    assert sorted(got + dropped) == list(range(total)), "every message is delivered or reported"
+    assert got == sorted(got), "what the slow subscriber gets arrives in order"
+    for raw in [slow, *fast]:
+        raw.close_transport()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_backpressure": -1},
+        {"max_backpressure": 1.5},
+        {"max_backpressure": True},
+        {"close_on_backpressure_limit": 1},
+    ],
+)
+def test_bad_backpressure_options_are_value_errors(options):
+    with pytest.raises(ValueError, match=next(iter(options))):
+        hyperws.Router().ws("/x", lambda ws: None, **options)
