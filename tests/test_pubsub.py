@@ -832,7 +832,6 @@ async def test_ten_thousand_subscribed_connections_leave_no_subscription(serve):
                 close_batch(ways[batch % len(ways)], clients, batch_sockets), CLEANUP_SAFETY
             )
             await until(lambda start=start: closed == start + CLEANUP_BATCH, timeout=CLEANUP_SAFETY)
-            # (after destroy() the registry empties a little after 'close' fired: see the xfail below)
             await until(lambda: server.stats()["subscriptions"] == 0, timeout=CLEANUP_SAFETY)
     finally:
         if old_limits is not None:
@@ -858,13 +857,6 @@ async def test_ten_thousand_subscribed_connections_leave_no_subscription(serve):
 # -- known bugs ----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="ws.destroy() fires 'close' (synchronously) before the connection's subscriptions are "
-    "dropped: after destroy() returns, ws.topics still lists the filters, ws.is_subscribed() is True, "
-    "server.num_subscribers() counts the destroyed connection (while server.publish() to it returns "
-    "False) and stats()['subscriptions'] still counts them, until the engine's close event is drained",
-    strict=True,
-)
 async def test_destroy_ends_the_subscriptions_with_the_close_event(hub):
     gone, staying = await hub.peers(2)
     in_close_handler: list[int] = []
@@ -927,13 +919,6 @@ class BackgroundPublisher:
         await asyncio.wait_for(asyncio.to_thread(self.thread.join), T)
 
 
-@pytest.mark.xfail(
-    reason="server.publish from another thread holds a shared borrow of the Engine while the GIL is "
-    "released; a connection opening or closing meanwhile hits engine.borrow_mut() in dispatch and "
-    "panics ('Already borrowed: PyBorrowMutError' in Engine.drain), after which no event is "
-    "dispatched any more: open/close handlers never run and subscriptions are never added or removed",
-    strict=True,
-)
 async def test_connections_come_and_go_while_another_thread_publishes(serve):
     connections = 50
     opened = closed = 0
@@ -966,12 +951,6 @@ async def test_connections_come_and_go_while_another_thread_publishes(serve):
     assert server.num_subscribers("feed") == 0
 
 
-@pytest.mark.xfail(
-    reason="server.close() while another thread calls server.publish raises RuntimeError "
-    "'Already borrowed' (Engine.shutdown needs &mut self while the publishing thread holds &self "
-    "with the GIL released)",
-    strict=True,
-)
 async def test_server_close_while_another_thread_publishes(serve):
     server = hyperws.Server()
     server.ws("/ws", lambda ws: ws.subscribe("feed"))

@@ -118,8 +118,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (host, port, *, workers, max_header_bytes, request_timeout, close_timeout))]
     fn listen(
-        &mut self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         host: &str,
         port: u16,
         workers: usize,
@@ -127,21 +126,24 @@ impl Engine {
         request_timeout: f64,
         close_timeout: f64,
     ) -> PyResult<u16> {
-        if self.server.is_some() {
-            return Err(PyRuntimeError::new_err("this server is already listening"));
-        }
         let config = ServerConfig {
             max_header_bytes,
             request_timeout: Duration::from_secs_f64(request_timeout),
             close_timeout: Duration::from_secs_f64(close_timeout),
         };
-        let table = std::mem::take(&mut self.table);
-        let events = Arc::clone(&self.events);
-        let server = py
+        let (table, events) = {
+            let mut this = slf.borrow_mut();
+            if this.server.is_some() {
+                return Err(PyRuntimeError::new_err("this server is already listening"));
+            }
+            (std::mem::take(&mut this.table), Arc::clone(&this.events))
+        };
+        let server = slf
+            .py()
             .detach(|| NetServer::bind(host, port, table, config, workers, events))
             .map_err(|e| PyOSError::new_err(format!("cannot listen on {host}:{port}: {e}")))?;
         let port = server.local_addr().port();
-        self.server = Some(server);
+        slf.borrow_mut().server = Some(server);
         Ok(port)
     }
 
@@ -164,9 +166,9 @@ impl Engine {
     }
 
     /// Stops accepting new connections and frees the port.
-    fn stop_accepting(&self, py: Python<'_>) {
+    fn stop_accepting(&self) {
         if let Some(server) = &self.server {
-            py.detach(|| server.stop_accepting());
+            server.stop_accepting();
         }
     }
 
@@ -185,9 +187,10 @@ impl Engine {
     }
 
     /// Stops the I/O threads. Connections still open are dropped.
-    fn shutdown(&mut self, py: Python<'_>) {
-        if let Some(server) = self.server.take() {
-            py.detach(move || drop(server));
+    fn shutdown(slf: &Bound<'_, Self>) {
+        let server = slf.borrow_mut().server.take();
+        if let Some(server) = server {
+            slf.py().detach(move || drop(server));
         }
     }
 
@@ -200,23 +203,19 @@ impl Engine {
     /// Publishes to every subscriber of `topic`; returns whether any was reached.
     #[pyo3(signature = (topic, message, is_binary=None, compress=false))]
     fn publish(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         topic: &str,
         message: &Bound<'_, PyAny>,
         is_binary: Option<bool>,
         compress: bool,
     ) -> PyResult<bool> {
         let _ = compress;
-        publish::publish(
-            py,
-            &self.topics,
-            &self.events,
-            topic,
-            message,
-            is_binary,
-            None,
-        )
+        // No borrow of the engine is held while the GIL is released: other threads publish too.
+        let (topics, events) = {
+            let this = slf.borrow();
+            (Arc::clone(&this.topics), Arc::clone(&this.events))
+        };
+        publish::publish(slf.py(), &topics, &events, topic, message, is_binary, None)
     }
 
     /// How many connections a publish to `topic` would reach.

@@ -317,22 +317,30 @@ impl Websocket {
     /// Publishes to every subscriber of `topic` except this connection. Returns whether any was reached.
     #[pyo3(signature = (topic, message, is_binary=None, compress=false))]
     fn publish(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         topic: &str,
         message: &Bound<'_, PyAny>,
         is_binary: Option<bool>,
         compress: bool,
     ) -> PyResult<bool> {
         let _ = compress;
+        // No borrow of the socket is held while the GIL is released.
+        let (topics, events, id) = {
+            let this = slf.borrow();
+            (
+                Arc::clone(&this.topics),
+                Arc::clone(&this.events),
+                this.conn.id,
+            )
+        };
         publish::publish(
-            py,
-            &self.topics,
-            &self.events,
+            slf.py(),
+            &topics,
+            &events,
             topic,
             message,
             is_binary,
-            Some(self.conn.id),
+            Some(id),
         )
     }
 
@@ -406,7 +414,11 @@ impl Websocket {
 
     /// Drops the connection at once without a close frame; 'close' fires now with 1006.
     fn destroy(slf: &Bound<'_, Self>) {
-        slf.borrow().conn.destroy();
+        {
+            let this = slf.borrow();
+            this.conn.destroy();
+            this.topics.unsubscribe_all(this.conn.id);
+        }
         deliver_close_now(slf);
     }
 
