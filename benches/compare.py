@@ -208,10 +208,18 @@ def proc_rss_kib(pid: int) -> int | None:
         return None
 
 
-def raise_nofile() -> None:
+def prepare_child() -> None:
+    """Runs in each server and generator child, after setsid: the same (highest) fd limit for all (the idle
+    workload needs 10 000+), and the niceness also for the child's new scheduler autogroup, without which
+    `nice` only ranks processes within one session and the machine's other work keeps its full share."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if NICE:
+        try:
+            Path("/proc/self/autogroup").write_text(str(NICE))
+        except OSError:
+            pass
 
 
 def cpus_busy(cpus: list[int]) -> float:
@@ -240,8 +248,7 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=self._log_file,
             start_new_session=True,
-            # Same fd limit for every server (the idle workload needs 10 000+); compare.py has no threads.
-            preexec_fn=raise_nofile,
+            preexec_fn=prepare_child,  # compare.py has no threads
         )
 
     @property
@@ -295,6 +302,8 @@ def run_loadgen(
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=prepare_child,
     )
     assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
     deadline = time.monotonic() + timeout
