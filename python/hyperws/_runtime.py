@@ -47,9 +47,21 @@ class Hooks:
     def report(self, ws: Websocket, event: str, error: BaseException) -> None:
         logger.error("error in the %r handler of %r", event, ws, exc_info=error)
 
-    async def wait_idle(self) -> None:
-        """Waits until every chain has finished (used by a graceful shutdown)."""
+    async def wait_idle(self, timeout: float) -> None:
+        """Waits up to ``timeout`` seconds for the running async handlers to finish, then cancels
+        the rest (used by a graceful shutdown)."""
+        deadline = self._loop.time() + timeout
         while self._tasks:
+            remaining = deadline - self._loop.time()
+            if remaining <= 0:
+                break
+            await asyncio.wait(set(self._tasks), timeout=remaining)
+        if self._tasks:
+            logger.warning(
+                "cancelling %d async handler(s) still running at shutdown", len(self._tasks)
+            )
+            for task in list(self._tasks):
+                task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
@@ -62,28 +74,48 @@ class Chain:
     def __init__(self, hooks: Hooks, ws: Websocket, first: Awaitable[Any]) -> None:
         self._hooks = hooks
         self._ws = ws
-        self._items: deque[Awaitable[Any] | tuple[str, tuple[Any, ...]]] = deque([first])
+        # An awaitable, an event (name, args, cost), or the cost of an event whose listeners were called
+        # and whose awaitables precede it.
+        self._items: deque[Awaitable[Any] | tuple[str, tuple[Any, ...], int] | int] = deque([first])
 
     def push_awaitable(self, awaitable: Awaitable[Any]) -> None:
         self._items.append(awaitable)
 
-    def push_event(self, event: str, args: tuple[Any, ...]) -> None:
-        self._items.append((event, args))
+    def push_event(self, event: str, args: tuple[Any, ...], cost: int) -> None:
+        self._items.append((event, args, cost))
 
-    def discard_events(self) -> None:
-        """Drops the events still waiting (the connection was destroyed); awaitables already queued stay."""
-        kept = [item for item in self._items if not isinstance(item, tuple)]
+    def push_cost(self, cost: int) -> None:
+        self._items.append(cost)
+
+    def discard_events(self) -> int:
+        """Drops the events still waiting (the connection was destroyed); awaitables already queued
+        stay. Returns the read-side cost of what was dropped."""
+        kept: list[Awaitable[Any]] = []
+        cost = 0
+        for item in self._items:
+            if isinstance(item, tuple):
+                cost += item[2]
+            elif isinstance(item, int):
+                cost += item
+            else:
+                kept.append(item)
         self._items.clear()
         self._items.extend(kept)
+        return cost
 
     async def run(self) -> None:
         ws, items = self._ws, self._items
         while items:
             item = items.popleft()
-            if isinstance(item, tuple):
-                event, args = item
-                for awaitable in ws._call_listeners(event, args):
-                    await self._guarded(event, awaitable)
+            if isinstance(item, int):
+                ws._consumed(item)
+            elif isinstance(item, tuple):
+                event, args, cost = item
+                try:
+                    for awaitable in ws._call_listeners(event, args):
+                        await self._guarded(event, awaitable)
+                finally:
+                    ws._consumed(cost)
             else:
                 await self._guarded("handler", item)
         ws._chain_done()

@@ -20,7 +20,10 @@ class Server(Router):
     Keyword options: ``workers`` (I/O threads, default: the CPUs this process may use),
     ``max_header_bytes`` (largest upgrade request head, default 16 KiB; larger gets 431),
     ``request_timeout`` (seconds a client has to send its request head, default 10),
-    ``close_timeout`` (seconds to wait for a client's close frame after sending ours, default 5).
+    ``close_timeout`` (seconds to wait for a client's close frame after sending ours, default 5),
+    ``max_pending_bytes`` (received bytes a connection may have waiting for its Python listeners before
+    the server stops reading its socket, default 1 MiB) and ``max_pending_bytes_total`` (the same for all
+    connections together, default 64 MiB).
     """
 
     def __init__(
@@ -30,6 +33,8 @@ class Server(Router):
         max_header_bytes: int = 16 * 1024,
         request_timeout: float = 10.0,
         close_timeout: float = 5.0,
+        max_pending_bytes: int = 1024 * 1024,
+        max_pending_bytes_total: int = 64 * 1024 * 1024,
     ) -> None:
         super().__init__()
         if workers is None:
@@ -38,6 +43,12 @@ class Server(Router):
         _positive("max_header_bytes", max_header_bytes, int)
         _positive("request_timeout", request_timeout, (int, float))
         _positive("close_timeout", close_timeout, (int, float))
+        _positive("max_pending_bytes", max_pending_bytes, int)
+        _positive("max_pending_bytes_total", max_pending_bytes_total, int)
+        self._pending_limits = {
+            "max_pending_bytes": max_pending_bytes,
+            "max_pending_bytes_total": max_pending_bytes_total,
+        }
         self._settings: dict[str, Any] = {
             "workers": workers,
             "max_header_bytes": max_header_bytes,
@@ -65,7 +76,14 @@ class Server(Router):
         """Counters: open connections, wake-ups of the event loop, events handed to Python, and
         subscriptions held."""
         if self._engine is None:
-            return {"connections": 0, "loop_wakeups": 0, "events": 0, "subscriptions": 0}
+            return {
+                "connections": 0,
+                "loop_wakeups": 0,
+                "events": 0,
+                "subscriptions": 0,
+                "dropped": 0,
+                "pending_bytes": 0,
+            }
         return self._engine.stats()
 
     def publish(
@@ -97,7 +115,7 @@ class Server(Router):
             raise ValueError(f"port must be an int in 0..65535, got {port!r}")
         loop = asyncio.get_running_loop()
         hooks = Hooks(loop)
-        engine = _core.Engine(hooks)
+        engine = _core.Engine(hooks, **self._pending_limits)
         for route in self._all_ws_routes():
             engine.add_ws_route(
                 route.pattern,
@@ -115,7 +133,8 @@ class Server(Router):
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stops accepting, closes every connection with 1001 (going away), waits up to ``timeout``
-        seconds for the close handshakes, then drops what is left and stops the engine."""
+        seconds for the close handshakes and for running async handlers, then drops what is left and
+        stops the engine."""
         engine, loop, hooks = self._engine, self._loop, self._hooks
         if engine is None or loop is None or hooks is None:
             return
@@ -126,12 +145,13 @@ class Server(Router):
             await asyncio.sleep(0.01)
         if engine.connections:
             engine.destroy_all()
-            while engine.connections:
+            destroyed_by = loop.time() + 1.0  # a destroyed connection ends at once; bounded anyway
+            while engine.connections and loop.time() < destroyed_by:
                 await asyncio.sleep(0.005)
         engine.drain()
         loop.remove_reader(engine.fileno())
         engine.shutdown()
-        await hooks.wait_idle()
+        await hooks.wait_idle(max(0.0, deadline - loop.time()))
         self._engine = self._loop = self._hooks = None
         self._port = None
 

@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::wake_fd::WakeFd;
-use super::Event;
+use super::{Event, InboundBacklog};
 
 /// Events from every connection of a server, in the order each connection produced them.
 #[derive(Debug)]
@@ -12,6 +12,7 @@ pub struct EventQueue {
     wake: WakeFd,
     wakeups: AtomicU64,
     events: AtomicU64,
+    backlog: InboundBacklog,
 }
 
 #[derive(Debug)]
@@ -29,8 +30,11 @@ pub struct QueueStats {
 }
 
 impl EventQueue {
-    pub fn new() -> std::io::Result<Self> {
+    /// A queue whose readers pause above `per_connection` bytes waiting for Python on one connection, or
+    /// `total` bytes on all of them.
+    pub fn new(per_connection: usize, total: usize) -> std::io::Result<Self> {
         Ok(Self {
+            backlog: InboundBacklog::new(per_connection, total),
             state: Mutex::new(State {
                 events: Vec::new(),
                 armed: true,
@@ -39,6 +43,11 @@ impl EventQueue {
             wakeups: AtomicU64::new(0),
             events: AtomicU64::new(0),
         })
+    }
+
+    /// The read-side flow control of the connections feeding this queue.
+    pub fn backlog(&self) -> &InboundBacklog {
+        &self.backlog
     }
 
     /// The descriptor the consumer's loop watches for readability.
@@ -128,7 +137,7 @@ mod tests {
 
     #[test]
     fn only_the_push_that_finds_the_queue_idle_wakes_the_consumer() {
-        let queue = EventQueue::new().unwrap();
+        let queue = EventQueue::new(1 << 20, 1 << 26).unwrap();
         for id in 0..100 {
             queue.push(message(id));
         }
@@ -156,7 +165,7 @@ mod tests {
 
     #[test]
     fn events_pushed_during_a_drain_need_no_wake_up() {
-        let queue = EventQueue::new().unwrap();
+        let queue = EventQueue::new(1 << 20, 1 << 26).unwrap();
         queue.push(message(1));
         queue.begin_drain();
         let mut batch = Vec::new();

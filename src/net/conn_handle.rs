@@ -26,6 +26,8 @@ pub struct ConnHandle {
     buffered: AtomicUsize,
     /// A send was refused (or `drain()` awaited) above `max_backpressure`: report when back below.
     drain_wanted: AtomicBool,
+    /// Bytes of received events not yet consumed by Python (see `bridge::InboundBacklog`).
+    pub(crate) inbound: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -82,6 +84,7 @@ impl ConnHandle {
             wake: Notify::new(),
             buffered: AtomicUsize::new(0),
             drain_wanted: AtomicBool::new(false),
+            inbound: AtomicUsize::new(0),
         }
     }
 

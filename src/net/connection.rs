@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
 
 use super::{ConnHandle, Queued, ServerConfig};
-use crate::bridge::{Event, EventQueue};
+use crate::bridge::{Event, EventQueue, EVENT_OVERHEAD};
 use crate::protocol::{
     encode, Decoder, Inbound, CLOSE_ABNORMAL, CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_NO_STATUS,
 };
@@ -103,7 +103,7 @@ impl Connection<'_> {
             let wake = tokio::select! {
                 biased;
                 _ = self.conn.woken() => Wake::Queue,
-                ready = self.stream.readable() => match ready {
+                ready = self.stream.readable(), if self.may_read() => match ready {
                     Ok(()) => Wake::Readable,
                     Err(_) => return self.abnormal(),
                 },
@@ -177,9 +177,20 @@ impl Connection<'_> {
         }
     }
 
+    /// Whether to read now: not while Python has more than its bound of this connection's (or all)
+    /// events to consume. A paused reader is woken by the Python side.
+    fn may_read(&self) -> bool {
+        let backlog = self.events.backlog();
+        backlog.may_read(&self.conn) || !backlog.pause(&self.conn)
+    }
+
     /// Returns true when the connection must be dropped now.
     fn on_timer(&mut self) -> bool {
         let now = Instant::now();
+        if !self.events.backlog().may_read(&self.conn) {
+            // Not reading because Python is behind: the client is busy, not idle.
+            self.last_read = now;
+        }
         if self.close_deadline.is_some_and(|at| now >= at) {
             return true;
         }
@@ -225,6 +236,7 @@ impl Connection<'_> {
         }
         let id = self.conn.id;
         let mut batch = Vec::new();
+        let mut cost = 0;
         loop {
             match self.decoder.decode(&mut self.read_buf) {
                 Ok(None) => break,
@@ -263,6 +275,7 @@ impl Connection<'_> {
                         }
                     };
                     if !self.sent_close {
+                        cost += event_cost(&event);
                         batch.push(event);
                     }
                 }
@@ -280,6 +293,8 @@ impl Connection<'_> {
                 }
             }
         }
+        // Counted before the push, so that Python never consumes more than was added.
+        self.events.backlog().add(&self.conn, cost);
         self.events.push_all(&mut batch);
     }
 
@@ -330,6 +345,16 @@ impl Connection<'_> {
                 written = 0;
             }
         }
+    }
+}
+
+/// What an event counts against the read-side bounds (see `bridge::InboundBacklog`).
+fn event_cost(event: &Event) -> usize {
+    match event {
+        Event::Message { data, .. } | Event::Ping { data, .. } | Event::Pong { data, .. } => {
+            data.len() + EVENT_OVERHEAD
+        }
+        _ => 0,
     }
 }
 

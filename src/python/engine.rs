@@ -14,7 +14,7 @@ use super::cork::CorkGuard;
 use super::payload::MessageType;
 use super::publish;
 use super::websocket::{self, Websocket};
-use crate::bridge::{Event, EventQueue};
+use crate::bridge::{Event, EventQueue, EVENT_OVERHEAD};
 use crate::net::{NetServer, RouteConfig, ServerConfig};
 use crate::pubsub::Topics;
 use crate::routing::RouteTable;
@@ -59,8 +59,13 @@ pub struct Engine {
 #[pymethods]
 impl Engine {
     #[new]
-    fn new(hooks: Py<PyAny>) -> PyResult<Self> {
-        let events = EventQueue::new()
+    #[pyo3(signature = (hooks, *, max_pending_bytes, max_pending_bytes_total))]
+    fn new(
+        hooks: Py<PyAny>,
+        max_pending_bytes: usize,
+        max_pending_bytes_total: usize,
+    ) -> PyResult<Self> {
+        let events = EventQueue::new(max_pending_bytes, max_pending_bytes_total)
             .map_err(|e| PyOSError::new_err(format!("cannot create eventfd: {e}")))?;
         Ok(Self {
             events: Arc::new(events),
@@ -234,6 +239,7 @@ impl Engine {
         dict.set_item("events", stats.events)?;
         dict.set_item("subscriptions", self.topics.len())?;
         dict.set_item("dropped", self.dropped)?;
+        dict.set_item("pending_bytes", self.events.backlog().total())?;
         Ok(dict)
     }
 
@@ -289,18 +295,24 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
             }
         }
         Event::Message { id, data, binary } => {
-            if let Some(ws) = socket(engine, id) {
-                websocket::deliver_message(ws.bind(py), &data, binary);
+            let cost = data.len() + EVENT_OVERHEAD;
+            match socket(engine, id) {
+                Some(ws) => websocket::deliver_message(ws.bind(py), &data, binary, cost),
+                None => engine.borrow().events.backlog().consumed_orphan(cost),
             }
         }
         Event::Ping { id, data } => {
-            if let Some(ws) = socket(engine, id) {
-                websocket::deliver_control(ws.bind(py), "ping", &data);
+            let cost = data.len() + EVENT_OVERHEAD;
+            match socket(engine, id) {
+                Some(ws) => websocket::deliver_control(ws.bind(py), "ping", &data, cost),
+                None => engine.borrow().events.backlog().consumed_orphan(cost),
             }
         }
         Event::Pong { id, data } => {
-            if let Some(ws) = socket(engine, id) {
-                websocket::deliver_control(ws.bind(py), "pong", &data);
+            let cost = data.len() + EVENT_OVERHEAD;
+            match socket(engine, id) {
+                Some(ws) => websocket::deliver_control(ws.bind(py), "pong", &data, cost),
+                None => engine.borrow().events.backlog().consumed_orphan(cost),
             }
         }
         Event::Drain { id } => {

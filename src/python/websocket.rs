@@ -64,36 +64,36 @@ impl Websocket {
 }
 
 /// Delivers a received message: straight to the listeners, or behind a running async chain.
-pub fn deliver_message(ws: &Bound<'_, Websocket>, data: &Bytes, binary: bool) {
+pub fn deliver_message(ws: &Bound<'_, Websocket>, data: &Bytes, binary: bool, cost: usize) {
     let py = ws.py();
     let message_type = ws.borrow().message_type;
     let payload = match message_type.to_python(py, data, !binary) {
         Ok(payload) => payload,
         Err(error) => return report(ws, "message", error),
     };
-    deliver(ws, "message", (payload, binary));
+    deliver(ws, "message", (payload, binary), cost);
 }
 
 /// Delivers 'ping' or 'pong' with its payload.
-pub fn deliver_control(ws: &Bound<'_, Websocket>, event: &str, data: &Bytes) {
+pub fn deliver_control(ws: &Bound<'_, Websocket>, event: &str, data: &Bytes, cost: usize) {
     let py = ws.py();
     let message_type = ws.borrow().message_type;
     match message_type.to_python(py, data, false) {
-        Ok(payload) => deliver(ws, event, (payload,)),
+        Ok(payload) => deliver(ws, event, (payload,), cost),
         Err(error) => report(ws, event, error),
     }
 }
 
 /// Delivers 'drain': the queue is back below `max_backpressure` after a refusal.
 pub fn deliver_drain(ws: &Bound<'_, Websocket>) {
-    deliver(ws, "drain", ());
+    deliver(ws, "drain", (), 0);
 }
 
 /// Delivers 'dropped' with a message that was refused over `max_backpressure`.
 pub fn deliver_dropped(ws: &Bound<'_, Websocket>, data: &Bytes, binary: bool) {
     let message_type = ws.borrow().message_type;
     match message_type.to_python(ws.py(), data, !binary) {
-        Ok(payload) => deliver(ws, "dropped", (payload, binary)),
+        Ok(payload) => deliver(ws, "dropped", (payload, binary), 0),
         Err(error) => report(ws, "dropped", error),
     }
 }
@@ -105,7 +105,7 @@ pub fn deliver_close(ws: &Bound<'_, Websocket>, code: u16, reason: &Bytes) {
         return;
     };
     match message_type.to_python(ws.py(), reason, true) {
-        Ok(reason) => deliver(ws, "close", (code, reason)),
+        Ok(reason) => deliver(ws, "close", (code, reason), 0),
         Err(error) => report(ws, "close", error),
     }
     release_listeners_if_idle(ws);
@@ -120,8 +120,9 @@ fn deliver_close_now(ws: &Bound<'_, Websocket>) {
     };
     let chain = ws.borrow().chain.as_ref().map(|c| c.clone_ref(py));
     if let Some(chain) = chain {
-        if let Err(error) = chain.bind(py).call_method0(intern!(py, "discard_events")) {
-            report(ws, "close", error);
+        match chain.bind(py).call_method0(intern!(py, "discard_events")) {
+            Ok(cost) => consume(ws, cost.extract().unwrap_or(0)),
+            Err(error) => report(ws, "close", error),
         }
     }
     let reason = message_type.to_python(py, &Bytes::new(), true);
@@ -151,7 +152,7 @@ fn release_listeners_if_idle(ws: &Bound<'_, Websocket>) {
     }
 }
 
-fn deliver<'py, A>(ws: &Bound<'py, Websocket>, event: &str, args: A)
+fn deliver<'py, A>(ws: &Bound<'py, Websocket>, event: &str, args: A, cost: usize)
 where
     A: IntoPyObject<'py, Target = PyTuple, Output = Bound<'py, PyTuple>>,
 {
@@ -161,20 +162,47 @@ where
         Some(chain) => {
             if let Err(error) = chain
                 .bind(py)
-                .call_method1(intern!(py, "push_event"), (event, args))
+                .call_method1(intern!(py, "push_event"), (event, args, cost))
             {
+                consume(ws, cost);
                 report(ws, event, error);
             }
         }
         None => {
             let args = match args.into_pyobject(py) {
                 Ok(args) => args,
-                Err(error) => return report(ws, event, error.into()),
+                Err(error) => {
+                    consume(ws, cost);
+                    return report(ws, event, error.into());
+                }
             };
             let awaitables = call_listeners(ws, event, &args);
-            schedule(ws, awaitables);
+            if awaitables.is_empty() {
+                consume(ws, cost);
+            } else {
+                schedule(ws, awaitables);
+                // The event counts against the read-side bound until its async listeners are done.
+                let chain = ws.borrow().chain.as_ref().map(|c| c.clone_ref(py));
+                let pushed =
+                    chain.map(|c| c.bind(py).call_method1(intern!(py, "push_cost"), (cost,)));
+                if !matches!(pushed, Some(Ok(_))) {
+                    consume(ws, cost);
+                }
+            }
         }
     }
+}
+
+/// The Python side is done with `cost` bytes of this connection's events: readers paused on the
+/// read-side bound may go on.
+fn consume(ws: &Bound<'_, Websocket>, cost: usize) {
+    if cost == 0 {
+        return;
+    }
+    let this = ws.borrow();
+    let backlog = this.events.backlog();
+    backlog.consumed(&this.conn, cost);
+    backlog.resume_ready();
 }
 
 /// Calls the listeners of `event` in order; returns the awaitables that async listeners returned.
@@ -491,6 +519,11 @@ impl Websocket {
         args: &Bound<'py, PyTuple>,
     ) -> Vec<Bound<'py, PyAny>> {
         call_listeners(slf, event, args)
+    }
+
+    /// Chain side: the listeners of a queued event are done with it (read-side flow control).
+    fn _consumed(slf: &Bound<'_, Self>, cost: usize) {
+        consume(slf, cost);
     }
 
     /// Chain side: the chain has nothing left; events go straight to listeners again.
