@@ -44,6 +44,10 @@ class Hooks:
         ws.once("close", done)
         return future
 
+    def message_iterator(self, ws: Websocket) -> MessageIterator:
+        """The object behind ``async for message in ws``."""
+        return MessageIterator(ws)
+
     def report(self, ws: Websocket, event: str, error: BaseException) -> None:
         logger.error("error in the %r handler of %r", event, ws, exc_info=error)
 
@@ -87,6 +91,16 @@ class Chain:
     def push_cost(self, cost: int) -> None:
         self._items.append(cost)
 
+    def take_messages(self) -> list[tuple[tuple[Any, ...], int]]:
+        """Hands the waiting 'message' events' read-side cost over to an ``async for`` that now also
+        consumes them: returns their (args, cost); the events stay for the listeners, at no cost."""
+        taken: list[tuple[tuple[Any, ...], int]] = []
+        for index, item in enumerate(self._items):
+            if isinstance(item, tuple) and item[0] == "message":
+                taken.append((item[1], item[2]))
+                self._items[index] = (item[0], item[1], 0)
+        return taken
+
     def discard_events(self) -> int:
         """Drops the events still waiting (the connection was destroyed); awaitables already queued
         stay. Returns the read-side cost of what was dropped."""
@@ -127,3 +141,45 @@ class Chain:
             Exception
         ) as error:  # a user's handler failed: log it, keep the connection's order going
             self._hooks.report(self._ws, event, error)
+
+
+class MessageIterator:
+    """``async for message in ws``: yields each message in order and ends when the connection closes.
+
+    The engine feeds it directly, not through the connection's chain, so a handler can iterate while it
+    is itself the running head of the chain. Messages waiting here still count against the read-side
+    bound until the loop body takes them.
+    """
+
+    __slots__ = ("_ended", "_items", "_waiter", "_ws")
+
+    def __init__(self, ws: Websocket) -> None:
+        self._ws = ws
+        self._items: deque[tuple[Any, int]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._ended = False
+
+    def push(self, message: Any, cost: int) -> None:
+        self._items.append((message, cost))
+        self._wake()
+
+    def end(self) -> None:
+        self._ended = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def __aiter__(self) -> MessageIterator:
+        return self
+
+    async def __anext__(self) -> Any:
+        while not self._items:
+            if self._ended:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        message, cost = self._items.popleft()
+        self._ws._consumed(cost)
+        return message

@@ -34,6 +34,8 @@ pub struct Websocket {
     listeners: Listeners,
     /// While set, events wait in this Python chain behind an awaiting listener, to keep their order.
     chain: Option<Py<PyAny>>,
+    /// The `async for message in ws` iterator, fed directly (it may be consumed by the chain's head).
+    iterator: Option<Py<PyAny>>,
     close_fired: bool,
 }
 
@@ -54,6 +56,7 @@ impl Websocket {
             context: None,
             listeners: Listeners::default(),
             chain: None,
+            iterator: None,
             close_fired: false,
         }
     }
@@ -71,7 +74,33 @@ pub fn deliver_message(ws: &Bound<'_, Websocket>, data: &Bytes, binary: bool, co
         Ok(payload) => payload,
         Err(error) => return report(ws, "message", error),
     };
+    let iterator = ws.borrow().iterator.as_ref().map(|it| it.clone_ref(py));
+    let cost = match iterator {
+        Some(iterator) => {
+            // The iterator owns the read-side cost: it is released when the loop body takes the message.
+            if let Err(error) = iterator
+                .bind(py)
+                .call_method1(intern!(py, "push"), (&payload, cost))
+            {
+                consume(ws, cost);
+                report(ws, "message", error);
+            }
+            0
+        }
+        None => cost,
+    };
     deliver(ws, "message", (payload, binary), cost);
+}
+
+/// Ends the `async for` over this connection's messages, if any.
+fn end_iterator(ws: &Bound<'_, Websocket>) {
+    let py = ws.py();
+    let iterator = ws.borrow().iterator.as_ref().map(|it| it.clone_ref(py));
+    if let Some(iterator) = iterator {
+        if let Err(error) = iterator.bind(py).call_method0(intern!(py, "end")) {
+            report(ws, "close", error);
+        }
+    }
 }
 
 /// Delivers 'ping' or 'pong' with its payload.
@@ -104,6 +133,7 @@ pub fn deliver_close(ws: &Bound<'_, Websocket>, code: u16, reason: &Bytes) {
     let Some(message_type) = mark_close_fired(ws) else {
         return;
     };
+    end_iterator(ws);
     match message_type.to_python(ws.py(), reason, true) {
         Ok(reason) => deliver(ws, "close", (code, reason), 0),
         Err(error) => report(ws, "close", error),
@@ -118,6 +148,7 @@ fn deliver_close_now(ws: &Bound<'_, Websocket>) {
     let Some(message_type) = mark_close_fired(ws) else {
         return;
     };
+    end_iterator(ws);
     let chain = ws.borrow().chain.as_ref().map(|c| c.clone_ref(py));
     if let Some(chain) = chain {
         match chain.bind(py).call_method0(intern!(py, "discard_events")) {
@@ -463,6 +494,36 @@ impl Websocket {
             .call_method1(intern!(py, "wait_drain"), (slf, must_wait))
     }
 
+    /// `async for message in ws:` yields the messages in order and ends when the connection closes.
+    fn __aiter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let (existing, hooks, chain, ended) = {
+            let this = slf.borrow();
+            let existing = this.iterator.as_ref().map(|it| it.clone_ref(py));
+            let chain = this.chain.as_ref().map(|c| c.clone_ref(py));
+            (existing, this.hooks.clone_ref(py), chain, this.close_fired)
+        };
+        if let Some(iterator) = existing {
+            return Ok(iterator.into_bound(py));
+        }
+        let iterator = hooks
+            .bind(py)
+            .call_method1(intern!(py, "message_iterator"), (slf,))?;
+        slf.borrow_mut().iterator = Some(iterator.clone().unbind());
+        // Messages that arrived while an async handler ran belong to the iteration, in order.
+        if let Some(chain) = chain {
+            let waiting = chain.bind(py).call_method0(intern!(py, "take_messages"))?;
+            for item in waiting.try_iter()? {
+                let (args, cost): (Bound<'_, PyTuple>, usize) = item?.extract()?;
+                iterator.call_method1(intern!(py, "push"), (args.get_item(0)?, cost))?;
+            }
+        }
+        if ended {
+            iterator.call_method0(intern!(py, "end"))?;
+        }
+        Ok(iterator)
+    }
+
     /// Runs `callback()` with writes held back, so every send inside goes out together; returns its result.
     fn atomic(&self, callback: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let _cork = CorkGuard::begin();
@@ -552,6 +613,9 @@ impl Websocket {
         if let Some(chain) = &self.chain {
             visit.call(chain)?;
         }
+        if let Some(iterator) = &self.iterator {
+            visit.call(iterator)?;
+        }
         self.listeners.traverse(&visit)
     }
 
@@ -559,6 +623,7 @@ impl Websocket {
         self.listeners.clear();
         self.context = None;
         self.chain = None;
+        self.iterator = None;
     }
 }
 
