@@ -76,6 +76,7 @@ fn route() -> Arc<RouteConfig> {
         index: 0,
         max_payload_length: 1 << 20,
         idle_timeout: None,
+        max_lifetime: None,
         send_pings_automatically: false,
         max_backpressure: usize::MAX,
         close_on_backpressure_limit: false,

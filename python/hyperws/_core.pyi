@@ -70,6 +70,7 @@ class Engine:
         *,
         max_payload_length: int,
         idle_timeout: float,
+        max_lifetime: float,
         send_pings_automatically: bool,
         message_type: str,
         max_backpressure: int,

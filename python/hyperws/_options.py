@@ -14,6 +14,7 @@ class WsOptions:
     """Validated options of a WebSocket route."""
 
     idle_timeout: float = 32
+    max_lifetime: float = 0
     max_payload_length: int = 32 * 1024
     message_type: str = "String"
     send_pings_automatically: bool = True
@@ -45,6 +46,16 @@ def ws_options(options: Mapping[str, Any] | None, keywords: Mapping[str, Any]) -
     ):
         raise ValueError(
             f"idle_timeout must be a number of seconds >= 0 (0 = never), got {idle_timeout!r}"
+        )
+
+    max_lifetime = merged.get("max_lifetime", WsOptions.max_lifetime)
+    if (
+        isinstance(max_lifetime, bool)
+        or not isinstance(max_lifetime, (int, float))
+        or max_lifetime < 0
+    ):
+        raise ValueError(
+            f"max_lifetime must be a number of minutes >= 0 (0 = never), got {max_lifetime!r}"
         )
 
     max_payload_length = merged.get("max_payload_length", WsOptions.max_payload_length)
@@ -83,6 +94,7 @@ def ws_options(options: Mapping[str, Any] | None, keywords: Mapping[str, Any]) -
 
     return WsOptions(
         idle_timeout=float(idle_timeout),
+        max_lifetime=float(max_lifetime),
         max_payload_length=max_payload_length,
         message_type=message_type,
         send_pings_automatically=send_pings,

@@ -83,6 +83,10 @@ class Server(Router):
                 "subscriptions": 0,
                 "dropped": 0,
                 "pending_bytes": 0,
+                "messages_in": 0,
+                "bytes_in": 0,
+                "messages_out": 0,
+                "bytes_out": 0,
             }
         return self._engine.stats()
 
@@ -122,6 +126,7 @@ class Server(Router):
                 route.handler,
                 max_payload_length=route.options.max_payload_length,
                 idle_timeout=route.options.idle_timeout,
+                max_lifetime=route.options.max_lifetime,
                 send_pings_automatically=route.options.send_pings_automatically,
                 message_type=route.options.message_type,
                 max_backpressure=route.options.max_backpressure,

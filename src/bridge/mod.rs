@@ -8,4 +8,4 @@ mod wake_fd;
 
 pub use backlog::{InboundBacklog, EVENT_OVERHEAD};
 pub use event::Event;
-pub use queue::{EventQueue, QueueStats};
+pub use queue::{EventQueue, QueueStats, Traffic};

@@ -13,6 +13,26 @@ pub struct EventQueue {
     wakeups: AtomicU64,
     events: AtomicU64,
     backlog: InboundBacklog,
+    traffic: Traffic,
+}
+
+/// Messages and bytes through a server, for `server.stats()`.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    pub messages_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub messages_out: AtomicU64,
+    pub bytes_out: AtomicU64,
+}
+
+impl Traffic {
+    pub fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn read(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
 }
 
 #[derive(Debug)]
@@ -35,6 +55,7 @@ impl EventQueue {
     pub fn new(per_connection: usize, total: usize) -> std::io::Result<Self> {
         Ok(Self {
             backlog: InboundBacklog::new(per_connection, total),
+            traffic: Traffic::default(),
             state: Mutex::new(State {
                 events: Vec::new(),
                 armed: true,
@@ -48,6 +69,11 @@ impl EventQueue {
     /// The read-side flow control of the connections feeding this queue.
     pub fn backlog(&self) -> &InboundBacklog {
         &self.backlog
+    }
+
+    /// Counters of messages and bytes in and out.
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
     }
 
     /// The descriptor the consumer's loop watches for readability.

@@ -9,6 +9,8 @@ pub struct RouteConfig {
     pub max_payload_length: usize,
     /// Close a connection silent for this long (None: never).
     pub idle_timeout: Option<Duration>,
+    /// Close a connection this old with 1001 (None: never).
+    pub max_lifetime: Option<Duration>,
     /// Ping a silent connection halfway to its idle deadline, so live clients answer and stay.
     pub send_pings_automatically: bool,
     /// Above this many bytes waiting to be written, sends and publishes to the connection are refused.

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
 
 use super::{ConnHandle, Queued, ServerConfig};
-use crate::bridge::{Event, EventQueue, EVENT_OVERHEAD};
+use crate::bridge::{Event, EventQueue, Traffic, EVENT_OVERHEAD};
 use crate::protocol::{
     encode, Decoder, Inbound, CLOSE_ABNORMAL, CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_NO_STATUS,
 };
@@ -41,6 +41,7 @@ pub(super) async fn run(
         read_buf: early_bytes,
         in_flight: VecDeque::new(),
         last_read: Instant::now(),
+        started: Instant::now(),
         pinged: false,
         outcome: None,
         sent_close: false,
@@ -65,6 +66,7 @@ struct Connection<'a> {
     /// Taken from the queue, not yet accepted by the socket.
     in_flight: VecDeque<Bytes>,
     last_read: Instant,
+    started: Instant,
     pinged: bool,
     /// The code and reason the 'close' event reports: whoever closed first.
     outcome: Option<(u16, Bytes)>,
@@ -169,11 +171,18 @@ impl Connection<'_> {
         if let Some(at) = self.close_deadline {
             return Some(at);
         }
-        let idle = self.conn.route.idle_timeout?;
-        if self.conn.route.send_pings_automatically && !self.pinged {
-            Some(self.last_read + idle / 2)
-        } else {
-            Some(self.last_read + idle)
+        let route = &self.conn.route;
+        let idle = route.idle_timeout.map(|idle| {
+            if route.send_pings_automatically && !self.pinged {
+                self.last_read + idle / 2
+            } else {
+                self.last_read + idle
+            }
+        });
+        let end_of_life = route.max_lifetime.map(|lifetime| self.started + lifetime);
+        match (idle, end_of_life) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -193,6 +202,12 @@ impl Connection<'_> {
         }
         if self.close_deadline.is_some_and(|at| now >= at) {
             return true;
+        }
+        if let Some(lifetime) = self.conn.route.max_lifetime {
+            if now.duration_since(self.started) >= lifetime {
+                self.conn.close(CLOSE_GOING_AWAY, "max lifetime reached");
+                return false;
+            }
         }
         let Some(idle) = self.conn.route.idle_timeout else {
             return false;
@@ -237,6 +252,7 @@ impl Connection<'_> {
         let id = self.conn.id;
         let mut batch = Vec::new();
         let mut cost = 0;
+        let (mut messages, mut bytes) = (0, 0);
         loop {
             match self.decoder.decode(&mut self.read_buf) {
                 Ok(None) => break,
@@ -276,6 +292,10 @@ impl Connection<'_> {
                     };
                     if !self.sent_close {
                         cost += event_cost(&event);
+                        if let Event::Message { data, .. } = &event {
+                            messages += 1;
+                            bytes += data.len();
+                        }
                         batch.push(event);
                     }
                 }
@@ -295,6 +315,9 @@ impl Connection<'_> {
         }
         // Counted before the push, so that Python never consumes more than was added.
         self.events.backlog().add(&self.conn, cost);
+        let traffic = self.events.traffic();
+        Traffic::add(&traffic.messages_in, messages);
+        Traffic::add(&traffic.bytes_in, bytes);
         self.events.push_all(&mut batch);
     }
 
@@ -315,6 +338,7 @@ impl Connection<'_> {
             }
             match self.stream.try_write_vectored(&slices[..count]) {
                 Ok(written) => {
+                    Traffic::add(&self.events.traffic().bytes_out, written);
                     if self.conn.wrote(written) {
                         self.events.push(Event::Drain { id: self.conn.id });
                     }

@@ -237,6 +237,7 @@ mod tests {
             index: 0,
             max_payload_length: 1024,
             idle_timeout: None,
+            max_lifetime: None,
             send_pings_automatically: true,
             max_backpressure: 1 << 20,
             close_on_backpressure_limit: false,

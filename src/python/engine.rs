@@ -14,7 +14,7 @@ use super::cork::CorkGuard;
 use super::payload::MessageType;
 use super::publish;
 use super::websocket::{self, Websocket};
-use crate::bridge::{Event, EventQueue, EVENT_OVERHEAD};
+use crate::bridge::{Event, EventQueue, Traffic, EVENT_OVERHEAD};
 use crate::net::{NetServer, RouteConfig, ServerConfig};
 use crate::pubsub::Topics;
 use crate::routing::RouteTable;
@@ -82,13 +82,14 @@ impl Engine {
     /// Registers a WebSocket route; options were validated by the Python side.
     // The keyword arguments mirror the route options one to one.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (pattern, handler, *, max_payload_length, idle_timeout, send_pings_automatically, message_type, max_backpressure, close_on_backpressure_limit))]
+    #[pyo3(signature = (pattern, handler, *, max_payload_length, idle_timeout, max_lifetime, send_pings_automatically, message_type, max_backpressure, close_on_backpressure_limit))]
     fn add_ws_route(
         &mut self,
         pattern: &str,
         handler: Py<PyAny>,
         max_payload_length: usize,
         idle_timeout: f64,
+        max_lifetime: f64,
         send_pings_automatically: bool,
         message_type: &str,
         max_backpressure: usize,
@@ -103,6 +104,8 @@ impl Engine {
             index: self.routes.len(),
             max_payload_length,
             idle_timeout: (idle_timeout > 0.0).then(|| Duration::from_secs_f64(idle_timeout)),
+            max_lifetime: (max_lifetime > 0.0)
+                .then(|| Duration::from_secs_f64(max_lifetime * 60.0)),
             send_pings_automatically,
             max_backpressure,
             close_on_backpressure_limit,
@@ -240,6 +243,11 @@ impl Engine {
         dict.set_item("subscriptions", self.topics.len())?;
         dict.set_item("dropped", self.dropped)?;
         dict.set_item("pending_bytes", self.events.backlog().total())?;
+        let traffic = self.events.traffic();
+        dict.set_item("messages_in", Traffic::read(&traffic.messages_in))?;
+        dict.set_item("bytes_in", Traffic::read(&traffic.bytes_in))?;
+        dict.set_item("messages_out", Traffic::read(&traffic.messages_out))?;
+        dict.set_item("bytes_out", Traffic::read(&traffic.bytes_out))?;
         Ok(dict)
     }
 

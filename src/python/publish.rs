@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 
 use super::cork;
 use super::payload::extract_message;
-use crate::bridge::{Event, EventQueue};
+use crate::bridge::{Event, EventQueue, Traffic};
 use crate::protocol::encode;
 use crate::pubsub::Topics;
 
@@ -31,6 +31,7 @@ pub fn publish(
     let published = py
         .detach(|| topics.publish(topic, opcode, payload, exclude))
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Traffic::add(&events.traffic().messages_out, published.delivered);
     for conn in &published.to_wake {
         cork::wake(conn);
     }

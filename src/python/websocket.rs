@@ -13,7 +13,7 @@ use super::cork::{self, CorkGuard};
 use super::listeners::{Callbacks, Listeners};
 use super::payload::{extract_message, MessageType};
 use super::publish;
-use crate::bridge::{Event, EventQueue};
+use crate::bridge::{Event, EventQueue, Traffic};
 use crate::net::{ConnHandle, Queued};
 use crate::protocol::{encode, is_valid_sent_close_code};
 use crate::pubsub::Topics;
@@ -630,8 +630,13 @@ impl Websocket {
 impl Websocket {
     fn queue(&self, opcode: u8, payload: &[u8]) -> Queued {
         let queued = self.conn.send(opcode, payload);
-        if let Queued::Yes { wake: true } = queued {
-            cork::wake(&self.conn);
+        if let Queued::Yes { wake } = queued {
+            if opcode != encode::PING {
+                Traffic::add(&self.events.traffic().messages_out, 1);
+            }
+            if wake {
+                cork::wake(&self.conn);
+            }
         }
         queued
     }
