@@ -14,7 +14,7 @@ server = hyperws.Server()
 
 @server.ws("/chat", idle_timeout=120)
 def on_open(ws: hyperws.Websocket) -> None:
-    ws.room = "lobby"
+    ws.context["room"] = "lobby"
     ws.subscribe("chat/lobby")
     ws.send("welcome to #lobby; /join NAME to move, /rooms to list")
 
@@ -28,15 +28,15 @@ def on_open(ws: hyperws.Websocket) -> None:
             except ValueError as error:  # '+', '#' or an empty name
                 ws.send(f"bad room name: {error}")
                 return
-            ws.unsubscribe(f"chat/{ws.room}")
-            ws.publish(f"chat/{ws.room}", f"{ws.ip} left")
-            ws.room = room
+            ws.unsubscribe(f"chat/{ws.context['room']}")
+            ws.publish(f"chat/{ws.context['room']}", f"{ws.ip} left")
+            ws.context["room"] = room
             ws.publish(f"chat/{room}", f"{ws.ip} joined")
             ws.send(f"you are in #{room} ({server.num_subscribers(f'chat/{room}')} here)")
         elif text == "/rooms":
             ws.send(", ".join(ws.topics))
         else:
-            ws.publish(f"chat/{ws.room}", f"{ws.ip}: {text}")
+            ws.publish(f"chat/{ws.context['room']}", f"{ws.ip}: {text}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,11 @@ use crate::pubsub::Topics;
 
 /// A WebSocket connection. Safe to use after it closed: `send`/`ping` return False, `close`/`destroy` do
 /// nothing.
-#[pyclass(module = "hyperws._core", name = "Websocket", dict, weakref)]
+///
+/// No instance `__dict__` (per-connection data goes in `context`): on CPython 3.11 creating the dict
+/// during construction can run the garbage collector, which would traverse the object before its Rust
+/// fields exist.
+#[pyclass(module = "hyperws._core", name = "Websocket", weakref)]
 pub struct Websocket {
     conn: Arc<ConnHandle>,
     message_type: MessageType,
