@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from ._core import Websocket
@@ -43,6 +44,27 @@ class Hooks:
         ws.once("drain", done)
         ws.once("close", done)
         return future
+
+    async def stream(self, ws: Websocket, readable: Any, is_binary: bool | None) -> None:
+        """``await ws.stream(readable)``: one message, a fragment per chunk, waiting out backpressure."""
+        ws._stream_begin()
+        try:
+            first, binary = True, is_binary
+            async for chunk in _chunks(readable):
+                if binary is None:
+                    binary = not isinstance(chunk, str)
+                if len(chunk):
+                    while not ws._stream_fragment(chunk, first, False, binary):
+                        await ws.drain()
+                    first = False
+            while not ws._stream_fragment(b"", first, True, True if binary is None else binary):
+                await ws.drain()
+        finally:
+            ws._stream_end()
+
+    def writable(self, ws: Websocket) -> Writable:
+        """``ws.writable``."""
+        return Writable(ws)
 
     def message_iterator(self, ws: Websocket) -> MessageIterator:
         """The object behind ``async for message in ws``."""
@@ -183,3 +205,85 @@ class MessageIterator:
         message, cost = self._items.popleft()
         self._ws._consumed(cost)
         return message
+
+
+STREAM_CHUNK = 64 * 1024
+
+
+async def _chunks(readable: Any) -> AsyncIterator[Any]:
+    """The chunks of what ``stream()`` accepts: a StreamReader, an async iterable, a binary file
+    object (sync, or async with an awaitable ``read``), bytes-like or str, or a sync iterable."""
+    if isinstance(readable, asyncio.StreamReader):
+        while chunk := await readable.read(STREAM_CHUNK):
+            yield chunk
+    elif hasattr(readable, "__aiter__"):
+        async for chunk in readable:
+            yield chunk
+    elif isinstance(readable, (bytes, bytearray, memoryview, str)):
+        yield readable
+    elif hasattr(readable, "read"):
+        while True:
+            chunk = readable.read(STREAM_CHUNK)
+            if inspect.isawaitable(chunk):
+                chunk = await chunk
+            if not chunk:
+                return
+            yield chunk
+            await asyncio.sleep(0)  # a fast file must not starve the loop
+    elif hasattr(readable, "__iter__"):
+        for chunk in readable:
+            yield chunk
+    else:
+        raise TypeError(
+            "stream() takes an async iterable, an iterable, a file object or an asyncio.StreamReader, "
+            f"not {type(readable).__name__}"
+        )
+
+
+class Writable:
+    """``ws.writable``: pipe one message in with ``write(chunk)`` (False means: ``await drain()``
+    before writing more), end it with ``close()``; or use ``async with ws.writable as w``."""
+
+    __slots__ = ("_binary", "_done", "_started", "_ws")
+
+    def __init__(self, ws: Websocket) -> None:
+        self._ws = ws
+        self._started = False
+        self._done = False
+        self._binary: bool | None = None
+
+    def write(self, chunk: Any) -> bool:
+        if self._done:
+            raise RuntimeError("write() after close(): this message has ended")
+        if self._binary is None:
+            self._binary = not isinstance(chunk, str)
+        if not len(chunk):
+            return not self._ws.closed
+        first = not self._started
+        if first:
+            self._ws._stream_begin()
+            self._started = True
+        return self._ws._stream_fragment(chunk, first, False, self._binary, force=True)
+
+    async def drain(self) -> None:
+        await self._ws.drain()
+
+    def close(self) -> None:
+        """Ends the message (an empty message when nothing was written)."""
+        if self._done:
+            return
+        self._done = True
+        first = not self._started
+        if first:
+            self._ws._stream_begin()
+        try:
+            binary = True if self._binary is None else self._binary
+            self._ws._stream_fragment(b"", first, True, binary, force=True)
+        finally:
+            self._ws._stream_end()
+
+    async def __aenter__(self) -> Writable:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()

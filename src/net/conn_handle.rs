@@ -39,6 +39,9 @@ struct OutState {
     writer_parked: bool,
     phase: Phase,
     destroy: bool,
+    /// While a fragmented message is streamed: the published frames that must wait for its end (data
+    /// frames cannot interleave with its fragments).
+    streaming: Option<Vec<Bytes>>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -61,6 +64,16 @@ pub enum Queued {
     Full,
     /// The connection is closing or closed: nothing was queued.
     Closed,
+}
+
+/// Where a fragment sits in a streamed message.
+#[derive(Debug, Clone, Copy)]
+pub struct Fragment {
+    pub first: bool,
+    pub last: bool,
+    pub binary: bool,
+    /// Refuse it over `max_backpressure` (false: queue it anyway, as a stream writer's `write` does).
+    pub limited: bool,
 }
 
 /// What the task found when it took the queued output.
@@ -128,19 +141,94 @@ impl ConnHandle {
         if state.phase != Phase::Open {
             return Queued::Closed;
         }
-        if frame.len() < SEPARATE_PAYLOAD_AT {
-            state.tail.extend_from_slice(frame);
-        } else {
-            if !state.tail.is_empty() {
-                let head = std::mem::take(&mut state.tail).freeze();
-                state.chunks.push_back(head);
-            }
-            state.chunks.push_back(frame.clone());
+        if let Some(held) = state.streaming.as_mut() {
+            held.push(frame.clone());
+            self.buffered.fetch_add(frame.len(), Ordering::Relaxed);
+            return Queued::Yes { wake: false };
         }
+        push_encoded(&mut state, frame);
         self.buffered.fetch_add(frame.len(), Ordering::Relaxed);
         Queued::Yes {
             wake: std::mem::take(&mut state.writer_parked),
         }
+    }
+
+    /// Starts streaming one fragmented message. Fails when one is already being streamed or the
+    /// connection is not open.
+    pub fn begin_stream(&self) -> Result<(), &'static str> {
+        let mut state = self.state();
+        if state.phase != Phase::Open {
+            return Err("the connection is closed");
+        }
+        if state.streaming.is_some() {
+            return Err("a message is already being streamed on this connection");
+        }
+        state.streaming = Some(Vec::new());
+        Ok(())
+    }
+
+    /// Queues one fragment of the streamed message: the first carries the message type, the last has
+    /// FIN. Refused (not queued) while more than `max_backpressure` bytes wait: the streamer waits for
+    /// 'drain' and tries again.
+    pub fn send_fragment(&self, fragment: Fragment, payload: &[u8]) -> Queued {
+        let Fragment {
+            first,
+            last,
+            binary,
+            limited,
+        } = fragment;
+        if limited && self.over_limit() {
+            if !self.is_open() {
+                return Queued::Closed;
+            }
+            self.drain_wanted.store(true, Ordering::SeqCst);
+            return Queued::Full;
+        }
+        let opcode = match (first, binary) {
+            (false, _) => encode::CONTINUATION,
+            (true, true) => encode::BINARY,
+            (true, false) => encode::TEXT,
+        };
+        let separate =
+            (payload.len() >= SEPARATE_PAYLOAD_AT).then(|| Bytes::copy_from_slice(payload));
+        let mut state = self.state();
+        if state.phase != Phase::Open {
+            return Queued::Closed;
+        }
+        push_frame(&mut state, last, opcode, payload, separate);
+        self.buffered.fetch_add(
+            encode::header_len(payload.len()) + payload.len(),
+            Ordering::Relaxed,
+        );
+        Queued::Yes {
+            wake: std::mem::take(&mut state.writer_parked),
+        }
+    }
+
+    /// Ends streaming: the frames published meanwhile follow the message. Returns whether the writer
+    /// must be woken.
+    pub fn end_stream(&self) -> bool {
+        let mut state = self.state();
+        let Some(held) = state.streaming.take() else {
+            return false;
+        };
+        if held.is_empty() || state.phase != Phase::Open {
+            return false;
+        }
+        for frame in &held {
+            push_encoded(&mut state, frame);
+        }
+        std::mem::take(&mut state.writer_parked)
+    }
+
+    /// Whether a message is being streamed.
+    pub fn is_streaming(&self) -> bool {
+        self.state().streaming.is_some()
+    }
+
+    /// Whether at most `max_backpressure` bytes wait to be written.
+    pub fn under_limit(&self) -> bool {
+        !self.over_limit()
     }
 
     fn over_limit(&self) -> bool {
@@ -259,6 +347,18 @@ impl ConnHandle {
         state.tail = BytesMut::new();
         drop(state);
         self.buffered.store(0, Ordering::Relaxed);
+    }
+}
+
+fn push_encoded(state: &mut OutState, frame: &Bytes) {
+    if frame.len() < SEPARATE_PAYLOAD_AT {
+        state.tail.extend_from_slice(frame);
+    } else {
+        if !state.tail.is_empty() {
+            let head = std::mem::take(&mut state.tail).freeze();
+            state.chunks.push_back(head);
+        }
+        state.chunks.push_back(frame.clone());
     }
 }
 

@@ -7,5 +7,5 @@ mod handshake;
 mod server;
 
 pub use config::{RouteConfig, ServerConfig};
-pub use conn_handle::{ConnHandle, Queued};
+pub use conn_handle::{ConnHandle, Fragment, Queued};
 pub use server::NetServer;

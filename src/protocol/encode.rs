@@ -2,6 +2,8 @@
 
 use bytes::BufMut;
 
+/// Opcode of a frame that continues a fragmented message.
+pub const CONTINUATION: u8 = 0x0;
 /// Opcode of a text frame.
 pub const TEXT: u8 = 0x1;
 /// Opcode of a binary frame.

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
@@ -14,8 +14,8 @@ use super::listeners::{Callbacks, Listeners};
 use super::payload::{extract_message, MessageType};
 use super::publish;
 use crate::bridge::{Event, EventQueue, Traffic};
-use crate::net::{ConnHandle, Queued};
-use crate::protocol::{encode, is_valid_sent_close_code};
+use crate::net::{ConnHandle, Fragment, Queued};
+use crate::protocol::{encode, is_valid_sent_close_code, Utf8Validator};
 use crate::pubsub::Topics;
 
 /// A WebSocket connection. Safe to use after it closed: `send`/`ping` return False, `close`/`destroy` do
@@ -40,6 +40,8 @@ pub struct Websocket {
     chain: Option<Py<PyAny>>,
     /// The `async for message in ws` iterator, fed directly (it may be consumed by the chain's head).
     iterator: Option<Py<PyAny>>,
+    /// While a message is streamed (`stream()`/`writable`): its UTF-8 check when it is text.
+    stream: Option<Utf8Validator>,
     close_fired: bool,
 }
 
@@ -61,6 +63,7 @@ impl Websocket {
             listeners: Listeners::default(),
             chain: None,
             iterator: None,
+            stream: None,
             close_fired: false,
         }
     }
@@ -417,6 +420,12 @@ impl Websocket {
         compress: bool,
     ) -> PyResult<bool> {
         let _ = compress;
+        if self.stream.is_some() {
+            return Err(PyRuntimeError::new_err(
+                "send() while a message is being streamed (stream() or writable) would break it: \
+                 wait for the stream to end",
+            ));
+        }
         let outgoing = extract_message(message)?;
         let binary = is_binary.unwrap_or(!outgoing.is_str());
         if !binary && !outgoing.is_str() && simdutf8::basic::from_utf8(outgoing.bytes()).is_err() {
@@ -496,6 +505,96 @@ impl Websocket {
         hooks
             .bind(py)
             .call_method1(intern!(py, "wait_drain"), (slf, must_wait))
+    }
+
+    /// Streams one message, fragmented into frames as `readable` produces chunks: an async iterable of
+    /// bytes or str, a sync iterable, a binary file object or an `asyncio.StreamReader`. Waits for
+    /// 'drain' rather than dropping; resolves when the last frame is queued.
+    #[pyo3(signature = (readable, is_binary=None))]
+    fn stream<'py>(
+        slf: &Bound<'py, Self>,
+        readable: &Bound<'py, PyAny>,
+        is_binary: Option<bool>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let hooks = slf.borrow().hooks.clone_ref(py);
+        hooks
+            .bind(py)
+            .call_method1(intern!(py, "stream"), (slf, readable, is_binary))
+    }
+
+    /// A writer to pipe one message into: `write(chunk) -> bool`, `await drain()`, `close()`.
+    #[getter]
+    fn writable<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let hooks = slf.borrow().hooks.clone_ref(py);
+        hooks.bind(py).call_method1(intern!(py, "writable"), (slf,))
+    }
+
+    /// Stream side: starts a streamed message.
+    fn _stream_begin(&mut self) -> PyResult<()> {
+        if self.stream.is_some() {
+            return Err(PyRuntimeError::new_err(
+                "a message is already being streamed on this connection (one stream() or writable at a time)",
+            ));
+        }
+        self.conn
+            .begin_stream()
+            .map_err(PyConnectionError::new_err)?;
+        self.stream = Some(Utf8Validator::default());
+        Ok(())
+    }
+
+    /// Stream side: queues one fragment. Returns False when it was refused over `max_backpressure`
+    /// (`force=False`), or, with `force=True`, whether the queue is under the limit after queueing it.
+    #[pyo3(signature = (chunk, first, last, binary, force=false))]
+    fn _stream_fragment(
+        &mut self,
+        chunk: &Bound<'_, PyAny>,
+        first: bool,
+        last: bool,
+        binary: bool,
+        force: bool,
+    ) -> PyResult<bool> {
+        let outgoing = extract_message(chunk)?;
+        let Some(validator) = self.stream.as_mut() else {
+            return Err(PyRuntimeError::new_err("no message is being streamed"));
+        };
+        if !force && self.conn.want_drain() {
+            return Ok(false);
+        }
+        if !binary {
+            validator.feed(outgoing.bytes(), last).map_err(|_| {
+                PyValueError::new_err("a text message must be valid UTF-8 (a chunk is not, or the message ends inside a character)")
+            })?;
+        }
+        let fragment = Fragment {
+            first,
+            last,
+            binary,
+            limited: !force,
+        };
+        match self.conn.send_fragment(fragment, outgoing.bytes()) {
+            Queued::Yes { wake } => {
+                if wake {
+                    cork::wake(&self.conn);
+                }
+                Ok(!force || self.conn.under_limit())
+            }
+            Queued::Full => Ok(false),
+            Queued::Closed => Err(PyConnectionError::new_err(
+                "the connection closed during the stream",
+            )),
+        }
+    }
+
+    /// Stream side: the streamed message is over (or abandoned).
+    fn _stream_end(&mut self) {
+        self.stream = None;
+        if self.conn.end_stream() {
+            cork::wake(&self.conn);
+        }
+        Traffic::add(&self.events.traffic().messages_out, 1);
     }
 
     /// `async for message in ws:` yields the messages in order and ends when the connection closes.
