@@ -19,6 +19,8 @@ use crate::protocol::{
 
 /// Bytes asked of the socket per read when no frame needs more.
 const READ_CHUNK: usize = 16 * 1024;
+/// The most asked of the socket per read, reached when reads keep filling what they were given.
+const MAX_READ: usize = 256 * 1024;
 /// Reads per wake-up before yielding to other connections.
 const READS_PER_TURN: usize = 4;
 /// Buffers handed to one vectored write.
@@ -39,6 +41,7 @@ pub(super) async fn run(
         events,
         close_timeout: config.close_timeout,
         read_buf: early_bytes,
+        read_size: READ_CHUNK,
         in_flight: VecDeque::new(),
         last_read: Instant::now(),
         started: Instant::now(),
@@ -63,6 +66,8 @@ struct Connection<'a> {
     close_timeout: Duration,
     /// Empty (no allocation) while the connection is idle.
     read_buf: BytesMut,
+    /// Bytes asked of the socket per read (adapts between READ_CHUNK and MAX_READ).
+    read_size: usize,
     /// Taken from the queue, not yet accepted by the socket.
     in_flight: VecDeque<Bytes>,
     last_read: Instant,
@@ -225,11 +230,17 @@ impl Connection<'_> {
     /// Reads what the socket has. Returns Ok(false) at end of stream.
     fn read_input(&mut self) -> io::Result<bool> {
         for _ in 0..READS_PER_TURN {
-            let wanted = self.decoder.wanted().max(self.read_buf.len() + READ_CHUNK);
-            self.read_buf.reserve(wanted - self.read_buf.len());
+            let frame_rest = self.decoder.wanted().saturating_sub(self.read_buf.len());
+            self.read_buf.reserve(self.read_size.max(frame_rest));
             match self.stream.try_read_buf(&mut self.read_buf) {
                 Ok(0) => return Ok(false),
-                Ok(_) => {
+                Ok(n) => {
+                    // Large messages or a busy client: ask for more per read; small ones: less.
+                    if n >= self.read_size {
+                        self.read_size = (self.read_size * 2).min(MAX_READ);
+                    } else if n < self.read_size / 4 {
+                        self.read_size = (self.read_size / 2).max(READ_CHUNK);
+                    }
                     self.last_read = Instant::now();
                     self.pinged = false;
                     self.decode_input();
