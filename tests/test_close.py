@@ -11,7 +11,7 @@ from websockets.asyncio.client import connect
 import hyperws
 
 from helpers import Recorder, until, url
-from rawws import CLOSE, PING, TEXT, RawWebSocket
+from rawws import CLOSE, PING, TEXT, RawWebSocket, build_frame, close_payload
 
 T = 5
 
@@ -369,3 +369,18 @@ async def test_client_close_followed_by_a_tcp_drop_reports_the_clients_code(serv
     raw.writer.transport.abort()  # gone before reading the server's echo
     code, reason = await rec.first("close")
     assert (code, reason) in [(4500, "leaving"), (1006, "")]
+
+
+async def test_messages_before_a_client_close_are_answered_before_the_close_frame(echo_server):
+    """A close that arrives with earlier messages (one write, Autobahn 7.1.6) is answered after the
+    replies the app sends to those messages, not before."""
+    for size in (10, 262_144):
+        async with await RawWebSocket.connect(echo_server.port, "/big") as raw:
+            await raw.send_raw(
+                build_frame(TEXT, b"m" * size)
+                + build_frame(CLOSE, close_payload(1000))
+                + build_frame(PING, b"after close")
+            )
+            assert await raw.read_message() == (TEXT, b"m" * size)
+            frame = await raw.read_frame()
+            assert frame.opcode == CLOSE and frame.close_code == 1000

@@ -288,16 +288,23 @@ impl Connection<'_> {
                         Inbound::Pong(data) => Event::Pong { id, data },
                         Inbound::Close(close) => {
                             self.received_close = true;
+                            self.read_buf.clear();
                             if !self.sent_close {
-                                let reply = if close.code == CLOSE_NO_STATUS {
+                                // Answered through the queue, after the replies to earlier messages.
+                                let code = if close.code == CLOSE_NO_STATUS {
                                     CLOSE_NORMAL
                                 } else {
                                     close.code
                                 };
                                 self.outcome.get_or_insert((close.code, close.reason));
-                                self.conn.close(reply, "");
+                                self.close_deadline = Some(Instant::now() + self.close_timeout);
+                                let conn = Arc::clone(&self.conn);
+                                batch.push(Event::Shutdown {
+                                    conn,
+                                    code,
+                                    reason: "",
+                                });
                             }
-                            self.read_buf.clear();
                             break;
                         }
                     };
