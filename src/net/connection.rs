@@ -40,7 +40,12 @@ pub(super) async fn run(
         conn,
         events,
         close_timeout: config.close_timeout,
-        read_buf: early_bytes,
+        // The handshake's buffer is kept only if the client sent frames right behind its request.
+        read_buf: if early_bytes.is_empty() {
+            BytesMut::new()
+        } else {
+            early_bytes
+        },
         read_size: READ_CHUNK,
         in_flight: VecDeque::new(),
         last_read: Instant::now(),

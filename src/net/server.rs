@@ -173,9 +173,14 @@ async fn accept_loop(
 
 async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
-    let Ok(Some((route, early_bytes))) =
-        handshake::upgrade(&mut stream, &shared.routes, &shared.config).await
-    else {
+    // Boxed: the handshake's buffers and header arrays live in their own allocation, freed once it is
+    // done, instead of enlarging the state every idle connection's task keeps.
+    let handshake = Box::pin(handshake::upgrade(
+        &mut stream,
+        &shared.routes,
+        &shared.config,
+    ));
+    let Ok(Some((route, early_bytes))) = handshake.await else {
         return;
     };
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
