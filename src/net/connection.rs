@@ -408,3 +408,41 @@ fn event_cost(event: &Event) -> usize {
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86400 * 365)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::RouteConfig;
+
+    #[test]
+    fn an_idle_connection_task_holds_little_state() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let stream = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let route = Arc::new(RouteConfig {
+                index: 0,
+                max_payload_length: 1024,
+                idle_timeout: Some(Duration::from_secs(30)),
+                max_lifetime: None,
+                send_pings_automatically: true,
+                max_backpressure: 1024,
+                close_on_backpressure_limit: false,
+            });
+            let conn = Arc::new(ConnHandle::new(1, stream.local_addr().unwrap(), route));
+            let events = EventQueue::new(1024, 1024).unwrap();
+            let config = ServerConfig::default();
+            let task = run(stream, conn, BytesMut::new(), &events, &config);
+            let size = std::mem::size_of_val(&task);
+            assert!(
+                size <= 1536,
+                "the per-connection task state grew to {size} bytes"
+            );
+        });
+    }
+}
