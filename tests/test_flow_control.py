@@ -14,8 +14,9 @@ from rawws import BINARY, RawWebSocket, build_frame
 
 MESSAGE = 1024
 PER_CONNECTION = 256 * 1024
-# What may be read past the bound before the reader pauses: a few socket reads and one message.
-OVERSHOOT = 128 * 1024 + MESSAGE + 64
+# What may be read past the bound before the reader pauses: one socket read (up to 256 KiB of frames,
+# each message counting 64 bytes more than its payload) and one message.
+OVERSHOOT = 256 * 1024 * (MESSAGE + 64) // MESSAGE + MESSAGE + 64
 
 
 def frames(first: int, count: int) -> bytes:

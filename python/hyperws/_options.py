@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 MESSAGE_TYPES = ("String", "Buffer", "ArrayBuffer")
 
@@ -38,59 +38,21 @@ def ws_options(options: Mapping[str, Any] | None, keywords: Mapping[str, Any]) -
         known = ", ".join(sorted(_WS_OPTION_NAMES))
         raise ValueError(f"unknown ws route option(s): {', '.join(unknown)} (known: {known})")
 
-    idle_timeout = merged.get("idle_timeout", WsOptions.idle_timeout)
-    if (
-        isinstance(idle_timeout, bool)
-        or not isinstance(idle_timeout, (int, float))
-        or idle_timeout < 0
-    ):
-        raise ValueError(
-            f"idle_timeout must be a number of seconds >= 0 (0 = never), got {idle_timeout!r}"
-        )
-
-    max_lifetime = merged.get("max_lifetime", WsOptions.max_lifetime)
-    if (
-        isinstance(max_lifetime, bool)
-        or not isinstance(max_lifetime, (int, float))
-        or max_lifetime < 0
-    ):
-        raise ValueError(
-            f"max_lifetime must be a number of minutes >= 0 (0 = never), got {max_lifetime!r}"
-        )
-
-    max_payload_length = merged.get("max_payload_length", WsOptions.max_payload_length)
-    if (
-        isinstance(max_payload_length, bool)
-        or not isinstance(max_payload_length, int)
-        or max_payload_length <= 0
-    ):
-        raise ValueError(
-            f"max_payload_length must be a positive int (bytes), got {max_payload_length!r}"
-        )
+    idle_timeout = _number(merged, "idle_timeout", "a number of seconds >= 0 (0 = never)", 0)
+    max_lifetime = _number(merged, "max_lifetime", "a number of minutes >= 0 (0 = never)", 0)
+    max_payload_length = _number(
+        merged, "max_payload_length", "a positive int (bytes)", 1, integer=True
+    )
 
     message_type = merged.get("message_type", WsOptions.message_type)
     if message_type not in MESSAGE_TYPES:
         raise ValueError(f"message_type must be one of {MESSAGE_TYPES}, got {message_type!r}")
 
-    send_pings = merged.get("send_pings_automatically", WsOptions.send_pings_automatically)
-    if not isinstance(send_pings, bool):
-        raise ValueError(f"send_pings_automatically must be True or False, got {send_pings!r}")
+    send_pings = _flag(merged, "send_pings_automatically")
 
-    max_backpressure = merged.get("max_backpressure", WsOptions.max_backpressure)
-    if (
-        isinstance(max_backpressure, bool)
-        or not isinstance(max_backpressure, int)
-        or max_backpressure < 0
-    ):
-        raise ValueError(f"max_backpressure must be an int >= 0 (bytes), got {max_backpressure!r}")
+    max_backpressure = _number(merged, "max_backpressure", "an int >= 0 (bytes)", 0, integer=True)
 
-    close_on_limit = merged.get(
-        "close_on_backpressure_limit", WsOptions.close_on_backpressure_limit
-    )
-    if not isinstance(close_on_limit, bool):
-        raise ValueError(
-            f"close_on_backpressure_limit must be True or False, got {close_on_limit!r}"
-        )
+    close_on_limit = _flag(merged, "close_on_backpressure_limit")
 
     return WsOptions(
         idle_timeout=float(idle_timeout),
@@ -101,3 +63,23 @@ def ws_options(options: Mapping[str, Any] | None, keywords: Mapping[str, Any]) -
         max_backpressure=max_backpressure,
         close_on_backpressure_limit=close_on_limit,
     )
+
+
+def _number(
+    options: Mapping[str, Any], name: str, expected: str, minimum: int, *, integer: bool = False
+) -> Any:
+    """The option ``name`` (or its default), checked to be a number (an int with ``integer``) of at
+    least ``minimum``."""
+    value = options.get(name, getattr(WsOptions, name))
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or cast(float, value) < minimum:
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return value
+
+
+def _flag(options: Mapping[str, Any], name: str) -> bool:
+    """The option ``name`` (or its default), checked to be True or False."""
+    value = options.get(name, getattr(WsOptions, name))
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value

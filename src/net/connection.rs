@@ -6,7 +6,7 @@ use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
@@ -234,10 +234,19 @@ impl Connection<'_> {
 
     /// Reads what the socket has. Returns Ok(false) at end of stream.
     fn read_input(&mut self) -> io::Result<bool> {
-        for _ in 0..READS_PER_TURN {
-            let frame_rest = self.decoder.wanted().saturating_sub(self.read_buf.len());
-            self.read_buf.reserve(self.read_size.max(frame_rest));
-            match self.stream.try_read_buf(&mut self.read_buf) {
+        for turn in 0..READS_PER_TURN {
+            if turn > 0 && !self.events.backlog().may_read(&self.conn) {
+                break; // Python is behind: what was read is enough for now
+            }
+            let ask = self
+                .read_size
+                .max(self.decoder.wanted().saturating_sub(self.read_buf.len()));
+            self.read_buf.reserve(ask);
+            // Limited: the buffer may have more spare room than asked, and reads must stay bounded.
+            match self
+                .stream
+                .try_read_buf(&mut (&mut self.read_buf).limit(ask))
+            {
                 Ok(0) => return Ok(false),
                 Ok(n) => {
                     // Large messages or a busy client: ask for more per read; small ones: less.

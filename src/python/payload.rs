@@ -67,6 +67,22 @@ impl Outgoing<'_> {
     }
 }
 
+/// Reads a message to send or publish and decides its frame type: `is_binary` defaults to the object's
+/// type (bytes-like → binary, `str` → text); text made from bytes must be UTF-8.
+pub fn extract_typed_message<'a>(
+    message: &'a Bound<'_, PyAny>,
+    is_binary: Option<bool>,
+) -> PyResult<(Outgoing<'a>, bool)> {
+    let outgoing = extract_message(message)?;
+    let binary = is_binary.unwrap_or(!outgoing.is_str());
+    if !binary && !outgoing.is_str() && simdutf8::basic::from_utf8(outgoing.bytes()).is_err() {
+        return Err(PyValueError::new_err(
+            "a text message (is_binary=False) must be valid UTF-8",
+        ));
+    }
+    Ok((outgoing, binary))
+}
+
 /// Reads a `str` or bytes-like object without copying where the type allows it.
 pub fn extract_message<'a>(message: &'a Bound<'_, PyAny>) -> PyResult<Outgoing<'a>> {
     if let Ok(text) = message.cast::<PyString>() {

@@ -4,7 +4,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::cork;
-use super::payload::extract_message;
+use super::payload::extract_typed_message;
 use crate::bridge::{Event, EventQueue, Traffic};
 use crate::protocol::encode;
 use crate::pubsub::Topics;
@@ -19,13 +19,7 @@ pub fn publish(
     is_binary: Option<bool>,
     exclude: Option<u64>,
 ) -> PyResult<bool> {
-    let outgoing = extract_message(message)?;
-    let binary = is_binary.unwrap_or(!outgoing.is_str());
-    if !binary && !outgoing.is_str() && simdutf8::basic::from_utf8(outgoing.bytes()).is_err() {
-        return Err(PyValueError::new_err(
-            "a text message (is_binary=False) must be valid UTF-8",
-        ));
-    }
+    let (outgoing, binary) = extract_typed_message(message, is_binary)?;
     let opcode = if binary { encode::BINARY } else { encode::TEXT };
     let payload = outgoing.bytes();
     let published = py

@@ -11,7 +11,7 @@ use pyo3::{intern, PyTraverseError, PyVisit};
 
 use super::cork::{self, CorkGuard};
 use super::listeners::{Callbacks, Listeners};
-use super::payload::{extract_message, MessageType};
+use super::payload::{extract_message, extract_typed_message, MessageType};
 use super::publish;
 use crate::bridge::{Event, EventQueue, Traffic};
 use crate::net::{ConnHandle, Fragment, Queued};
@@ -426,13 +426,7 @@ impl Websocket {
                  wait for the stream to end",
             ));
         }
-        let outgoing = extract_message(message)?;
-        let binary = is_binary.unwrap_or(!outgoing.is_str());
-        if !binary && !outgoing.is_str() && simdutf8::basic::from_utf8(outgoing.bytes()).is_err() {
-            return Err(PyValueError::new_err(
-                "a text message (is_binary=False) must be valid UTF-8",
-            ));
-        }
+        let (outgoing, binary) = extract_typed_message(message, is_binary)?;
         let opcode = if binary { encode::BINARY } else { encode::TEXT };
         let queued = self.queue(opcode, outgoing.bytes());
         if let Queued::Full = queued {
