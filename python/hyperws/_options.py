@@ -83,3 +83,36 @@ def _flag(options: Mapping[str, Any], name: str) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be True or False, got {value!r}")
     return value
+
+
+@dataclass(frozen=True)
+class UpgradeOptions:
+    """Validated options of an upgrade route."""
+
+    middlewares: tuple[Any, ...] = ()
+    upgrade_timeout: float = 10
+
+
+def upgrade_options(
+    options: Mapping[str, Any] | None, keywords: Mapping[str, Any]
+) -> UpgradeOptions:
+    """Merges and checks the options of an upgrade route."""
+    merged: dict[str, Any] = {}
+    if options is not None:
+        if not isinstance(options, Mapping):
+            raise TypeError(f"route options must be a dict, got {type(options).__name__}")
+        merged.update(options)
+    merged.update(keywords)
+    unknown = sorted(set(merged) - set(UpgradeOptions.__dataclass_fields__))
+    if unknown:
+        raise ValueError(
+            f"unknown upgrade route option(s): {', '.join(unknown)} "
+            "(known: middlewares, upgrade_timeout)"
+        )
+    middlewares = merged.get("middlewares", ())
+    if not isinstance(middlewares, (list, tuple)) or not all(callable(m) for m in middlewares):
+        raise ValueError(f"middlewares must be a list of callables, got {middlewares!r}")
+    timeout = merged.get("upgrade_timeout", UpgradeOptions.upgrade_timeout)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ValueError(f"upgrade_timeout must be a number of seconds > 0, got {timeout!r}")
+    return UpgradeOptions(middlewares=tuple(middlewares), upgrade_timeout=float(timeout))

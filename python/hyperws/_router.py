@@ -8,10 +8,18 @@ from typing import Any, overload
 
 from . import _core
 from ._core import Websocket
-from ._options import WsOptions, ws_options
+from ._http import Request, Response
+from ._options import UpgradeOptions, WsOptions, upgrade_options, ws_options
 
 OpenHandler = Callable[[Websocket], Any]
 """Called with each new connection; a plain function or an ``async def``."""
+
+
+UpgradeHandler = Callable[[Request, Response], Any]
+"""Decides an upgrade: ``response.upgrade(context)`` or ``response.status(code).send(body)``."""
+
+Middleware = Callable[..., Any]
+"""``def mw(request, response, next)`` or ``async def mw(request, response)``."""
 
 
 @dataclass(frozen=True)
@@ -19,6 +27,15 @@ class WsRoute:
     pattern: str
     handler: OpenHandler
     options: WsOptions
+    middlewares: tuple[Middleware, ...] = ()
+
+
+@dataclass(frozen=True)
+class UpgradeRoute:
+    pattern: str
+    handler: UpgradeHandler
+    options: UpgradeOptions
+    middlewares: tuple[Middleware, ...] = ()
 
 
 class Router:
@@ -26,6 +43,8 @@ class Router:
 
     def __init__(self) -> None:
         self._ws_routes: list[WsRoute] = []
+        self._upgrade_routes: list[UpgradeRoute] = []
+        self._middlewares: list[Middleware] = []
         self._mounts: list[tuple[str, Router]] = []
 
     @overload
@@ -57,8 +76,40 @@ class Router:
             return register
         return register(handler)
 
-    def use(self, prefix: str | Router, router: Router | None = None) -> None:
-        """Mounts ``router`` under ``prefix`` (``use(router)`` mounts it at the root)."""
+    def upgrade(
+        self, pattern: str, options: Any = None, handler: Any = None, /, **keywords: Any
+    ) -> Any:
+        """Adds an upgrade route, which decides the upgrades to the ws route of the same pattern:
+        ``upgrade(pattern, {options}, handler)``, ``upgrade(pattern, handler, **options)`` or, as a
+        decorator, ``@router.upgrade(pattern, **options)``. Options: ``middlewares`` (a list),
+        ``upgrade_timeout`` (seconds, default 10)."""
+        if callable(options) and handler is None:
+            options, handler = None, options
+        settings = upgrade_options(options, keywords)
+        for middleware in settings.middlewares:
+            check_middleware(middleware)
+        _check_pattern(pattern)
+
+        def register(handler: UpgradeHandler) -> UpgradeHandler:
+            if not callable(handler):
+                raise TypeError(
+                    f"an upgrade handler must be callable, got {type(handler).__name__}"
+                )
+            self._upgrade_routes.append(UpgradeRoute(pattern, handler, settings))
+            return handler
+
+        if handler is None:
+            return register
+        return register(handler)
+
+    def use(self, prefix: Any, router: Router | None = None) -> None:
+        """``use(middleware)`` adds a middleware for every route of this router (on a Server: every
+        route); ``use(prefix, router)`` mounts ``router`` under ``prefix``; ``use(router)`` mounts it at
+        the root."""
+        if callable(prefix) and not isinstance(prefix, Router) and router is None:
+            check_middleware(prefix)
+            self._middlewares.append(prefix)
+            return
         if isinstance(prefix, Router) and router is None:
             router, prefix = prefix, "/"
         if not isinstance(router, Router):
@@ -69,11 +120,35 @@ class Router:
             raise ValueError("a router cannot be mounted on itself")
         self._mounts.append((prefix, router))
 
-    def _all_ws_routes(self, prefix: str = "/") -> Iterator[WsRoute]:
+    def _all_ws_routes(
+        self, prefix: str = "/", inherited: tuple[Middleware, ...] = ()
+    ) -> Iterator[WsRoute]:
+        """Every ws route below this router, with its full pattern and the middlewares of the routers
+        above it, outermost first."""
+        middlewares = inherited + tuple(self._middlewares)
         for route in self._ws_routes:
-            yield WsRoute(_core.join_prefix(prefix, route.pattern), route.handler, route.options)
+            pattern = _core.join_prefix(prefix, route.pattern)
+            yield WsRoute(pattern, route.handler, route.options, middlewares)
         for mount, router in self._mounts:
-            yield from router._all_ws_routes(_core.join_prefix(prefix, mount))
+            yield from router._all_ws_routes(_core.join_prefix(prefix, mount), middlewares)
+
+    def _all_upgrade_routes(
+        self, prefix: str = "/", inherited: tuple[Middleware, ...] = ()
+    ) -> Iterator[UpgradeRoute]:
+        """Every upgrade route below this router, with its full pattern and all the middlewares that
+        run before its handler: the routers' (outermost first), then the route's own."""
+        middlewares = inherited + tuple(self._middlewares)
+        for route in self._upgrade_routes:
+            pattern = _core.join_prefix(prefix, route.pattern)
+            chain = middlewares + route.options.middlewares
+            yield UpgradeRoute(pattern, route.handler, route.options, chain)
+        for mount, router in self._mounts:
+            yield from router._all_upgrade_routes(_core.join_prefix(prefix, mount), middlewares)
+
+
+def check_middleware(middleware: object) -> None:
+    if not callable(middleware):
+        raise TypeError(f"a middleware must be callable, got {type(middleware).__name__}")
 
 
 def _check_pattern(pattern: object) -> None:

@@ -3,25 +3,58 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from ._core import Websocket
+from ._core import PendingUpgrade, Websocket
+from ._http import Request, Response
 
 logger = logging.getLogger("hyperws")
 
 
-class Hooks:
-    """Called by the engine: ``start_chain`` when a listener returns an awaitable, ``report`` on errors."""
+@dataclass(frozen=True)
+class UpgradeChain:
+    """What decides the upgrades to one ws route: middlewares, then the handler (None: accept)."""
 
-    __slots__ = ("_loop", "_tasks")
+    middlewares: tuple[Callable[..., Any], ...]
+    handler: Callable[[Request, Response], Any] | None
+    timeout: float
+
+
+class Hooks:
+    """Called by the engine: ``start_chain`` when a listener returns an awaitable, ``report`` on errors,
+    ``upgrade`` for an upgrade that the app decides."""
+
+    __slots__ = ("_loop", "_tasks", "upgrades")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._tasks: set[asyncio.Task[None]] = set()
+        self.upgrades: dict[int, UpgradeChain] = {}
+
+    def upgrade(self, pending: PendingUpgrade) -> None:
+        """Runs the middlewares and the upgrade handler of ``pending``'s route in a task."""
+        chain = self.upgrades[pending.route]
+        task = self._loop.create_task(self._decide(chain, pending))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _decide(self, chain: UpgradeChain, pending: PendingUpgrade) -> None:
+        request, response = Request(pending), Response(pending)
+        try:
+            await asyncio.wait_for(_run_upgrade_chain(chain, request, response), chain.timeout)
+        except asyncio.TimeoutError:
+            pass  # the engine answers 503 at the same deadline
+        except Exception as error:
+            logger.error("error in the upgrade handler for %r", request, exc_info=error)
+            if not response.completed:
+                with contextlib.suppress(RuntimeError):  # timed out or the client left meanwhile
+                    response.status(500).send("internal server error")
 
     def start_chain(self, ws: Websocket, first: Awaitable[Any]) -> Chain:
         chain = Chain(self, ws, first)
@@ -89,6 +122,44 @@ class Hooks:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def _run_upgrade_chain(chain: UpgradeChain, request: Request, response: Response) -> None:
+    for middleware in chain.middlewares:
+        if response.completed:
+            return
+        if _takes_next(middleware):
+            went_on = asyncio.get_running_loop().create_future()
+
+            def go_on(*_: object, went_on: asyncio.Future[None] = went_on) -> None:
+                if not went_on.done():
+                    went_on.set_result(None)
+
+            result = middleware(request, response, go_on)
+            if inspect.isawaitable(result):
+                await result
+            while not went_on.done() and not response.completed:
+                await asyncio.wait({went_on}, timeout=0.05)
+        else:
+            result = middleware(request, response)
+            if inspect.isawaitable(result):
+                await result
+    if response.completed:
+        return
+    if chain.handler is None:
+        response.upgrade()
+        return
+    result = chain.handler(request, response)
+    if inspect.isawaitable(result):
+        await result
+
+
+def _takes_next(middleware: Callable[..., Any]) -> bool:
+    """Whether a middleware has the ``(request, response, next)`` form."""
+    try:
+        return len(inspect.signature(middleware).parameters) >= 3
+    except (TypeError, ValueError):
+        return False
 
 
 class Chain:

@@ -7,8 +7,9 @@ import os
 from typing import Any
 
 from . import _core
+from ._options import UpgradeOptions
 from ._router import Router
-from ._runtime import Hooks
+from ._runtime import Hooks, UpgradeChain
 
 GOING_AWAY = 1001
 
@@ -120,7 +121,20 @@ class Server(Router):
         loop = asyncio.get_running_loop()
         hooks = Hooks(loop)
         engine = _core.Engine(hooks, **self._pending_limits)
-        for route in self._all_ws_routes():
+        upgrades = {route.pattern: route for route in self._all_upgrade_routes()}
+        ws_patterns = set()
+        for index, route in enumerate(self._all_ws_routes()):
+            ws_patterns.add(route.pattern)
+            upgrade = upgrades.get(route.pattern)
+            if upgrade is not None:
+                chain = UpgradeChain(
+                    upgrade.middlewares, upgrade.handler, upgrade.options.upgrade_timeout
+                )
+            else:
+                chain = UpgradeChain(route.middlewares, None, UpgradeOptions.upgrade_timeout)
+            intercept = chain.handler is not None or bool(chain.middlewares)
+            if intercept:
+                hooks.upgrades[index] = chain
             engine.add_ws_route(
                 route.pattern,
                 route.handler,
@@ -131,7 +145,12 @@ class Server(Router):
                 message_type=route.options.message_type,
                 max_backpressure=route.options.max_backpressure,
                 close_on_backpressure_limit=route.options.close_on_backpressure_limit,
+                intercept=intercept,
+                upgrade_timeout=chain.timeout,
             )
+        orphans = sorted(set(upgrades) - ws_patterns)
+        if orphans:
+            raise ValueError(f"upgrade route(s) without a ws route of the same pattern: {orphans}")
         self._port = engine.listen(host, port, **self._settings)
         loop.add_reader(engine.fileno(), engine.drain)
         self._engine, self._loop, self._hooks = engine, loop, hooks

@@ -2,12 +2,25 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::net::ConnHandle;
+use tokio::sync::oneshot;
+
+use crate::net::{ConnHandle, Decision, UpgradeRequest};
 
 /// Something that happened on a connection, for the Python side. Plain Rust data: the I/O threads never
 /// build or drop Python objects.
 #[derive(Debug)]
 pub enum Event {
+    /// A valid upgrade whose acceptance Python decides (the route has an upgrade handler or middlewares).
+    Upgrade {
+        id: u64,
+        route: usize,
+        request: Box<UpgradeRequest>,
+        reply: oneshot::Sender<Decision>,
+    },
+    /// An intercepted upgrade ended without a connection (rejected, timed out, or the client left).
+    UpgradeEnded {
+        id: u64,
+    },
     /// The handshake is done; `route` indexes the server's route list.
     Open {
         conn: Arc<ConnHandle>,

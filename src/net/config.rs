@@ -17,6 +17,10 @@ pub struct RouteConfig {
     pub max_backpressure: usize,
     /// Close (1008) a connection that reaches `max_backpressure` instead of dropping messages.
     pub close_on_backpressure_limit: bool,
+    /// Upgrades to this route are decided by Python (an upgrade handler or middlewares).
+    pub intercept: bool,
+    /// How long Python has to decide an intercepted upgrade; then the client gets 503.
+    pub upgrade_timeout: Duration,
 }
 
 /// Server-wide limits.

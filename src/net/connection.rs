@@ -442,6 +442,8 @@ mod tests {
                 send_pings_automatically: true,
                 max_backpressure: 1024,
                 close_on_backpressure_limit: false,
+                intercept: false,
+                upgrade_timeout: std::time::Duration::from_secs(10),
             });
             let conn = Arc::new(ConnHandle::new(1, stream.local_addr().unwrap(), route));
             let events = EventQueue::new(1024, 1024).unwrap();

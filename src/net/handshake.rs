@@ -1,6 +1,7 @@
 //! The HTTP/1.1 upgrade (RFC 6455 section 4.2): read the request head, check it, answer 101 or an error.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -8,6 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tungstenite::handshake::derive_accept_key;
 
+use super::upgrade::{switching_protocols, UpgradeRequest};
 use super::{RouteConfig, ServerConfig};
 use crate::routing::RouteTable;
 
@@ -60,13 +62,30 @@ pub(super) struct Accepted {
     pub accept_key: String,
 }
 
-/// Reads the request head and upgrades or rejects. On success the 101 is written and the bytes the client
-/// sent after its head (early frames) are returned with the route.
+/// How the request head ended.
+pub(super) enum Outcome {
+    /// The 101 is written: the connection is a WebSocket. Holds the bytes the client sent after its head.
+    Upgraded {
+        route: Arc<RouteConfig>,
+        early: BytesMut,
+    },
+    /// A valid upgrade to a route whose upgrades Python decides: nothing is written yet.
+    Intercepted {
+        route: Arc<RouteConfig>,
+        accept_key: String,
+        request: Box<UpgradeRequest>,
+        early: BytesMut,
+    },
+}
+
+/// Reads the request head and upgrades, rejects, or hands the decision to Python. `Ok(None)`: the
+/// connection is done (rejected, closed or too slow).
 pub(super) async fn upgrade(
     stream: &mut TcpStream,
+    peer: SocketAddr,
     routes: &RouteTable<Arc<RouteConfig>>,
     config: &ServerConfig,
-) -> io::Result<Option<(Arc<RouteConfig>, BytesMut)>> {
+) -> io::Result<Option<Outcome>> {
     let mut buf = BytesMut::with_capacity(1024);
     let read = tokio::time::timeout(
         config.request_timeout,
@@ -90,23 +109,61 @@ pub(super) async fn upgrade(
     }
     match evaluate(&request, routes) {
         Err(rejection) => reject(stream, &rejection).await,
-        Ok(accepted) => {
-            let response = format!(
-                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                 Sec-WebSocket-Accept: {}\r\n\r\n",
-                accepted.accept_key
-            );
-            stream.write_all(response.as_bytes()).await?;
+        Ok(accepted) if accepted.route.intercept => {
+            let target = request.path.unwrap_or("/").to_owned();
+            let path = target
+                .split_once('?')
+                .map_or(target.as_str(), |(path, _)| path);
+            let params = routes
+                .find(path)
+                .map(|found| {
+                    found
+                        .params
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let headers = request
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            let method = request.method.unwrap_or("GET").to_owned();
+            let request = Box::new(UpgradeRequest {
+                method,
+                target,
+                headers,
+                params,
+                peer,
+            });
             let _head = buf.split_to(head_len);
-            Ok(Some((accepted.route, buf)))
+            Ok(Some(Outcome::Intercepted {
+                route: accepted.route,
+                accept_key: accepted.accept_key,
+                request,
+                early: buf,
+            }))
+        }
+        Ok(accepted) => {
+            stream
+                .write_all(&switching_protocols(&accepted.accept_key, None, &[]))
+                .await?;
+            let _head = buf.split_to(head_len);
+            Ok(Some(Outcome::Upgraded {
+                route: accepted.route,
+                early: buf,
+            }))
         }
     }
 }
 
-async fn reject(
-    stream: &mut TcpStream,
-    rejection: &Rejection,
-) -> io::Result<Option<(Arc<RouteConfig>, BytesMut)>> {
+async fn reject(stream: &mut TcpStream, rejection: &Rejection) -> io::Result<Option<Outcome>> {
     stream.write_all(&rejection.to_bytes()).await?;
     stream.shutdown().await?;
     Ok(None)
@@ -241,6 +298,8 @@ mod tests {
             send_pings_automatically: true,
             max_backpressure: 1 << 20,
             close_on_backpressure_limit: false,
+            intercept: false,
+            upgrade_timeout: std::time::Duration::from_secs(10),
         };
         table.insert("/ws", Arc::new(config)).unwrap();
         table

@@ -5,7 +5,9 @@ mod conn_handle;
 mod connection;
 mod handshake;
 mod server;
+mod upgrade;
 
 pub use config::{RouteConfig, ServerConfig};
 pub use conn_handle::{ConnHandle, Fragment, Queued};
 pub use server::NetServer;
+pub use upgrade::{Decision, UpgradeRequest};

@@ -6,10 +6,13 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
+use super::handshake::Outcome;
+use super::upgrade::{http_response, switching_protocols, Decision, UpgradeRequest};
 use super::{connection, handshake, ConnHandle, RouteConfig, ServerConfig};
 use crate::bridge::{Event, EventQueue};
 use crate::routing::RouteTable;
@@ -171,19 +174,77 @@ async fn accept_loop(
     }
 }
 
+/// Hands an intercepted upgrade to Python and carries out its decision. Returns true when the
+/// connection was upgraded (the 101 is written).
+async fn ask_python(
+    stream: &mut TcpStream,
+    id: u64,
+    route: &RouteConfig,
+    accept_key: &str,
+    request: Box<UpgradeRequest>,
+    shared: &Shared,
+) -> bool {
+    let (reply, decision) = oneshot::channel();
+    shared.events.push(Event::Upgrade {
+        id,
+        route: route.index,
+        request,
+        reply,
+    });
+    let response = match tokio::time::timeout(route.upgrade_timeout, decision).await {
+        Ok(Ok(Decision::Accept { protocol, headers })) => {
+            let answer = switching_protocols(accept_key, protocol.as_deref(), &headers);
+            return stream.write_all(&answer).await.is_ok();
+        }
+        Ok(Ok(Decision::Reject {
+            status,
+            headers,
+            body,
+        })) => http_response(status, &headers, &body),
+        Ok(Err(_dropped)) => http_response(500, &[], b"the upgrade handler failed\n"),
+        Err(_elapsed) => http_response(503, &[], b"the upgrade handler did not answer in time\n"),
+    };
+    if stream.write_all(&response).await.is_ok() {
+        let _ = stream.shutdown().await;
+    }
+    false
+}
+
 async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
     // Boxed: the handshake's buffers and header arrays live in their own allocation, freed once it is
     // done, instead of enlarging the state every idle connection's task keeps.
     let handshake = Box::pin(handshake::upgrade(
         &mut stream,
+        peer,
         &shared.routes,
         &shared.config,
     ));
-    let Ok(Some((route, early_bytes))) = handshake.await else {
-        return;
-    };
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let (route, early_bytes) = match handshake.await {
+        Ok(Some(Outcome::Upgraded { route, early })) => (route, early),
+        Ok(Some(Outcome::Intercepted {
+            route,
+            accept_key,
+            request,
+            early,
+        })) => {
+            let decided = Box::pin(ask_python(
+                &mut stream,
+                id,
+                &route,
+                &accept_key,
+                request,
+                &shared,
+            ));
+            if !decided.await {
+                shared.events.push(Event::UpgradeEnded { id });
+                return;
+            }
+            (route, early)
+        }
+        Ok(None) | Err(_) => return,
+    };
     let index = route.index;
     let conn = Arc::new(ConnHandle::new(id, peer, route));
     shared

@@ -13,6 +13,7 @@ use pyo3::{intern, PyTraverseError, PyVisit};
 use super::cork::CorkGuard;
 use super::payload::MessageType;
 use super::publish;
+use super::upgrade::PendingUpgrade;
 use super::websocket::{self, Websocket};
 use crate::bridge::{Event, EventQueue, Traffic, EVENT_OVERHEAD};
 use crate::net::{NetServer, RouteConfig, ServerConfig};
@@ -52,6 +53,8 @@ pub struct Engine {
     server: Option<NetServer>,
     sockets: SocketMap,
     topics: Arc<Topics>,
+    /// Upgrades handed to the Python upgrade handlers, until their connection opens or they end.
+    pending: HashMap<u64, Py<PendingUpgrade>, BuildHasherDefault<IdHasher>>,
     /// Messages refused over a connection's `max_backpressure` (by send or publish).
     dropped: u64,
 }
@@ -75,6 +78,7 @@ impl Engine {
             server: None,
             sockets: SocketMap::default(),
             topics: Arc::new(Topics::new()),
+            pending: HashMap::default(),
             dropped: 0,
         })
     }
@@ -82,7 +86,7 @@ impl Engine {
     /// Registers a WebSocket route; options were validated by the Python side.
     // The keyword arguments mirror the route options one to one.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (pattern, handler, *, max_payload_length, idle_timeout, max_lifetime, send_pings_automatically, message_type, max_backpressure, close_on_backpressure_limit))]
+    #[pyo3(signature = (pattern, handler, *, max_payload_length, idle_timeout, max_lifetime, send_pings_automatically, message_type, max_backpressure, close_on_backpressure_limit, intercept, upgrade_timeout))]
     fn add_ws_route(
         &mut self,
         pattern: &str,
@@ -94,6 +98,8 @@ impl Engine {
         message_type: &str,
         max_backpressure: usize,
         close_on_backpressure_limit: bool,
+        intercept: bool,
+        upgrade_timeout: f64,
     ) -> PyResult<()> {
         if self.server.is_some() {
             return Err(PyRuntimeError::new_err(
@@ -109,6 +115,8 @@ impl Engine {
             send_pings_automatically,
             max_backpressure,
             close_on_backpressure_limit,
+            intercept,
+            upgrade_timeout: Duration::from_secs_f64(upgrade_timeout),
         };
         let message_type = MessageType::parse(message_type)?;
         self.table
@@ -259,12 +267,16 @@ impl Engine {
         for socket in self.sockets.values() {
             visit.call(socket)?;
         }
+        for pending in self.pending.values() {
+            visit.call(pending)?;
+        }
         Ok(())
     }
 
     fn __clear__(&mut self) {
         self.routes.clear();
         self.sockets.clear();
+        self.pending.clear();
     }
 }
 
@@ -291,6 +303,10 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
                 Ok(ws) => ws,
                 Err(error) => return error.write_unraisable(py, None),
             };
+            let upgrade = engine.borrow_mut().pending.remove(&id);
+            if let Some((context, protocol)) = upgrade.and_then(|p| p.get().take_accepted()) {
+                ws.borrow_mut().set_upgrade(context, protocol);
+            }
             engine.borrow_mut().sockets.insert(id, ws.clone().unbind());
             match handler.bind(py).call1((&ws,)) {
                 Ok(result) if result.is_none() => {}
@@ -322,6 +338,31 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
                 Some(ws) => websocket::deliver_control(ws.bind(py), "pong", &data, cost),
                 None => engine.borrow().events.backlog().consumed_orphan(cost),
             }
+        }
+        Event::Upgrade {
+            id,
+            route,
+            request,
+            reply,
+        } => {
+            let hooks = engine.borrow().hooks.clone_ref(py);
+            let pending = match Py::new(py, PendingUpgrade::new(request, route, reply)) {
+                Ok(pending) => pending,
+                Err(error) => return error.write_unraisable(py, None),
+            };
+            engine
+                .borrow_mut()
+                .pending
+                .insert(id, pending.clone_ref(py));
+            if let Err(error) = hooks
+                .bind(py)
+                .call_method1(intern!(py, "upgrade"), (pending,))
+            {
+                error.write_unraisable(py, Some(engine.as_any()));
+            }
+        }
+        Event::UpgradeEnded { id } => {
+            engine.borrow_mut().pending.remove(&id);
         }
         Event::Drain { id } => {
             if let Some(ws) = socket(engine, id) {

@@ -5,6 +5,7 @@ mod engine;
 mod listeners;
 mod payload;
 mod publish;
+mod upgrade;
 mod websocket;
 
 use pyo3::exceptions::PyValueError;
@@ -30,6 +31,7 @@ fn join_prefix(prefix: &str, pattern: &str) -> String {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::Engine>()?;
     m.add_class::<websocket::Websocket>()?;
+    m.add_class::<upgrade::PendingUpgrade>()?;
     m.add_function(wrap_pyfunction!(check_pattern, m)?)?;
     m.add_function(wrap_pyfunction!(join_prefix, m)?)?;
     Ok(())

@@ -42,6 +42,8 @@ pub struct Websocket {
     iterator: Option<Py<PyAny>>,
     /// While a message is streamed (`stream()`/`writable`): its UTF-8 check when it is text.
     stream: Option<Utf8Validator>,
+    /// The subprotocol chosen at upgrade ("" when none).
+    protocol: String,
     close_fired: bool,
 }
 
@@ -64,12 +66,29 @@ impl Websocket {
             chain: None,
             iterator: None,
             stream: None,
+            protocol: String::new(),
             close_fired: false,
         }
     }
 
     pub fn id(&self) -> u64 {
         self.conn.id
+    }
+
+    /// What the upgrade handler accepted the connection with.
+    pub fn set_upgrade(&mut self, context: Py<PyAny>, protocol: String) {
+        self.context = Some(context);
+        self.protocol = protocol;
+    }
+}
+
+/// An IP address as users expect it: IPv4-mapped IPv6 addresses shown as IPv4.
+pub fn display_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
+        IpAddr::V4(v4) => v4.to_string(),
     }
 }
 
@@ -326,12 +345,13 @@ impl Websocket {
     /// The peer's IP address.
     #[getter]
     fn ip(&self) -> String {
-        match self.conn.peer.ip() {
-            IpAddr::V6(v6) => v6
-                .to_ipv4_mapped()
-                .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
-            IpAddr::V4(v4) => v4.to_string(),
-        }
+        display_ip(self.conn.peer.ip())
+    }
+
+    /// The subprotocol the upgrade handler chose ("" when none).
+    #[getter]
+    fn protocol(&self) -> &str {
+        &self.protocol
     }
 
     /// Values given to `response.upgrade(context)`; an empty dict without an upgrade route.
@@ -736,10 +756,6 @@ impl Websocket {
             }
         }
         queued
-    }
-
-    pub fn set_context(&mut self, context: Py<PyAny>) {
-        self.context = Some(context);
     }
 }
 

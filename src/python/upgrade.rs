@@ -1,0 +1,178 @@
+//! `PendingUpgrade`: an upgrade request handed to the Python upgrade handler, and its one decision.
+
+use std::sync::Mutex;
+
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::{PyTraverseError, PyVisit};
+use tokio::sync::oneshot;
+
+use crate::net::{Decision, UpgradeRequest};
+
+/// The request of an upgrade waiting for the app, as the Python `Request`/`Response` wrap it.
+#[pyclass(module = "hyperws._core", frozen)]
+pub struct PendingUpgrade {
+    request: Box<UpgradeRequest>,
+    #[pyo3(get)]
+    route: usize,
+    reply: Mutex<Option<oneshot::Sender<Decision>>>,
+    /// Set by `accept`: what the connection's `Websocket` starts with.
+    accepted: Mutex<Option<(Py<PyAny>, String)>>,
+}
+
+impl PendingUpgrade {
+    pub fn new(
+        request: Box<UpgradeRequest>,
+        route: usize,
+        reply: oneshot::Sender<Decision>,
+    ) -> Self {
+        Self {
+            request,
+            route,
+            reply: Mutex::new(Some(reply)),
+            accepted: Mutex::new(None),
+        }
+    }
+
+    /// The context and subprotocol given to `accept`, for the new connection.
+    pub fn take_accepted(&self) -> Option<(Py<PyAny>, String)> {
+        self.accepted
+            .lock()
+            .expect("pending upgrade poisoned")
+            .take()
+    }
+
+    fn decide(&self, decision: Decision) -> PyResult<()> {
+        let reply = self.reply.lock().expect("pending upgrade poisoned").take();
+        let Some(reply) = reply else {
+            return Err(PyRuntimeError::new_err(
+                "this upgrade request was already answered",
+            ));
+        };
+        reply.send(decision).map_err(|_| {
+            PyRuntimeError::new_err(
+                "this upgrade request can no longer be answered: it timed out (upgrade_timeout) or the client left",
+            )
+        })
+    }
+
+    fn offered_protocols(&self) -> Vec<String> {
+        header_tokens(&self.request.headers, "sec-websocket-protocol")
+    }
+}
+
+/// The comma-separated tokens of every header named `name`.
+fn header_tokens(headers: &[(String, String)], name: &str) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|(n, _)| n == name)
+        .flat_map(|(_, value)| value.split(',').map(|t| t.trim().to_owned()))
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+#[pymethods]
+impl PendingUpgrade {
+    #[getter]
+    fn method(&self) -> &str {
+        &self.request.method
+    }
+
+    #[getter]
+    fn target(&self) -> &str {
+        &self.request.target
+    }
+
+    /// (name, value) pairs, names lower-cased, in the order received.
+    #[getter]
+    fn headers(&self) -> Vec<(String, String)> {
+        self.request.headers.clone()
+    }
+
+    /// The route pattern's parameters, percent-decoded.
+    #[getter]
+    fn params(&self) -> Vec<(String, String)> {
+        self.request.params.clone()
+    }
+
+    #[getter]
+    fn ip(&self) -> String {
+        super::websocket::display_ip(self.request.peer.ip())
+    }
+
+    /// The subprotocols the client offered, in its order.
+    #[getter]
+    fn protocols(&self) -> Vec<String> {
+        self.offered_protocols()
+    }
+
+    /// The extension names the client offered.
+    #[getter]
+    fn extensions(&self) -> Vec<String> {
+        header_tokens(&self.request.headers, "sec-websocket-extensions")
+            .into_iter()
+            .map(|offer| {
+                offer
+                    .split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    /// Accepts: the 101 goes out with `protocol` (one the client offered) and `headers`.
+    #[pyo3(signature = (context, protocol, headers))]
+    fn accept(
+        &self,
+        context: Py<PyAny>,
+        protocol: Option<String>,
+        headers: Vec<(String, String)>,
+    ) -> PyResult<()> {
+        if let Some(chosen) = &protocol {
+            if !self.offered_protocols().contains(chosen) {
+                return Err(PyValueError::new_err(format!(
+                    "the client did not offer the subprotocol {chosen:?} (it offered {:?})",
+                    self.offered_protocols()
+                )));
+            }
+        }
+        let chosen = protocol.clone().unwrap_or_default();
+        self.decide(Decision::Accept { protocol, headers })?;
+        *self.accepted.lock().expect("pending upgrade poisoned") = Some((context, chosen));
+        Ok(())
+    }
+
+    /// Rejects with this HTTP response; the connection is closed after it.
+    fn reject(&self, status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> PyResult<()> {
+        if !(200..600).contains(&status) || status == 101 {
+            return Err(PyValueError::new_err(format!(
+                "an HTTP status is 200-599, got {status}"
+            )));
+        }
+        self.decide(Decision::Reject {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Whether `accept` or `reject` was called.
+    #[getter]
+    fn answered(&self) -> bool {
+        self.reply
+            .lock()
+            .expect("pending upgrade poisoned")
+            .is_none()
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(accepted) = self.accepted.try_lock() {
+            if let Some((context, _)) = accepted.as_ref() {
+                visit.call(context)?;
+            }
+        }
+        Ok(())
+    }
+}
