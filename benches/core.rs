@@ -80,6 +80,8 @@ fn route() -> Arc<RouteConfig> {
         send_pings_automatically: false,
         max_backpressure: usize::MAX,
         close_on_backpressure_limit: false,
+        intercept: false,
+        upgrade_timeout: std::time::Duration::from_secs(10),
     })
 }
 

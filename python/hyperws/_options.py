@@ -22,21 +22,26 @@ class WsOptions:
     close_on_backpressure_limit: bool = False
 
 
-_WS_OPTION_NAMES = frozenset(WsOptions.__dataclass_fields__)
-
-
-def ws_options(options: Mapping[str, Any] | None, keywords: Mapping[str, Any]) -> WsOptions:
-    """Merges an options mapping and keyword options, and checks every name and value."""
+def _merge(
+    options: Mapping[str, Any] | None, keywords: Mapping[str, Any], kind: str, known: Any
+) -> dict[str, Any]:
+    """An options mapping and keyword options together; unknown names are an error."""
     merged: dict[str, Any] = {}
     if options is not None:
         if not isinstance(options, Mapping):
             raise TypeError(f"route options must be a dict, got {type(options).__name__}")
         merged.update(options)
     merged.update(keywords)
-    unknown = sorted(set(merged) - _WS_OPTION_NAMES)
+    unknown = sorted(set(merged) - set(known))
     if unknown:
-        known = ", ".join(sorted(_WS_OPTION_NAMES))
-        raise ValueError(f"unknown ws route option(s): {', '.join(unknown)} (known: {known})")
+        names = ", ".join(sorted(known))
+        raise ValueError(f"unknown {kind} route option(s): {', '.join(unknown)} (known: {names})")
+    return merged
+
+
+def ws_options(options: Mapping[str, Any] | None, keywords: Mapping[str, Any]) -> WsOptions:
+    """Merges an options mapping and keyword options, and checks every name and value."""
+    merged = _merge(options, keywords, "ws", WsOptions.__dataclass_fields__)
 
     idle_timeout = _number(merged, "idle_timeout", "a number of seconds >= 0 (0 = never)", 0)
     max_lifetime = _number(merged, "max_lifetime", "a number of minutes >= 0 (0 = never)", 0)
@@ -97,18 +102,7 @@ def upgrade_options(
     options: Mapping[str, Any] | None, keywords: Mapping[str, Any]
 ) -> UpgradeOptions:
     """Merges and checks the options of an upgrade route."""
-    merged: dict[str, Any] = {}
-    if options is not None:
-        if not isinstance(options, Mapping):
-            raise TypeError(f"route options must be a dict, got {type(options).__name__}")
-        merged.update(options)
-    merged.update(keywords)
-    unknown = sorted(set(merged) - set(UpgradeOptions.__dataclass_fields__))
-    if unknown:
-        raise ValueError(
-            f"unknown upgrade route option(s): {', '.join(unknown)} "
-            "(known: middlewares, upgrade_timeout)"
-        )
+    merged = _merge(options, keywords, "upgrade", UpgradeOptions.__dataclass_fields__)
     middlewares = merged.get("middlewares", ())
     if not isinstance(middlewares, (list, tuple)) or not all(callable(m) for m in middlewares):
         raise ValueError(f"middlewares must be a list of callables, got {middlewares!r}")
