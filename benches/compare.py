@@ -73,6 +73,8 @@ class Workload:
     # "rate": the generator's `rate`; "rss_per_conn": server RSS growth per open connection (idle workloads)
     metric: str = "rate"
     default_duration: float | None = None  # overrides --duration when that is not given
+    # also show the server's RSS at start and its peak (VmHWM, read right before the server is stopped)
+    peak_rss: bool = False
 
 
 def _timed(d: float, w: float) -> list[str]:
@@ -116,6 +118,19 @@ WORKLOADS = {
             ),
         ),
         Workload(
+            "slowsub",
+            "fan-out, 1 KiB to 100 subscribers + 10 that never read, publisher window 32",
+            "deliveries/s",
+            lambda u, d, w: (
+                [
+                    *("fanout", "--pub-url", f"{u}/pub", "--sub-url", f"{u}/sub"),
+                    *("--subs", "100", "--slow", "10", "--window", "32", "--size", "1024"),
+                    *_timed(d, w),
+                ]
+            ),
+            peak_rss=True,
+        ),
+        Workload(
             "connect",
             "connect, handshake, one echo, close; 16 at a time",
             "handshakes/s",
@@ -153,6 +168,8 @@ class Run:
     # CPU seconds other processes used meanwhile on the server's CPU and on the generator's
     other_server_cpu: float | None = None
     other_loadgen_cpu: float | None = None
+    rss_start_kib: int | None = None  # server RSS just before the generator starts
+    rss_peak_kib: int | None = None  # server VmHWM (its peak RSS), right before it is stopped
     note: str = ""
     report: dict[str, object] | None = None
 
@@ -218,6 +235,17 @@ def proc_rss_kib(pid: int) -> int | None:
         return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KIB
     except OSError:
         return None
+
+
+def proc_hwm_kib(pid: int) -> int | None:
+    """Peak resident set size (VmHWM) of a process since it started."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def prepare_child() -> None:
@@ -414,6 +442,8 @@ def one_run(
     cpu1, t1 = proc_cpu(srv.proc.pid), time.monotonic()
     busy1 = cpu_busy(args.server_cpu), cpu_busy(args.loadgen_cpu)
     alive = srv.proc.poll() is None
+    run.rss_start_kib = int(rss["before"]) or None
+    run.rss_peak_kib = proc_hwm_kib(srv.proc.pid)
     srv.stop()
 
     run.wall, run.loadgen_cpu = t1 - t0, gen_cpu
@@ -485,12 +515,19 @@ def summarize(workload: Workload, runs: list[Run], server_order: list[str]) -> l
         worst = max((r.noise() for r in mine if r.valid and workload.metric == "rate"), default=0)
         if worst > 0.05:
             notes.append(f"other processes took up to {worst:.0%} of a needed CPU")
+        rss_cols = []
+        if workload.peak_rss:
+            rss_cols = [
+                ", ".join(mib(r.rss_peak_kib) for r in mine),
+                ", ".join(mib(r.rss_start_kib) for r in mine),
+            ]
         rows.append(
             [
                 name,
                 fmt(med) if med is not None else "INVALID",
                 f"{fmt(min(vals))} {DASH} {fmt(max(vals))}" if vals else DASH,
                 ", ".join(r.cell() for r in mine),
+                *rss_cols,
                 " / ".join(cpu),
                 " / ".join(gen),
                 f"{len(ok)}/{len(mine)}",
@@ -500,6 +537,10 @@ def summarize(workload: Workload, runs: list[Run], server_order: list[str]) -> l
             ]
         )
     return rows
+
+
+def mib(kib: int | None) -> str:
+    return f"{kib / 1024:.1f}" if kib is not None else "?"
 
 
 HEADERS = [
@@ -516,16 +557,24 @@ HEADERS = [
 ]
 
 
-def text_table(rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
-    line = "  ".join(h.ljust(w) for h, w in zip(HEADERS, widths, strict=True))
+RSS_HEADERS = ["peak RSS MiB (each rep)", "RSS at start MiB"]
+
+
+def headers(workload: Workload) -> list[str]:
+    """The table's columns: the peak-RSS ones go after "each rep" for the workloads that show them."""
+    return HEADERS[:4] + RSS_HEADERS + HEADERS[4:] if workload.peak_rss else HEADERS
+
+
+def text_table(rows: list[list[str]], heads: list[str]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
+    line = "  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True))
     out = [line, "  ".join("-" * w for w in widths)]
     out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(out)
 
 
-def md_table(rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+def md_table(rows: list[list[str]], heads: list[str]) -> str:
+    out = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
     return "\n".join(out)
 
@@ -686,6 +735,10 @@ def main() -> int:
                         f"other processes took {run.other_server_cpu / run.wall:.0%} of the server's "
                         f"CPU, {run.other_loadgen_cpu / run.wall:.0%} of the generator's"
                     )
+                if workload.peak_rss:
+                    extra.append(
+                        f"server RSS {mib(run.rss_start_kib)} MiB at start, peak {mib(run.rss_peak_kib)} MiB"
+                    )
                 print(f"{run.cell()} {workload.unit}  ({', '.join(extra)})", flush=True)
                 if not run.valid and run.note:
                     print(f"      {run.note}", flush=True)
@@ -719,8 +772,9 @@ def main() -> int:
         rows = summarize(workload, runs, order)
         better = "higher" if workload.higher_is_better else "lower"
         title = f"{wname}: {workload.description} ({workload.unit}, {better} is better)"
-        md += ["", f"## {title}", "", md_table(rows) if rows else "(no runs)"]
-        text += ["", title, text_table(rows) if rows else "(no runs)"]
+        heads = headers(workload)
+        md += ["", f"## {title}", "", md_table(rows, heads) if rows else "(no runs)"]
+        text += ["", title, text_table(rows, heads) if rows else "(no runs)"]
     print("\n".join(text))
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")

@@ -1,5 +1,9 @@
 //! `fanout`: S subscribers on /sub, one publisher on /pub. The publisher keeps `window` messages ahead of the
 //! tracker (subscriber 0); every subscriber must receive every message, in order, intact.
+//!
+//! `--slow N` adds N more subscribers that connect (after the others) and then never read: they only keep their
+//! sockets open until the end, so the server faces consumers that stop reading (backpressure). They are not
+//! checked and not counted; the window still keys on the fast tracker, so they cannot stall the run.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -26,6 +30,7 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
     let pub_url = ws::Url::parse(&pub_s)?;
     let sub_url = ws::Url::parse(&sub_s)?;
     let subs = a.num("subs", 1000)?;
+    let slow = a.num("slow", 0)?;
     let size = a.num("size", 32)?;
     let window = a.num("window", 32)?;
     let duration = a.secs("duration", 10.0)?;
@@ -46,6 +51,7 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
     rep.str("pub_url", &pub_s)
         .str("sub_url", &sub_s)
         .int("subs", subs as u64)
+        .int("slow", slow as u64)
         .int("window", window as u64)
         .int("size", size as u64)
         .boolean("binary", binary);
@@ -61,6 +67,13 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
         rep.valid = false;
         return Ok(rep);
     }
+    // The slow subscribers: a small read buffer, never read from; held (unread) until the report is made.
+    let (slow_conns, errors) = connect_many(&sub_url, slow, 4096, 64, &mut rng).await;
+    for e in errors {
+        rep.error(format!("slow subscriber {e}"));
+    }
+    let slow_connected = slow_conns.iter().filter(|c| c.is_some()).count();
+    rep.int("slow_subscribed", slow_connected as u64);
     // Let the server finish its side of every subscribe before the first publish.
     tokio::time::sleep(settle).await;
     let publisher = match timed(
@@ -111,9 +124,10 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
         .float("rate", deliveries as f64 / win.seconds)
         .int("reads", win.reads)
         .int("writes", win.writes);
-    if deliveries == 0 || connected != subs {
+    if deliveries == 0 || connected != subs || slow_connected != slow {
         rep.valid = false;
     }
+    drop(slow_conns);
     Ok(rep)
 }
 

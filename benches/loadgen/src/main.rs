@@ -3,6 +3,7 @@
 //! ```text
 //! loadgen echo    --url ws://127.0.0.1:9001/echo --conns 64 --inflight 16 --size 32 --duration 10 --warmup 2 [--binary]
 //! loadgen fanout  --pub-url ws://.../pub --sub-url ws://.../sub --subs 1000 --size 32 --window 32 --duration 10
+//!                 [--slow 10]   (subscribers that never read)
 //! loadgen connect --url ws://.../echo --duration 5 --concurrency 16
 //! loadgen idle    --url ws://.../echo --conns 10000 --hold 5
 //! ```
@@ -36,8 +37,8 @@ pub enum Phase {
 
 const USAGE: &str = "usage: loadgen MODE [--option value ...]
   echo    --url URL [--conns 64] [--inflight 16] [--size 32] [--duration 10] [--warmup 2] [--drain 5] [--binary]
-  fanout  --pub-url URL --sub-url URL [--subs 1000] [--size 32] [--window 32] [--duration 10] [--warmup 2]
-          [--drain 5] [--settle-ms 200] [--binary]
+  fanout  --pub-url URL --sub-url URL [--subs 1000] [--slow 0] [--size 32] [--window 32] [--duration 10]
+          [--warmup 2] [--drain 5] [--settle-ms 200] [--binary]
   connect --url URL [--concurrency 16] [--size 16] [--duration 5] [--warmup 1]
   idle    --url URL [--conns 10000] [--hold 5] [--connect-concurrency 128]
 URLs are ws://host:port/path. Output: one JSON line on stdout.";
