@@ -125,6 +125,6 @@ mod tests {
         .unwrap();
         assert!(text.contains("Sec-WebSocket-Protocol: chat\r\nX-A: 1\r\n\r\n"));
         let plain = String::from_utf8(switching_protocols("k", None, &[])).unwrap();
-        assert!(!plain.contains("Protocol"));
+        assert!(!plain.contains("Sec-WebSocket-Protocol"));
     }
 }
