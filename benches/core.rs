@@ -82,6 +82,7 @@ fn route() -> Arc<RouteConfig> {
         close_on_backpressure_limit: false,
         intercept: false,
         upgrade_timeout: std::time::Duration::from_secs(10),
+        origins: None,
     })
 }
 

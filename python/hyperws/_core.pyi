@@ -109,6 +109,7 @@ class Engine:
         close_on_backpressure_limit: bool,
         intercept: bool,
         upgrade_timeout: float,
+        origins: list[str] | None,
     ) -> None: ...
     def listen(
         self,

@@ -20,6 +20,7 @@ class WsOptions:
     send_pings_automatically: bool = True
     max_backpressure: int = 1024 * 1024
     close_on_backpressure_limit: bool = False
+    origins: tuple[str, ...] | None = None
 
 
 def _merge(
@@ -58,6 +59,7 @@ def ws_options(options: Mapping[str, Any] | None, keywords: Mapping[str, Any]) -
     max_backpressure = _number(merged, "max_backpressure", "an int >= 0 (bytes)", 0, integer=True)
 
     close_on_limit = _flag(merged, "close_on_backpressure_limit")
+    origins = _origins(merged.get("origins"))
 
     return WsOptions(
         idle_timeout=float(idle_timeout),
@@ -67,6 +69,7 @@ def ws_options(options: Mapping[str, Any] | None, keywords: Mapping[str, Any]) -
         send_pings_automatically=send_pings,
         max_backpressure=max_backpressure,
         close_on_backpressure_limit=close_on_limit,
+        origins=origins,
     )
 
 
@@ -110,3 +113,21 @@ def upgrade_options(
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise ValueError(f"upgrade_timeout must be a number of seconds > 0, got {timeout!r}")
     return UpgradeOptions(middlewares=tuple(middlewares), upgrade_timeout=float(timeout))
+
+
+def _origins(value: Any) -> tuple[str, ...] | None:
+    """The ``origins`` option: exact origins (``scheme://host[:port]``) or ``"*"``."""
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ValueError(
+            f"origins must be a list of origins such as 'https://example.com', got {value!r}"
+        )
+    origins = []
+    for origin in value:
+        if not isinstance(origin, str) or (origin != "*" and "://" not in origin):
+            raise ValueError(
+                f"origins must be exact origins such as 'https://example.com' or '*', got {origin!r}"
+            )
+        origins.append(origin.rstrip("/"))
+    return tuple(origins)

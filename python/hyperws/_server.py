@@ -147,6 +147,7 @@ class Server(Router):
                 close_on_backpressure_limit=route.options.close_on_backpressure_limit,
                 intercept=intercept,
                 upgrade_timeout=chain.timeout,
+                origins=list(route.options.origins) if route.options.origins is not None else None,
             )
         orphans = sorted(set(upgrades) - ws_patterns)
         if orphans:

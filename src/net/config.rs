@@ -21,6 +21,9 @@ pub struct RouteConfig {
     pub intercept: bool,
     /// How long Python has to decide an intercepted upgrade; then the client gets 503.
     pub upgrade_timeout: Duration,
+    /// Origins allowed to upgrade (`*` for any); a request whose `Origin` header is not among them gets
+    /// 403. None: no check. Requests without `Origin` (not from a browser) are not checked.
+    pub origins: Option<Vec<String>>,
 }
 
 /// Server-wide limits.

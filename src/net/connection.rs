@@ -444,6 +444,7 @@ mod tests {
                 close_on_backpressure_limit: false,
                 intercept: false,
                 upgrade_timeout: std::time::Duration::from_secs(10),
+                origins: None,
             });
             let conn = Arc::new(ConnHandle::new(1, stream.local_addr().unwrap(), route));
             let events = EventQueue::new(1024, 1024).unwrap();

@@ -269,6 +269,15 @@ pub(super) fn evaluate(
             "missing or invalid Sec-WebSocket-Key\n",
         ));
     }
+    if let (Some(allowed), Some(origin)) = (&found.value.origins, header("origin")) {
+        let origin = String::from_utf8_lossy(origin.trim_ascii());
+        if !allowed
+            .iter()
+            .any(|a| a == "*" || a.eq_ignore_ascii_case(&origin))
+        {
+            return Err(Rejection::new(403, "Forbidden", "origin not allowed\n"));
+        }
+    }
     Ok(Accepted {
         route: Arc::clone(found.value),
         accept_key: derive_accept_key(key),
@@ -288,9 +297,8 @@ fn is_valid_key(key: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn routes() -> RouteTable<Arc<RouteConfig>> {
-        let mut table = RouteTable::new();
-        let config = RouteConfig {
+    fn route_config() -> RouteConfig {
+        RouteConfig {
             index: 0,
             max_payload_length: 1024,
             idle_timeout: None,
@@ -300,8 +308,13 @@ mod tests {
             close_on_backpressure_limit: false,
             intercept: false,
             upgrade_timeout: std::time::Duration::from_secs(10),
-        };
-        table.insert("/ws", Arc::new(config)).unwrap();
+            origins: None,
+        }
+    }
+
+    fn routes() -> RouteTable<Arc<RouteConfig>> {
+        let mut table = RouteTable::new();
+        table.insert("/ws", Arc::new(route_config())).unwrap();
         table
     }
 
@@ -349,6 +362,32 @@ mod tests {
         assert_eq!(
             (rejection.status, rejection.body),
             (400, "missing Host header\n")
+        );
+    }
+
+    #[test]
+    fn origins_are_checked_when_the_route_lists_them() {
+        let mut table = RouteTable::new();
+        let config = RouteConfig {
+            origins: Some(vec!["https://app.example".into()]),
+            ..route_config()
+        };
+        table.insert("/ws", Arc::new(config)).unwrap();
+        let check_origin = |origin: &str| {
+            let raw = GOOD.replace("Host: a\r\n", &format!("Host: a\r\nOrigin: {origin}\r\n"));
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut request = httparse::Request::new(&mut headers);
+            request.parse(raw.as_bytes()).unwrap();
+            evaluate(&request, &table).map(|_| ()).map_err(|r| r.status)
+        };
+        assert_eq!(check_origin("https://app.example"), Ok(()));
+        assert_eq!(check_origin("https://evil.example"), Err(403));
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        request.parse(GOOD.as_bytes()).unwrap();
+        assert!(
+            evaluate(&request, &table).is_ok(),
+            "no Origin header: not a browser, not checked"
         );
     }
 

@@ -86,7 +86,7 @@ impl Engine {
     /// Registers a WebSocket route; options were validated by the Python side.
     // The keyword arguments mirror the route options one to one.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (pattern, handler, *, max_payload_length, idle_timeout, max_lifetime, send_pings_automatically, message_type, max_backpressure, close_on_backpressure_limit, intercept, upgrade_timeout))]
+    #[pyo3(signature = (pattern, handler, *, max_payload_length, idle_timeout, max_lifetime, send_pings_automatically, message_type, max_backpressure, close_on_backpressure_limit, intercept, upgrade_timeout, origins))]
     fn add_ws_route(
         &mut self,
         pattern: &str,
@@ -100,6 +100,7 @@ impl Engine {
         close_on_backpressure_limit: bool,
         intercept: bool,
         upgrade_timeout: f64,
+        origins: Option<Vec<String>>,
     ) -> PyResult<()> {
         if self.server.is_some() {
             return Err(PyRuntimeError::new_err(
@@ -117,6 +118,7 @@ impl Engine {
             close_on_backpressure_limit,
             intercept,
             upgrade_timeout: Duration::from_secs_f64(upgrade_timeout),
+            origins,
         };
         let message_type = MessageType::parse(message_type)?;
         self.table
