@@ -95,12 +95,20 @@ pub fn display_ip(ip: IpAddr) -> String {
 /// Delivers a received message: straight to the listeners, or behind a running async chain.
 pub fn deliver_message(ws: &Bound<'_, Websocket>, data: &Bytes, binary: bool, cost: usize) {
     let py = ws.py();
-    let message_type = ws.borrow().message_type;
+    let (message_type, iterator) = {
+        let this = ws.borrow();
+        (
+            this.message_type,
+            this.iterator.as_ref().map(|it| it.clone_ref(py)),
+        )
+    };
     let payload = match message_type.to_python(py, data, !binary) {
         Ok(payload) => payload,
-        Err(error) => return report(ws, "message", error),
+        Err(error) => {
+            consume(ws, cost);
+            return report(ws, "message", error);
+        }
     };
-    let iterator = ws.borrow().iterator.as_ref().map(|it| it.clone_ref(py));
     let cost = match iterator {
         Some(iterator) => {
             // The iterator owns the read-side cost: it is released when the loop body takes the message.
@@ -135,7 +143,10 @@ pub fn deliver_control(ws: &Bound<'_, Websocket>, event: &str, data: &Bytes, cos
     let message_type = ws.borrow().message_type;
     match message_type.to_python(py, data, false) {
         Ok(payload) => deliver(ws, event, (payload,), cost),
-        Err(error) => report(ws, event, error),
+        Err(error) => {
+            consume(ws, cost);
+            report(ws, event, error);
+        }
     }
 }
 
