@@ -221,11 +221,6 @@ impl ConnHandle {
         std::mem::take(&mut state.writer_parked)
     }
 
-    /// Whether a message is being streamed.
-    pub fn is_streaming(&self) -> bool {
-        self.state().streaming.is_some()
-    }
-
     /// Whether at most `max_backpressure` bytes wait to be written.
     pub fn under_limit(&self) -> bool {
         !self.over_limit()

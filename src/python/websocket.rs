@@ -71,10 +71,6 @@ impl Websocket {
         }
     }
 
-    pub fn id(&self) -> u64 {
-        self.conn.id
-    }
-
     /// What the upgrade handler accepted the connection with.
     pub fn set_upgrade(&mut self, context: Py<PyAny>, protocol: String) {
         self.context = Some(context);
