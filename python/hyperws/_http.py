@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -89,17 +90,31 @@ class Response:
     """The answer to an upgrade request: ``upgrade(context)`` accepts it; ``status(code).send(body)``
     or ``json(obj)`` rejects it with that HTTP response."""
 
-    __slots__ = ("_headers", "_pending", "_status")
+    __slots__ = ("_answered", "_headers", "_pending", "_status")
 
     def __init__(self, pending: PendingUpgrade) -> None:
         self._pending = pending
         self._status = 200
         self._headers: list[tuple[str, str]] = []
+        self._answered: asyncio.Future[None] | None = None
 
     @property
     def completed(self) -> bool:
         """Whether the request was answered (upgraded or rejected)."""
         return self._pending.answered
+
+    def _when_answered(self) -> asyncio.Future[None]:
+        """A future done once the request is answered (for middlewares that neither call ``next``
+        nor return at once)."""
+        if self._answered is None:
+            self._answered = asyncio.get_running_loop().create_future()
+            if self.completed:
+                self._answered.set_result(None)
+        return self._answered
+
+    def _mark_answered(self) -> None:
+        if self._answered is not None and not self._answered.done():
+            self._answered.set_result(None)
 
     def status(self, code: int) -> Response:
         if isinstance(code, bool) or not isinstance(code, int) or not 200 <= code <= 599:
@@ -144,6 +159,7 @@ class Response:
         """Rejects the upgrade with the status set (200 by default) and this body."""
         data = body.encode() if isinstance(body, str) else bytes(body)
         self._pending.reject(self._status, self._headers, data)
+        self._mark_answered()
 
     def json(self, obj: Any) -> None:
         """Rejects the upgrade with ``obj`` as a JSON body."""
@@ -157,3 +173,4 @@ class Response:
         if context is not None and not isinstance(context, dict):
             raise TypeError(f"the upgrade context is a dict, got {type(context).__name__}")
         self._pending.accept({} if context is None else context, protocol, self._headers)
+        self._mark_answered()

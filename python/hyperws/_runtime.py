@@ -138,8 +138,9 @@ async def _run_upgrade_chain(chain: UpgradeChain, request: Request, response: Re
             result = middleware(request, response, go_on)
             if inspect.isawaitable(result):
                 await result
-            while not went_on.done() and not response.completed:
-                await asyncio.wait({went_on}, timeout=0.05)
+            if not went_on.done():
+                answered = response._when_answered()
+                await asyncio.wait({went_on, answered}, return_when=asyncio.FIRST_COMPLETED)
         else:
             result = middleware(request, response)
             if inspect.isawaitable(result):

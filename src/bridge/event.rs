@@ -63,3 +63,16 @@ pub enum Event {
         reason: Bytes,
     },
 }
+
+impl Event {
+    /// What the event counts against the read-side bounds (see `InboundBacklog`): its payload and a
+    /// fixed overhead for received messages and control frames, nothing for the rest.
+    pub fn cost(&self) -> usize {
+        match self {
+            Event::Message { data, .. } | Event::Ping { data, .. } | Event::Pong { data, .. } => {
+                data.len() + super::EVENT_OVERHEAD
+            }
+            _ => 0,
+        }
+    }
+}

@@ -115,13 +115,18 @@ impl ConnHandle {
 
     /// Queues a frame whatever is waiting (the engine's own pongs).
     pub fn send_unlimited(&self, opcode: u8, payload: &[u8]) -> Queued {
+        self.queue_frame(true, opcode, payload)
+    }
+
+    /// Queues one frame (FIN as given) if the connection is open.
+    fn queue_frame(&self, fin: bool, opcode: u8, payload: &[u8]) -> Queued {
         let separate =
             (payload.len() >= SEPARATE_PAYLOAD_AT).then(|| Bytes::copy_from_slice(payload));
         let mut state = self.state();
         if state.phase != Phase::Open {
             return Queued::Closed;
         }
-        push_frame(&mut state, true, opcode, payload, separate);
+        push_frame(&mut state, fin, opcode, payload, separate);
         self.buffered.fetch_add(
             encode::header_len(payload.len()) + payload.len(),
             Ordering::Relaxed,
@@ -189,20 +194,7 @@ impl ConnHandle {
             (true, true) => encode::BINARY,
             (true, false) => encode::TEXT,
         };
-        let separate =
-            (payload.len() >= SEPARATE_PAYLOAD_AT).then(|| Bytes::copy_from_slice(payload));
-        let mut state = self.state();
-        if state.phase != Phase::Open {
-            return Queued::Closed;
-        }
-        push_frame(&mut state, last, opcode, payload, separate);
-        self.buffered.fetch_add(
-            encode::header_len(payload.len()) + payload.len(),
-            Ordering::Relaxed,
-        );
-        Queued::Yes {
-            wake: std::mem::take(&mut state.writer_parked),
-        }
+        self.queue_frame(last, opcode, payload)
     }
 
     /// Ends streaming: the frames published meanwhile follow the message. Returns whether the writer

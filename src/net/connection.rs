@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
 
 use super::{ConnHandle, Queued, ServerConfig};
-use crate::bridge::{Event, EventQueue, Traffic, EVENT_OVERHEAD};
+use crate::bridge::{Event, EventQueue, Traffic};
 use crate::protocol::{
     encode, Decoder, Inbound, CLOSE_ABNORMAL, CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_NO_STATUS,
 };
@@ -323,7 +323,7 @@ impl Connection<'_> {
                         }
                     };
                     if !self.sent_close {
-                        cost += event_cost(&event);
+                        cost += event.cost();
                         if let Event::Message { data, .. } = &event {
                             messages += 1;
                             bytes += data.len();
@@ -401,16 +401,6 @@ impl Connection<'_> {
                 written = 0;
             }
         }
-    }
-}
-
-/// What an event counts against the read-side bounds (see `bridge::InboundBacklog`).
-fn event_cost(event: &Event) -> usize {
-    match event {
-        Event::Message { data, .. } | Event::Ping { data, .. } | Event::Pong { data, .. } => {
-            data.len() + EVENT_OVERHEAD
-        }
-        _ => 0,
     }
 }
 

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tungstenite::handshake::derive_accept_key;
 
-use super::upgrade::{switching_protocols, UpgradeRequest};
+use super::upgrade::{http_response, switching_protocols, UpgradeRequest};
 use super::{RouteConfig, ServerConfig};
 use crate::routing::RouteTable;
 
@@ -19,41 +19,26 @@ const MAX_HEADERS: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Rejection {
     pub status: u16,
-    pub reason: &'static str,
     pub body: &'static str,
-    pub extra_headers: &'static str,
+    pub headers: &'static [(&'static str, &'static str)],
 }
 
 impl Rejection {
-    const fn new(status: u16, reason: &'static str, body: &'static str) -> Self {
+    const fn new(status: u16, body: &'static str) -> Self {
         Self {
             status,
-            reason,
             body,
-            extra_headers: "",
+            headers: &[],
         }
     }
 
     fn to_bytes(&self) -> Vec<u8> {
-        format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
-             Connection: close\r\n{}\r\n{}",
-            self.status,
-            self.reason,
-            self.body.len(),
-            self.extra_headers,
-            self.body
-        )
-        .into_bytes()
+        http_response(self.status, self.headers, self.body.as_bytes())
     }
 }
 
-const TOO_LARGE: Rejection = Rejection::new(
-    431,
-    "Request Header Fields Too Large",
-    "request head too large\n",
-);
-const BAD_REQUEST: Rejection = Rejection::new(400, "Bad Request", "malformed HTTP request\n");
+const TOO_LARGE: Rejection = Rejection::new(431, "request head too large\n");
+const BAD_REQUEST: Rejection = Rejection::new(400, "malformed HTTP request\n");
 
 /// An upgrade that passed every check.
 #[derive(Debug)]
@@ -207,7 +192,7 @@ pub(super) fn evaluate(
     let target = request.path.unwrap_or("/");
     let path = target.split_once('?').map_or(target, |(path, _query)| path);
     let Some(found) = routes.find(path) else {
-        return Err(Rejection::new(404, "Not Found", "no route for this path\n"));
+        return Err(Rejection::new(404, "no route for this path\n"));
     };
     let header = |name: &str| {
         request
@@ -231,32 +216,20 @@ pub(super) fn evaluate(
         && has_token("connection", "upgrade");
     if !is_upgrade {
         return Err(Rejection {
-            extra_headers: "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
-            ..Rejection::new(
-                426,
-                "Upgrade Required",
-                "this route only accepts WebSocket upgrades\n",
-            )
+            headers: &[("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")],
+            ..Rejection::new(426, "this route only accepts WebSocket upgrades\n")
         });
     }
     if request.version != Some(1) {
-        return Err(Rejection::new(
-            400,
-            "Bad Request",
-            "a WebSocket upgrade needs HTTP/1.1\n",
-        ));
+        return Err(Rejection::new(400, "a WebSocket upgrade needs HTTP/1.1\n"));
     }
     if header("host").is_none() {
-        return Err(Rejection::new(400, "Bad Request", "missing Host header\n"));
+        return Err(Rejection::new(400, "missing Host header\n"));
     }
     if header("sec-websocket-version").map(<[u8]>::trim_ascii) != Some(b"13") {
         return Err(Rejection {
-            extra_headers: "Sec-WebSocket-Version: 13\r\n",
-            ..Rejection::new(
-                400,
-                "Bad Request",
-                "unsupported Sec-WebSocket-Version (13 is supported)\n",
-            )
+            headers: &[("Sec-WebSocket-Version", "13")],
+            ..Rejection::new(400, "unsupported Sec-WebSocket-Version (13 is supported)\n")
         });
     }
     let key = header("sec-websocket-key")
@@ -265,7 +238,6 @@ pub(super) fn evaluate(
     if !is_valid_key(key) {
         return Err(Rejection::new(
             400,
-            "Bad Request",
             "missing or invalid Sec-WebSocket-Key\n",
         ));
     }
@@ -275,7 +247,7 @@ pub(super) fn evaluate(
             .iter()
             .any(|a| a == "*" || a.eq_ignore_ascii_case(&origin))
         {
-            return Err(Rejection::new(403, "Forbidden", "origin not allowed\n"));
+            return Err(Rejection::new(403, "origin not allowed\n"));
         }
     }
     Ok(Accepted {
@@ -347,7 +319,7 @@ mod tests {
     fn plain_request_to_a_ws_route_is_426() {
         let rejection = check("GET /ws HTTP/1.1\r\nHost: a\r\n\r\n").unwrap_err();
         assert_eq!(rejection.status, 426);
-        assert!(rejection.extra_headers.contains("Upgrade: websocket"));
+        assert!(rejection.headers.contains(&("Upgrade", "websocket")));
         assert_eq!(check(&GOOD.replace("GET", "POST")).unwrap_err().status, 426);
     }
 
@@ -395,7 +367,7 @@ mod tests {
     fn bad_version_and_key_are_400() {
         let rejection = check(&GOOD.replace("Version: 13", "Version: 8")).unwrap_err();
         assert_eq!(rejection.status, 400);
-        assert_eq!(rejection.extra_headers, "Sec-WebSocket-Version: 13\r\n");
+        assert_eq!(rejection.headers, &[("Sec-WebSocket-Version", "13")]);
         assert_eq!(
             check(&GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "short"))
                 .unwrap_err()

@@ -201,8 +201,10 @@ async fn ask_python(
             headers,
             body,
         })) => http_response(status, &headers, &body),
-        Ok(Err(_dropped)) => http_response(500, &[], b"the upgrade handler failed\n"),
-        Err(_elapsed) => http_response(503, &[], b"the upgrade handler did not answer in time\n"),
+        Ok(Err(_dropped)) => http_response::<&str, &str>(500, &[], b"the upgrade handler failed\n"),
+        Err(_elapsed) => {
+            http_response::<&str, &str>(503, &[], b"the upgrade handler did not answer in time\n")
+        }
     };
     if stream.write_all(&response).await.is_ok() {
         let _ = stream.shutdown().await;

@@ -32,14 +32,22 @@ pub enum Decision {
 }
 
 /// Formats a whole HTTP/1.1 response that ends the connection.
-pub fn http_response(status: u16, headers: &[(String, String)], body: &[u8]) -> Vec<u8> {
+pub fn http_response<N: AsRef<str>, V: AsRef<str>>(
+    status: u16,
+    headers: &[(N, V)],
+    body: &[u8],
+) -> Vec<u8> {
     let mut head = format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status));
-    let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    let has = |name: &str| {
+        headers
+            .iter()
+            .any(|(n, _)| n.as_ref().eq_ignore_ascii_case(name))
+    };
     if !has("content-type") {
         head.push_str("Content-Type: text/plain; charset=utf-8\r\n");
     }
     for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
+        head.push_str(&format!("{}: {}\r\n", name.as_ref(), value.as_ref()));
     }
     head.push_str(&format!(
         "Content-Length: {}\r\nConnection: close\r\n\r\n",
@@ -101,17 +109,13 @@ mod tests {
 
     #[test]
     fn rejection_has_length_and_default_type() {
-        let bytes = http_response(401, &[("X-Reason".into(), "token".into())], b"no");
+        let bytes = http_response(401, &[("X-Reason", "token")], b"no");
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.starts_with("HTTP/1.1 401 Unauthorized\r\n"));
         assert!(text.contains("Content-Type: text/plain; charset=utf-8\r\n"));
         assert!(text.contains("X-Reason: token\r\n"));
         assert!(text.ends_with("Content-Length: 2\r\nConnection: close\r\n\r\nno"));
-        let json = http_response(
-            400,
-            &[("Content-Type".into(), "application/json".into())],
-            b"{}",
-        );
+        let json = http_response(400, &[("Content-Type", "application/json")], b"{}");
         assert!(!String::from_utf8(json).unwrap().contains("text/plain"));
     }
 

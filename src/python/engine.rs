@@ -15,7 +15,7 @@ use super::payload::MessageType;
 use super::publish;
 use super::upgrade::PendingUpgrade;
 use super::websocket::{self, Websocket};
-use crate::bridge::{Event, EventQueue, Traffic, EVENT_OVERHEAD};
+use crate::bridge::{Event, EventQueue, Traffic};
 use crate::net::{NetServer, RouteConfig, ServerConfig};
 use crate::pubsub::Topics;
 use crate::routing::RouteTable;
@@ -284,6 +284,7 @@ impl Engine {
 
 fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
     let py = engine.py();
+    let cost = event.cost();
     match event {
         Event::Open { conn, route } => {
             let (handler, message_type, topics, hooks) = {
@@ -320,27 +321,18 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
                 Err(error) => websocket::report(&ws, "open", error),
             }
         }
-        Event::Message { id, data, binary } => {
-            let cost = data.len() + EVENT_OVERHEAD;
-            match socket(engine, id) {
-                Some(ws) => websocket::deliver_message(ws.bind(py), &data, binary, cost),
-                None => engine.borrow().events.backlog().consumed_orphan(cost),
-            }
-        }
-        Event::Ping { id, data } => {
-            let cost = data.len() + EVENT_OVERHEAD;
-            match socket(engine, id) {
-                Some(ws) => websocket::deliver_control(ws.bind(py), "ping", &data, cost),
-                None => engine.borrow().events.backlog().consumed_orphan(cost),
-            }
-        }
-        Event::Pong { id, data } => {
-            let cost = data.len() + EVENT_OVERHEAD;
-            match socket(engine, id) {
-                Some(ws) => websocket::deliver_control(ws.bind(py), "pong", &data, cost),
-                None => engine.borrow().events.backlog().consumed_orphan(cost),
-            }
-        }
+        Event::Message { id, data, binary } => match socket(engine, id) {
+            Some(ws) => websocket::deliver_message(ws.bind(py), &data, binary, cost),
+            None => engine.borrow().events.backlog().consumed_orphan(cost),
+        },
+        Event::Ping { id, data } => match socket(engine, id) {
+            Some(ws) => websocket::deliver_control(ws.bind(py), "ping", &data, cost),
+            None => engine.borrow().events.backlog().consumed_orphan(cost),
+        },
+        Event::Pong { id, data } => match socket(engine, id) {
+            Some(ws) => websocket::deliver_control(ws.bind(py), "pong", &data, cost),
+            None => engine.borrow().events.backlog().consumed_orphan(cost),
+        },
         Event::Upgrade {
             id,
             route,

@@ -91,11 +91,13 @@ pub fn display_ip(ip: IpAddr) -> String {
 /// Delivers a received message: straight to the listeners, or behind a running async chain.
 pub fn deliver_message(ws: &Bound<'_, Websocket>, data: &Bytes, binary: bool, cost: usize) {
     let py = ws.py();
-    let (message_type, iterator) = {
+    // One borrow for all this connection's state the message path reads.
+    let (message_type, iterator, chain) = {
         let this = ws.borrow();
         (
             this.message_type,
             this.iterator.as_ref().map(|it| it.clone_ref(py)),
+            this.chain.as_ref().map(|c| c.clone_ref(py)),
         )
     };
     let payload = match message_type.to_python(py, data, !binary) {
@@ -119,7 +121,7 @@ pub fn deliver_message(ws: &Bound<'_, Websocket>, data: &Bytes, binary: bool, co
         }
         None => cost,
     };
-    deliver(ws, "message", (payload, binary), cost);
+    deliver_behind(ws, chain, "message", (payload, binary), cost);
 }
 
 /// Ends the `async for` over this connection's messages, if any.
@@ -220,8 +222,21 @@ fn deliver<'py, A>(ws: &Bound<'py, Websocket>, event: &str, args: A, cost: usize
 where
     A: IntoPyObject<'py, Target = PyTuple, Output = Bound<'py, PyTuple>>,
 {
+    let chain = ws.borrow().chain.as_ref().map(|c| c.clone_ref(ws.py()));
+    deliver_behind(ws, chain, event, args, cost);
+}
+
+/// Delivers `event` to the listeners, or behind `chain` (this connection's running async chain).
+fn deliver_behind<'py, A>(
+    ws: &Bound<'py, Websocket>,
+    chain: Option<Py<PyAny>>,
+    event: &str,
+    args: A,
+    cost: usize,
+) where
+    A: IntoPyObject<'py, Target = PyTuple, Output = Bound<'py, PyTuple>>,
+{
     let py = ws.py();
-    let chain = ws.borrow().chain.as_ref().map(|c| c.clone_ref(py));
     match chain {
         Some(chain) => {
             if let Err(error) = chain
