@@ -83,6 +83,7 @@ fn route() -> Arc<RouteConfig> {
         intercept: false,
         upgrade_timeout: std::time::Duration::from_secs(10),
         origins: None,
+        compression: hyperws::protocol::deflate::Compression::Disabled,
     })
 }
 

@@ -435,6 +435,7 @@ mod tests {
                 intercept: false,
                 upgrade_timeout: std::time::Duration::from_secs(10),
                 origins: None,
+                compression: crate::protocol::deflate::Compression::Disabled,
             });
             let conn = Arc::new(ConnHandle::new(
                 1,
