@@ -73,7 +73,7 @@ impl Engine {
         let events = EventQueue::new(max_pending_bytes, max_pending_bytes_total)
             .map_err(|e| PyOSError::new_err(format!("cannot create eventfd: {e}")))?;
         Ok(Self {
-            events: Arc::new(events),
+            events,
             hooks,
             table: RouteTable::new(),
             routes: Vec::new(),
