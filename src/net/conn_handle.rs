@@ -13,6 +13,8 @@ use crate::protocol::{encode_close_payload, CLOSE_POLICY};
 
 /// Payloads at least this long are queued as their own buffer instead of being copied into the tail.
 const SEPARATE_PAYLOAD_AT: usize = 4096;
+/// The first allocation of an empty tail.
+const TAIL_START: usize = 1024;
 
 /// The half of a connection that the Python side holds: its outbound queue and its close/destroy requests.
 /// The connection's task holds the socket and drains this queue with vectored writes.
@@ -400,6 +402,7 @@ impl ConnHandle {
 
 fn push_encoded(state: &mut OutState, frame: &Bytes) {
     if frame.len() < SEPARATE_PAYLOAD_AT {
+        reserve_tail(&mut state.tail, frame.len());
         state.tail.extend_from_slice(frame);
     } else {
         if !state.tail.is_empty() {
@@ -425,9 +428,16 @@ fn push_frame(
             state.chunks.push_back(bytes);
         }
         None => {
-            state.tail.reserve(encode::MAX_HEADER_LEN + payload.len());
+            reserve_tail(&mut state.tail, encode::MAX_HEADER_LEN + payload.len());
             put_header(&mut state.tail, fin, opcode, payload.len());
             state.tail.extend_from_slice(payload);
         }
     }
+}
+
+/// Makes room for `needed` more bytes in the tail. The writer takes the tail whole, so an empty one
+/// starts with room for a batch of small frames rather than growing by doubling from the first one's size.
+fn reserve_tail(tail: &mut BytesMut, needed: usize) {
+    let start = if tail.capacity() == 0 { TAIL_START } else { 0 };
+    tail.reserve(needed.max(start));
 }

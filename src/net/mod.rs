@@ -2,6 +2,7 @@
 
 mod config;
 mod conn_handle;
+mod conn_id;
 mod connection;
 mod handshake;
 mod server;
@@ -9,5 +10,6 @@ mod upgrade;
 
 pub use config::{RouteConfig, ServerConfig};
 pub use conn_handle::{ConnHandle, Fragment, Queued};
+pub use conn_id::ConnIdMap;
 pub use server::NetServer;
 pub use upgrade::{Decision, UpgradeRequest};

@@ -1,13 +1,12 @@
 //! Fan-out of a publish to the subscribed connections: the frame is encoded once and the same bytes are
 //! queued to every receiver.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
 
 use super::{validate_topic, Registry, TopicError};
-use crate::net::{ConnHandle, Queued};
+use crate::net::{ConnHandle, ConnIdMap, Queued};
 use crate::protocol::encode::{self, put_frame};
 
 /// The subscriptions of one server's connections.
@@ -20,7 +19,7 @@ pub struct Topics {
 struct State {
     registry: Registry<u64>,
     /// The connections that hold at least one subscription.
-    subscribers: HashMap<u64, Arc<ConnHandle>>,
+    subscribers: ConnIdMap<Arc<ConnHandle>>,
 }
 
 /// What a publish did.
