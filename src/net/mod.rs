@@ -9,7 +9,7 @@ mod server;
 mod upgrade;
 
 pub use config::{RouteConfig, ServerConfig};
-pub use conn_handle::{ConnHandle, Fragment, Queued};
+pub use conn_handle::{ConnHandle, Fragment, Publication, Queued};
 pub use conn_id::ConnIdMap;
 pub use server::NetServer;
 pub use upgrade::{Decision, UpgradeRequest};
