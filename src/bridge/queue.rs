@@ -97,22 +97,20 @@ impl EventQueue {
     }
 
     pub fn push(&self, event: Event) {
-        let (wake, waiting) = {
-            let mut state = self.state.lock().expect("event queue poisoned");
-            state.events.push(event);
-            (std::mem::take(&mut state.armed), state.events.len())
-        };
-        self.wake_consumer(wake, waiting);
+        self.add(|queue| queue.push(event));
     }
 
     /// Moves all of `events` into the queue with one lock and at most one wake-up.
     pub fn push_all(&self, events: &mut Vec<Event>) {
-        if events.is_empty() {
-            return;
+        if !events.is_empty() {
+            self.add(|queue| queue.append(events));
         }
+    }
+
+    fn add(&self, put: impl FnOnce(&mut Vec<Event>)) {
         let (wake, waiting) = {
             let mut state = self.state.lock().expect("event queue poisoned");
-            state.events.append(events);
+            put(&mut state.events);
             (std::mem::take(&mut state.armed), state.events.len())
         };
         self.wake_consumer(wake, waiting);

@@ -64,7 +64,7 @@ impl Compressor {
             }
             let spare = out.spare_capacity_mut();
             let room = spare.len();
-            let progress = self.stream.deflate(input, spare, Z_SYNC_FLUSH);
+            let progress = self.stream.run(input, spare, Z_SYNC_FLUSH);
             // SAFETY: zlib initialised the first `written` bytes of the spare capacity.
             unsafe { out.set_len(out.len() + progress.written) };
             input = &input[progress.read..];

@@ -70,7 +70,7 @@ impl Decompressor {
             }
             let spare = out.spare_capacity_mut();
             let room = spare.len().min(allowed);
-            let progress = self.stream.inflate(input, &mut spare[..room], Z_SYNC_FLUSH);
+            let progress = self.stream.run(input, &mut spare[..room], Z_SYNC_FLUSH);
             // SAFETY: zlib initialised the first `written` bytes of the spare capacity.
             unsafe { out.set_len(out.len() + progress.written) };
             input = &input[progress.read..];

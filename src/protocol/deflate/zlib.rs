@@ -2,6 +2,7 @@
 //! window and memory level set per stream, which is what bounds a connection's compression memory.
 
 use std::ffi::{c_int, c_uint, c_void};
+use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::ptr;
 
@@ -47,134 +48,126 @@ fn new_stream() -> Box<z::z_stream> {
     })
 }
 
-/// Runs one zlib call over `input` into `output`; inputs and outputs over 4 GiB are taken in parts.
-fn run(
-    stream: &mut z::z_stream,
-    input: &[u8],
-    output: &mut [MaybeUninit<u8>],
-    call: impl FnOnce(&mut z::z_stream) -> c_int,
-) -> Progress {
-    let avail_in = input.len().min(c_uint::MAX as usize) as c_uint;
-    let avail_out = output.len().min(c_uint::MAX as usize) as c_uint;
-    // zlib never writes through `next_in`.
-    stream.next_in = input.as_ptr().cast_mut();
-    stream.avail_in = avail_in;
-    stream.next_out = output.as_mut_ptr().cast();
-    stream.avail_out = avail_out;
-    let code = call(stream);
-    let progress = Progress {
-        read: (avail_in - stream.avail_in) as usize,
-        written: (avail_out - stream.avail_out) as usize,
-        code,
-    };
-    stream.next_in = ptr::null_mut();
-    stream.avail_in = 0;
-    stream.next_out = ptr::null_mut();
-    stream.avail_out = 0;
-    progress
+/// Compression or decompression: the zlib calls that step, reset and end a stream of that kind.
+pub(super) trait Direction {
+    const STEP: unsafe extern "C" fn(z::z_streamp, c_int) -> c_int;
+    const RESET: unsafe extern "C" fn(z::z_streamp) -> c_int;
+    const END: unsafe extern "C" fn(z::z_streamp) -> c_int;
 }
 
-/// A raw DEFLATE compression stream.
-pub(super) struct RawDeflate {
-    stream: Box<z::z_stream>,
+pub(super) struct Deflating;
+pub(super) struct Inflating;
+
+impl Direction for Deflating {
+    const STEP: unsafe extern "C" fn(z::z_streamp, c_int) -> c_int = z::deflate;
+    const RESET: unsafe extern "C" fn(z::z_streamp) -> c_int = z::deflateReset;
+    const END: unsafe extern "C" fn(z::z_streamp) -> c_int = z::deflateEnd;
 }
+
+impl Direction for Inflating {
+    const STEP: unsafe extern "C" fn(z::z_streamp, c_int) -> c_int = z::inflate;
+    const RESET: unsafe extern "C" fn(z::z_streamp) -> c_int = z::inflateReset;
+    const END: unsafe extern "C" fn(z::z_streamp) -> c_int = z::inflateEnd;
+}
+
+/// An initialised raw DEFLATE stream of one direction.
+pub(super) struct RawStream<D: Direction> {
+    stream: Box<z::z_stream>,
+    direction: PhantomData<D>,
+}
+
+pub(super) type RawDeflate = RawStream<Deflating>;
+pub(super) type RawInflate = RawStream<Inflating>;
 
 // SAFETY: the stream is used only through `&mut self`, from one thread at a time, and zlib keeps no
 // thread-bound state.
-unsafe impl Send for RawDeflate {}
+unsafe impl<D: Direction> Send for RawStream<D> {}
+
+impl<D: Direction> RawStream<D> {
+    /// Takes what it can of `input` into `output` with zlib's `flush` mode; inputs and outputs over 4 GiB
+    /// are taken in parts.
+    pub fn run(&mut self, input: &[u8], output: &mut [MaybeUninit<u8>], flush: c_int) -> Progress {
+        let stream = &mut *self.stream;
+        let avail_in = input.len().min(c_uint::MAX as usize) as c_uint;
+        let avail_out = output.len().min(c_uint::MAX as usize) as c_uint;
+        // zlib never writes through `next_in`.
+        stream.next_in = input.as_ptr().cast_mut();
+        stream.avail_in = avail_in;
+        stream.next_out = output.as_mut_ptr().cast();
+        stream.avail_out = avail_out;
+        // SAFETY: the stream was initialised, and points at live buffers for the call's duration.
+        let code = unsafe { D::STEP(stream, flush) };
+        let progress = Progress {
+            read: (avail_in - stream.avail_in) as usize,
+            written: (avail_out - stream.avail_out) as usize,
+            code,
+        };
+        stream.next_in = ptr::null_mut();
+        stream.avail_in = 0;
+        stream.next_out = ptr::null_mut();
+        stream.avail_out = 0;
+        progress
+    }
+
+    pub fn reset(&mut self) {
+        // SAFETY: the stream was initialised.
+        unsafe { D::RESET(&mut *self.stream) };
+    }
+
+    /// Takes a stream record that `init` (a zlib `*Init2_` call) initialised. Panics when it failed, which
+    /// it does only when zlib cannot allocate its state.
+    fn init(what: &str, init: impl FnOnce(z::z_streamp) -> c_int) -> Self {
+        let mut stream = new_stream();
+        let code = init(&mut *stream);
+        assert_eq!(code, Z_OK, "{what} failed ({code})");
+        Self {
+            stream,
+            direction: PhantomData,
+        }
+    }
+}
+
+impl<D: Direction> Drop for RawStream<D> {
+    fn drop(&mut self) {
+        // SAFETY: the stream was initialised and is ended once.
+        unsafe { D::END(&mut *self.stream) };
+    }
+}
 
 impl RawDeflate {
-    /// `window_bits` 9..=15, `mem_level` 1..=9. Panics only when zlib cannot allocate its state.
+    /// `window_bits` 9..=15, `mem_level` 1..=9.
     pub fn new(level: c_int, window_bits: u8, mem_level: c_int) -> Self {
-        let mut stream = new_stream();
-        // SAFETY: a valid, pinned stream record and the library's own version string and record size.
-        let code = unsafe {
-            z::deflateInit2_(
-                &mut *stream,
-                level,
-                z::Z_DEFLATED,
-                -c_int::from(window_bits),
-                mem_level,
-                z::Z_DEFAULT_STRATEGY,
-                z::zlibVersion(),
-                std::mem::size_of::<z::z_stream>() as c_int,
-            )
-        };
-        assert_eq!(code, Z_OK, "deflateInit2 failed ({code})");
-        Self { stream }
-    }
-
-    pub fn deflate(
-        &mut self,
-        input: &[u8],
-        output: &mut [MaybeUninit<u8>],
-        flush: c_int,
-    ) -> Progress {
-        // SAFETY: the stream was initialised; `run` points it at live buffers for the call's duration.
-        run(&mut self.stream, input, output, |s| unsafe {
-            z::deflate(s, flush)
+        Self::init("deflateInit2", |stream| {
+            // SAFETY: a valid, pinned stream record and the library's own version string and record size.
+            unsafe {
+                z::deflateInit2_(
+                    stream,
+                    level,
+                    z::Z_DEFLATED,
+                    -c_int::from(window_bits),
+                    mem_level,
+                    z::Z_DEFAULT_STRATEGY,
+                    z::zlibVersion(),
+                    std::mem::size_of::<z::z_stream>() as c_int,
+                )
+            }
         })
     }
-
-    pub fn reset(&mut self) {
-        // SAFETY: the stream was initialised.
-        unsafe { z::deflateReset(&mut *self.stream) };
-    }
 }
-
-impl Drop for RawDeflate {
-    fn drop(&mut self) {
-        // SAFETY: the stream was initialised and is ended once.
-        unsafe { z::deflateEnd(&mut *self.stream) };
-    }
-}
-
-/// A raw DEFLATE decompression stream.
-pub(super) struct RawInflate {
-    stream: Box<z::z_stream>,
-}
-
-// SAFETY: as for `RawDeflate`.
-unsafe impl Send for RawInflate {}
 
 impl RawInflate {
-    /// `window_bits` 8..=15. Panics only when zlib cannot allocate its state.
+    /// `window_bits` 8..=15.
     pub fn new(window_bits: u8) -> Self {
-        let mut stream = new_stream();
-        // SAFETY: as in `RawDeflate::new`.
-        let code = unsafe {
-            z::inflateInit2_(
-                &mut *stream,
-                -c_int::from(window_bits),
-                z::zlibVersion(),
-                std::mem::size_of::<z::z_stream>() as c_int,
-            )
-        };
-        assert_eq!(code, Z_OK, "inflateInit2 failed ({code})");
-        Self { stream }
-    }
-
-    pub fn inflate(
-        &mut self,
-        input: &[u8],
-        output: &mut [MaybeUninit<u8>],
-        flush: c_int,
-    ) -> Progress {
-        // SAFETY: as in `RawDeflate::deflate`.
-        run(&mut self.stream, input, output, |s| unsafe {
-            z::inflate(s, flush)
+        Self::init("inflateInit2", |stream| {
+            // SAFETY: as in `RawDeflate::new`.
+            unsafe {
+                z::inflateInit2_(
+                    stream,
+                    -c_int::from(window_bits),
+                    z::zlibVersion(),
+                    std::mem::size_of::<z::z_stream>() as c_int,
+                )
+            }
         })
-    }
-
-    pub fn reset(&mut self) {
-        // SAFETY: the stream was initialised.
-        unsafe { z::inflateReset(&mut *self.stream) };
-    }
-}
-
-impl Drop for RawInflate {
-    fn drop(&mut self) {
-        // SAFETY: the stream was initialised and is ended once.
-        unsafe { z::inflateEnd(&mut *self.stream) };
     }
 }
