@@ -1,5 +1,5 @@
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -18,7 +18,10 @@ const SEPARATE_PAYLOAD_AT: usize = 4096;
 #[derive(Debug)]
 pub struct ConnHandle {
     pub id: u64,
+    /// The client's address (named by a trusted proxy, or the socket peer).
     pub peer: SocketAddr,
+    /// The proxy that named the client, if one did.
+    pub proxy_ip: Option<IpAddr>,
     pub route: Arc<RouteConfig>,
     out: Mutex<OutState>,
     wake: Notify,
@@ -89,6 +92,7 @@ impl ConnHandle {
         Self {
             id,
             peer,
+            proxy_ip: None,
             route,
             out: Mutex::new(OutState {
                 writer_parked: true,
@@ -99,6 +103,12 @@ impl ConnHandle {
             drain_wanted: AtomicBool::new(false),
             inbound: AtomicUsize::new(0),
         }
+    }
+
+    /// The proxy that named the client.
+    pub fn with_proxy_ip(mut self, proxy_ip: Option<IpAddr>) -> Self {
+        self.proxy_ip = proxy_ip;
+        self
     }
 
     fn state(&self) -> MutexGuard<'_, OutState> {
