@@ -59,7 +59,12 @@ class Hooks:
         try:
             await asyncio.wait_for(_run_chain(chain, request, response), chain.timeout)
         except asyncio.TimeoutError:
-            pass  # the engine answers 503 at the same deadline
+            # The engine answers 503 at the same deadline; whichever timer fires first answers.
+            if not response.completed:
+                with contextlib.suppress(RuntimeError):
+                    response.status(503).header("Connection", "close").send(
+                        f"the {what} did not answer in time\n"
+                    )
         except Exception as error:
             logger.error("error in the %s for %r", what, request, exc_info=error)
             if not response.completed:
