@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import importlib.util
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -539,3 +541,22 @@ async def test_duplicate_routes_are_refused_at_listen(serve):
     server.get("/a/:y", hello)
     with pytest.raises(ValueError, match="duplicate HTTP route"):
         await serve(server)
+
+
+async def test_the_auth_example_serves_its_page_its_health_and_token_upgrades(serve):
+    path = Path(__file__).resolve().parent.parent / "examples" / "auth.py"
+    spec = importlib.util.spec_from_file_location("auth_example", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    server = await serve(example.server)
+    page = await fetch(server.port, "GET", "/")
+    assert page.status == 200
+    assert page.header("Content-Type") == "text/html; charset=utf-8"
+    assert b"new WebSocket(" in page.body and b"?token=" in page.body
+    health = await fetch(server.port, "GET", "/health")
+    assert json.loads(health.body) == {"status": "ok", "connections": 0}
+    async with connect(url(server, "/rooms/lobby?token=secret"), open_timeout=T) as client:
+        assert await asyncio.wait_for(client.recv(), T) == "hello ada, you are in lobby"
+        health = await fetch(server.port, "GET", "/health")
+        assert json.loads(health.body)["connections"] == 1
