@@ -135,6 +135,8 @@ class Engine:
         intercept: bool,
         upgrade_timeout: float,
         origins: list[str] | None,
+        compression: str,
+        compression_window_bits: int,
     ) -> None: ...
     def add_http_route(self, pattern: str, method: str, timeout: float) -> int: ...
     def listen(

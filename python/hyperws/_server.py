@@ -166,6 +166,8 @@ class Server(Router):
                 intercept=intercept,
                 upgrade_timeout=chain.timeout,
                 origins=list(route.options.origins) if route.options.origins is not None else None,
+                compression=route.options.compression,
+                compression_window_bits=route.options.compression_window_bits,
             )
         for http in self._all_http_routes():
             timeout = http.options.handler_timeout

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use super::proxy::Trust;
+use crate::protocol::deflate::Compression;
 
 /// What the engine needs to know of a WebSocket route.
 #[derive(Debug, Clone)]
@@ -26,6 +27,8 @@ pub struct RouteConfig {
     /// Origins allowed to upgrade (`*` for any); a request whose `Origin` header is not among them gets
     /// 403. None: no check. Requests without `Origin` (not from a browser) are not checked.
     pub origins: Option<Vec<String>>,
+    /// permessage-deflate: whether it is offered, and with what context and window.
+    pub compression: Compression,
 }
 
 /// Server-wide limits.

@@ -12,6 +12,7 @@ use super::http::{http_response, Request};
 use super::proxy::ClientAddr;
 use super::upgrade::switching_protocols;
 use super::RouteConfig;
+use crate::protocol::deflate::{negotiate, DeflateParams};
 use crate::routing::RouteTable;
 
 /// An HTTP answer that ends the connection instead of upgrading it.
@@ -44,6 +45,7 @@ pub(super) const BAD_REQUEST: Rejection = Rejection::new(400, "malformed HTTP re
 pub(super) struct Accepted {
     pub route: Arc<RouteConfig>,
     pub accept_key: String,
+    pub deflate: Option<DeflateParams>,
 }
 
 /// How the request head ended.
@@ -51,12 +53,14 @@ pub(super) enum Outcome {
     /// The 101 is written: the connection is a WebSocket. Holds the bytes the client sent after its head.
     Upgraded {
         route: Arc<RouteConfig>,
+        deflate: Option<DeflateParams>,
         early: BytesMut,
     },
     /// A valid upgrade to a route whose upgrades Python decides: nothing is written yet.
     Intercepted {
         route: Arc<RouteConfig>,
         accept_key: String,
+        deflate: Option<DeflateParams>,
         request: Box<Request>,
         early: BytesMut,
     },
@@ -90,16 +94,23 @@ pub(super) async fn upgrade(
             Ok(Some(Outcome::Intercepted {
                 route: accepted.route,
                 accept_key: accepted.accept_key,
+                deflate: accepted.deflate,
                 request,
                 early,
             }))
         }
         Ok(accepted) => {
             stream
-                .write_all(&switching_protocols(&accepted.accept_key, None, &[]))
+                .write_all(&switching_protocols(
+                    &accepted.accept_key,
+                    None,
+                    accepted.deflate.as_ref(),
+                    &[],
+                ))
                 .await?;
             Ok(Some(Outcome::Upgraded {
                 route: accepted.route,
+                deflate: accepted.deflate,
                 early,
             }))
         }
@@ -182,9 +193,15 @@ pub(super) fn evaluate(
             return Err(Rejection::new(403, "origin not allowed\n"));
         }
     }
+    let offers = request
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+        .map(|h| h.value);
     Ok(Accepted {
         route: Arc::clone(found.value),
         accept_key: derive_accept_key(key),
+        deflate: negotiate(offers, found.value.compression),
     })
 }
 
@@ -201,6 +218,7 @@ fn is_valid_key(key: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::net::http::MAX_HEADERS;
+    use crate::protocol::deflate::Compression;
 
     fn route_config() -> RouteConfig {
         RouteConfig {
@@ -214,6 +232,7 @@ mod tests {
             intercept: false,
             upgrade_timeout: std::time::Duration::from_secs(10),
             origins: None,
+            compression: Compression::Disabled,
         }
     }
 

@@ -16,6 +16,7 @@ use super::http::{http_response, Answer, HttpRoutes, Request};
 use super::upgrade::{switching_protocols, Decision};
 use super::{connection, front, ConnHandle, RouteConfig, ServerConfig};
 use crate::bridge::{Event, EventQueue};
+use crate::protocol::deflate::DeflateParams;
 use crate::routing::RouteTable;
 
 const LISTEN_BACKLOG: i32 = 4096;
@@ -188,6 +189,7 @@ async fn ask_python(
     id: u64,
     route: &RouteConfig,
     accept_key: &str,
+    deflate: Option<&DeflateParams>,
     request: Box<Request>,
     shared: &Shared,
 ) -> bool {
@@ -200,7 +202,7 @@ async fn ask_python(
     });
     let response = match tokio::time::timeout(route.upgrade_timeout, decision).await {
         Ok(Ok(Decision::Accept { protocol, headers })) => {
-            let answer = switching_protocols(accept_key, protocol.as_deref(), &headers);
+            let answer = switching_protocols(accept_key, protocol.as_deref(), deflate, &headers);
             return stream.write_all(&answer).await.is_ok();
         }
         Ok(Ok(Decision::Reject(Answer {
@@ -225,12 +227,20 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     // Boxed: the HTTP side's buffers and header arrays live in their own allocation, freed once the
     // connection upgrades, instead of enlarging the state every idle connection's task keeps.
     let requests = Box::pin(front::serve_requests(&mut stream, peer, &shared));
-    let (route, early_bytes, client) = match requests.await {
-        Some((Outcome::Upgraded { route, early }, client)) => (route, early, client),
+    let (route, deflate, early_bytes, client) = match requests.await {
+        Some((
+            Outcome::Upgraded {
+                route,
+                deflate,
+                early,
+            },
+            client,
+        )) => (route, deflate, early, client),
         Some((
             Outcome::Intercepted {
                 route,
                 accept_key,
+                deflate,
                 request,
                 early,
             },
@@ -241,6 +251,7 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                 id,
                 &route,
                 &accept_key,
+                deflate.as_ref(),
                 request,
                 &shared,
             ));
@@ -248,12 +259,13 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                 shared.events.push(Event::UpgradeEnded { id });
                 return;
             }
-            (route, early, client)
+            (route, deflate, early, client)
         }
         None => return,
     };
     let index = route.index;
-    let conn = Arc::new(ConnHandle::new(id, client.addr, route).with_proxy_ip(client.proxy_ip));
+    let conn =
+        Arc::new(ConnHandle::new(id, client.addr, route, deflate).with_proxy_ip(client.proxy_ip));
     shared
         .connections
         .lock()

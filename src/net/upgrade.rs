@@ -1,6 +1,7 @@
 //! Upgrades decided by Python: the upgrade handler's decision, and the 101 that accepts.
 
 use super::http::Answer;
+use crate::protocol::deflate::DeflateParams;
 
 /// What the upgrade handler decided.
 #[derive(Debug)]
@@ -14,10 +15,11 @@ pub enum Decision {
     Reject(Answer),
 }
 
-/// The 101 answer, with the chosen subprotocol and extra headers.
+/// The 101 answer, with the chosen subprotocol, the negotiated compression and extra headers.
 pub fn switching_protocols(
     accept_key: &str,
     protocol: Option<&str>,
+    deflate: Option<&DeflateParams>,
     headers: &[(String, String)],
 ) -> Vec<u8> {
     let mut head = format!(
@@ -26,6 +28,12 @@ pub fn switching_protocols(
     );
     if let Some(protocol) = protocol {
         head.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+    }
+    if let Some(deflate) = deflate {
+        head.push_str(&format!(
+            "Sec-WebSocket-Extensions: {}\r\n",
+            deflate.response()
+        ));
     }
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
@@ -43,11 +51,12 @@ mod tests {
         let text = String::from_utf8(switching_protocols(
             "k",
             Some("chat"),
+            None,
             &[("X-A".into(), "1".into())],
         ))
         .unwrap();
         assert!(text.contains("Sec-WebSocket-Protocol: chat\r\nX-A: 1\r\n\r\n"));
-        let plain = String::from_utf8(switching_protocols("k", None, &[])).unwrap();
+        let plain = String::from_utf8(switching_protocols("k", None, None, &[])).unwrap();
         assert!(!plain.contains("Sec-WebSocket-Protocol"));
     }
 }
