@@ -560,3 +560,12 @@ async def test_the_auth_example_serves_its_page_its_health_and_token_upgrades(se
         assert await asyncio.wait_for(client.recv(), T) == "hello ada, you are in lobby"
         health = await fetch(server.port, "GET", "/health")
         assert json.loads(health.body)["connections"] == 1
+
+
+async def test_a_handler_that_returns_without_answering_gets_the_client_a_500(serve):
+    server = hyperws.Server()
+    server.get("/silent", lambda request, response: None)
+    await serve(server)
+    got = await fetch(server.port, "GET", "/silent")
+    assert got.status == 500
+    assert b"without answering" in got.body
