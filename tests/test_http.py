@@ -569,3 +569,25 @@ async def test_a_handler_that_returns_without_answering_gets_the_client_a_500(se
     got = await fetch(server.port, "GET", "/silent")
     assert got.status == 500
     assert b"without answering" in got.body
+
+
+async def test_a_client_pipelining_without_reading_is_answered_in_order(serve):
+    server = hyperws.Server()
+    server.get("/n/:n", lambda request, response: response.send(request.path_parameters["n"] * 50))
+    await serve(server)
+    count = 2000  # far more answers than the socket buffers hold while the client does not read
+    async with await HttpConnection.open(server.port) as conn:
+        conn.writer.write(b"".join(request("GET", f"/n/{n}") for n in range(count)))
+        await asyncio.sleep(0.2)
+        for n in range(count):
+            assert (await conn.read()).body == str(n).encode() * 50
+        await conn.writer.drain()
+
+
+async def test_an_idle_kept_alive_connection_is_closed_after_request_timeout(serve):
+    server = hyperws.Server(request_timeout=0.3)
+    server.get("/", hello)
+    await serve(server)
+    async with await HttpConnection.open(server.port) as conn:
+        assert (await conn.exchange("GET", "/")).status == 200
+        assert await conn.closed_by_server()

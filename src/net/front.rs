@@ -112,6 +112,11 @@ pub(super) async fn serve_requests(
             let _ = stream.shutdown().await;
             return None;
         }
+        if buf.is_empty() {
+            // The body taken from it may have grown the allocation: an idle kept-alive connection
+            // does not keep that.
+            buf = BytesMut::new();
+        }
     }
 }
 
