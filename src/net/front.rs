@@ -84,30 +84,8 @@ pub(super) async fn serve_requests(
             }
             Some(Routed::Found { route, params }) => (route, params),
         };
-        let framing = match Framing::of(request.headers) {
-            Ok(framing) => framing,
-            Err(error) => return finish(stream, &body_rejection(error)?.to_bytes()).await,
-        };
-        if matches!(framing, Framing::Length(n) if n > config.max_body_length as u64) {
-            return finish(stream, &TOO_LARGE_BODY.to_bytes()).await;
-        }
-        if framing != Framing::Length(0) && expects_continue(&request) {
-            stream
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .await
-                .ok()?;
-        }
-        let body = read_body(stream, &mut buf, framing, config.max_body_length);
-        let body = match timeout(config.request_timeout, body).await.ok()?.ok()? {
-            Ok(body) => body,
-            Err(error) => return finish(stream, &body_rejection(error)?.to_bytes()).await,
-        };
-        let persistence = persistence(&request);
-        let with_body = method != "HEAD";
-        let request = Box::new(Request::new(&request, params, client, body));
-        let persistence = answer(stream, route, request, persistence, with_body, shared)
-            .await
-            .ok()?;
+        let persistence =
+            serve_http(stream, &mut buf, &request, route, params, client, shared).await?;
         if persistence == Persistence::Close {
             let _ = stream.shutdown().await;
             return None;
@@ -118,6 +96,44 @@ pub(super) async fn serve_requests(
             buf = BytesMut::new();
         }
     }
+}
+
+/// Reads the body of a request to an HTTP route, has Python answer it and writes the answer. `None`:
+/// the connection is done (the body was refused, or the client left).
+async fn serve_http(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    request: &httparse::Request<'_, '_>,
+    route: HttpRoute,
+    params: Vec<(String, String)>,
+    client: ClientAddr,
+    shared: &Shared,
+) -> Option<Persistence> {
+    let config = &shared.config;
+    let framing = match Framing::of(request.headers) {
+        Ok(framing) => framing,
+        Err(error) => return finish(stream, &body_rejection(error)?.to_bytes()).await,
+    };
+    if matches!(framing, Framing::Length(n) if n > config.max_body_length as u64) {
+        return finish(stream, &TOO_LARGE_BODY.to_bytes()).await;
+    }
+    if framing != Framing::Length(0) && expects_continue(request) {
+        stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .ok()?;
+    }
+    let body = read_body(stream, buf, framing, config.max_body_length);
+    let body = match timeout(config.request_timeout, body).await.ok()?.ok()? {
+        Ok(body) => body,
+        Err(error) => return finish(stream, &body_rejection(error)?.to_bytes()).await,
+    };
+    let persistence = persistence(request);
+    let with_body = request.method != Some("HEAD");
+    let request = Box::new(Request::new(request, params, client, body));
+    answer(stream, route, request, persistence, with_body, shared)
+        .await
+        .ok()
 }
 
 /// Hands the request to Python and writes its answer (500 if the handler failed, 503 if it did not
