@@ -397,7 +397,9 @@ async def test_an_exception_is_a_500_and_is_logged(serve, caplog):
 
     await serve(server)
     with caplog.at_level(logging.ERROR, logger="hyperws"):
-        assert (await fetch(server.port, "GET", "/boom")).status == 500
+        async with await HttpConnection.open(server.port) as conn:
+            assert (await conn.exchange("GET", "/boom")).status == 500
+            assert await conn.closed_by_server()
         assert (await fetch(server.port, "GET", "/middleware-boom")).status == 500
     errors = [r for r in caplog.records if r.name == "hyperws" and r.exc_info]
     assert [type(r.exc_info[1]) for r in errors] == [KeyError, ZeroDivisionError]

@@ -69,7 +69,7 @@ class Hooks:
             logger.error("error in the %s for %r", what, request, exc_info=error)
             if not response.completed:
                 with contextlib.suppress(RuntimeError):  # timed out or the client left meanwhile
-                    response.status(500).send("internal server error")
+                    response.status(500).header("Connection", "close").send("internal server error")
 
     def start_chain(self, ws: Websocket, first: Awaitable[Any]) -> Chain:
         chain = Chain(self, ws, first)
