@@ -19,11 +19,12 @@ class Server(Router):
     (or mount routers with ``use()``), then ``await server.listen(port)``.
 
     Keyword options: ``workers`` (I/O threads, default: the CPUs this process may use),
-    ``max_header_bytes`` (largest upgrade request head, default 16 KiB; larger gets 431),
-    ``request_timeout`` (seconds a client has to send its request head, default 10),
+    ``max_header_bytes`` (largest request head, default 16 KiB; larger gets 431),
+    ``request_timeout`` (seconds a client has to send its request, and a kept-alive connection may
+    wait for its next one, default 10),
     ``close_timeout`` (seconds to wait for a client's close frame after sending ours, default 5),
     ``max_pending_bytes`` (received bytes a connection may have waiting for its Python listeners before
-    the server stops reading its socket, default 1 MiB) and ``max_pending_bytes_total`` (the same for all
+    the server stops reading its socket, default 1 MiB), ``max_pending_bytes_total`` (the same for all
     connections together, default 64 MiB), ``max_body_length`` (largest request body of an HTTP
     route, default 1 MiB; larger gets 413), ``trust_proxy`` (the number of proxy hops in front of the
     server, or a list of proxy addresses and networks, whose ``proxy_header`` names the client;
