@@ -70,14 +70,19 @@ async def test_unknown_path_404_other_method_405_and_ws_only_path_426(serve):
     server.get("/page", hello)
     server.post("/page", hello)
     server.ws("/ws", lambda ws: None)
+    server.ws("/ws-only", lambda ws: None)
+    server.post("/ws", hello)  # a path with a ws route and a POST route
     await serve(server)
     assert (await fetch(server.port, "GET", "/nope")).status == 404
     not_allowed = await fetch(server.port, "DELETE", "/page")
     assert not_allowed.status == 405
     assert not_allowed.header("Allow") == "GET, POST, HEAD"
-    upgrade_required = await fetch(server.port, "GET", "/ws")
-    assert upgrade_required.status == 426
-    assert upgrade_required.header("Upgrade") == "websocket"
+    for path in ("/ws", "/ws-only"):
+        upgrade_required = await fetch(server.port, "GET", path)
+        assert upgrade_required.status == 426
+        assert upgrade_required.header("Upgrade") == "websocket"
+    assert (await fetch(server.port, "POST", "/ws")).body == b"hello POST /ws"
+    assert (await fetch(server.port, "PUT", "/ws")).status == 405
 
 
 async def test_head_is_answered_like_get_without_the_body(serve):

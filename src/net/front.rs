@@ -62,10 +62,15 @@ pub(super) async fn serve_requests(
         let target = request.path.unwrap_or("/");
         let path = target.split_once('?').map_or(target, |(path, _)| path);
         let method = request.method.unwrap_or("GET");
-        let routed = if is_upgrade(&request) && shared.routes.find(path).is_some() {
+        let ws_route = shared.routes.find(path).is_some();
+        let routed = if ws_route && is_upgrade(&request) {
             None
         } else {
-            shared.http.route(path, method)
+            match shared.http.route(path, method) {
+                // A GET there is meant to upgrade: 426 says how.
+                Some(Routed::NotAllowed { .. }) if ws_route && method == "GET" => None,
+                routed => routed,
+            }
         };
         let (route, params) = match routed {
             // WebSocket routes, and the 404/426 of paths without an HTTP route.
