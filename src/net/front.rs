@@ -253,3 +253,66 @@ fn wants_close(answer: &Answer) -> bool {
                 .any(|t| t.trim().eq_ignore_ascii_case("close"))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_request<T>(raw: &str, check: impl FnOnce(&httparse::Request<'_, '_>) -> T) -> T {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        assert!(request.parse(raw.as_bytes()).unwrap().is_complete());
+        check(&request)
+    }
+
+    #[test]
+    fn http_1_1_keeps_alive_unless_asked_to_close_and_1_0_the_other_way_round() {
+        let cases = [
+            ("GET / HTTP/1.1\r\n\r\n", Persistence::KeepAlive),
+            (
+                "GET / HTTP/1.1\r\nConnection: Close\r\n\r\n",
+                Persistence::Close,
+            ),
+            ("GET / HTTP/1.0\r\n\r\n", Persistence::Close),
+            (
+                "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
+                Persistence::KeepAliveAnnounced,
+            ),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(with_request(raw, persistence), expected, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn upgrades_and_continue_expectations_are_recognised() {
+        let upgrade = "GET /ws HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\r\n";
+        assert!(with_request(upgrade, is_upgrade));
+        assert!(!with_request(&upgrade.replace("GET", "POST"), is_upgrade));
+        assert!(!with_request(
+            "GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n",
+            is_upgrade
+        ));
+        let expect = "POST / HTTP/1.1\r\nExpect: 100-Continue\r\n\r\n";
+        assert!(with_request(expect, expects_continue));
+        assert!(!with_request(
+            &expect.replace("1.1", "1.0"),
+            expects_continue
+        ));
+    }
+
+    #[test]
+    fn a_handler_closes_with_a_connection_header() {
+        let answer = |headers: &[(&str, &str)]| Answer {
+            status: 200,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: Vec::new(),
+        };
+        assert!(wants_close(&answer(&[("connection", "Close")])));
+        assert!(!wants_close(&answer(&[("X-Connection", "close")])));
+        assert!(!wants_close(&answer(&[])));
+    }
+}

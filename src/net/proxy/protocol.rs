@@ -143,6 +143,11 @@ mod tests {
         let mut input = header.clone();
         input.extend_from_slice(b"GET / HTTP/1.1\r\n");
         assert_eq!(parse(&input), complete(header.len(), "198.51.100.7:40000"));
+        // Type-length-value fields after the addresses (here a NOOP) are part of the header.
+        let mut with_tlv = addresses.clone();
+        with_tlv.extend_from_slice(&[0x04, 0x00, 0x02, 0xAA, 0xBB]);
+        let header = v2(0x1, 0x11, &with_tlv);
+        assert_eq!(parse(&header), complete(header.len(), "198.51.100.7:40000"));
         let local = v2(0x0, 0x00, &[]);
         assert_eq!(
             parse(&local),
