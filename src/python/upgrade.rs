@@ -156,7 +156,7 @@ impl PendingUpgrade {
         }))
     }
 
-    /// Whether `accept` or `reject` was called.
+    /// Whether `accept` or `respond` was called.
     #[getter]
     fn answered(&self) -> bool {
         self.reply
