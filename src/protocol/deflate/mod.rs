@@ -1,11 +1,12 @@
 //! permessage-deflate (RFC 7692): negotiation, and the compressor and decompressor of message payloads.
 //!
 //! A compressed message is a raw DEFLATE stream flushed with a sync flush, without its final
-//! `00 00 ff ff`; the receiver appends those four bytes before inflating. zlib-rs does the DEFLATE work.
+//! `00 00 ff ff`; the receiver appends those four bytes before inflating. C zlib does the DEFLATE work.
 
 mod compress;
 mod decompress;
 mod negotiate;
+mod zlib;
 
 pub use compress::{compress_shared, Compressor};
 pub use decompress::Decompressor;
