@@ -598,3 +598,14 @@ async def test_an_idle_kept_alive_connection_is_closed_after_request_timeout(ser
     async with await HttpConnection.open(server.port) as conn:
         assert (await conn.exchange("GET", "/")).status == 200
         assert await conn.closed_by_server()
+
+
+async def test_a_body_slower_than_request_timeout_is_disconnected_before_any_handler(serve):
+    calls: list[str] = []
+    server = hyperws.Server(request_timeout=0.3)
+    server.post("/upload", lambda request, response: calls.append("called"))
+    await serve(server)
+    async with await HttpConnection.open(server.port) as conn:
+        await conn.send(request("POST", "/upload", headers=[("Content-Length", "10")]) + b"abc")
+        assert await conn.closed_by_server()
+    assert calls == []
