@@ -9,3 +9,6 @@ pub mod protocol;
 pub mod pubsub;
 pub mod python;
 pub mod routing;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
