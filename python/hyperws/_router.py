@@ -96,6 +96,19 @@ class Router:
             return register
         return register(handler)
 
+    @overload
+    def upgrade(
+        self, pattern: str, options: Mapping[str, Any], handler: UpgradeHandler, /
+    ) -> UpgradeHandler: ...
+    @overload
+    def upgrade(
+        self, pattern: str, handler: UpgradeHandler, /, **options: Any
+    ) -> UpgradeHandler: ...
+    @overload
+    def upgrade(
+        self, pattern: str, options: Mapping[str, Any] | None = None, /, **options_kw: Any
+    ) -> Callable[[UpgradeHandler], UpgradeHandler]: ...
+
     def upgrade(
         self, pattern: str, options: Any = None, handler: Any = None, /, **keywords: Any
     ) -> Any:
@@ -122,6 +135,17 @@ class Router:
             return register
         return register(handler)
 
+    @overload
+    def get(
+        self, pattern: str, options: Mapping[str, Any], handler: RequestHandler, /
+    ) -> RequestHandler: ...
+    @overload
+    def get(self, pattern: str, handler: RequestHandler, /, **options: Any) -> RequestHandler: ...
+    @overload
+    def get(
+        self, pattern: str, options: Mapping[str, Any] | None = None, /, **options_kw: Any
+    ) -> Callable[[RequestHandler], RequestHandler]: ...
+
     def get(
         self, pattern: str, options: Any = None, handler: Any = None, /, **keywords: Any
     ) -> Any:
@@ -131,11 +155,33 @@ class Router:
         (seconds, default 10)."""
         return self._http("GET", pattern, options, handler, keywords)
 
+    @overload
+    def post(
+        self, pattern: str, options: Mapping[str, Any], handler: RequestHandler, /
+    ) -> RequestHandler: ...
+    @overload
+    def post(self, pattern: str, handler: RequestHandler, /, **options: Any) -> RequestHandler: ...
+    @overload
+    def post(
+        self, pattern: str, options: Mapping[str, Any] | None = None, /, **options_kw: Any
+    ) -> Callable[[RequestHandler], RequestHandler]: ...
+
     def post(
         self, pattern: str, options: Any = None, handler: Any = None, /, **keywords: Any
     ) -> Any:
         """Adds a POST route; called like ``get``."""
         return self._http("POST", pattern, options, handler, keywords)
+
+    @overload
+    def put(
+        self, pattern: str, options: Mapping[str, Any], handler: RequestHandler, /
+    ) -> RequestHandler: ...
+    @overload
+    def put(self, pattern: str, handler: RequestHandler, /, **options: Any) -> RequestHandler: ...
+    @overload
+    def put(
+        self, pattern: str, options: Mapping[str, Any] | None = None, /, **options_kw: Any
+    ) -> Callable[[RequestHandler], RequestHandler]: ...
 
     def put(
         self, pattern: str, options: Any = None, handler: Any = None, /, **keywords: Any
@@ -143,11 +189,35 @@ class Router:
         """Adds a PUT route; called like ``get``."""
         return self._http("PUT", pattern, options, handler, keywords)
 
+    @overload
+    def delete(
+        self, pattern: str, options: Mapping[str, Any], handler: RequestHandler, /
+    ) -> RequestHandler: ...
+    @overload
+    def delete(
+        self, pattern: str, handler: RequestHandler, /, **options: Any
+    ) -> RequestHandler: ...
+    @overload
+    def delete(
+        self, pattern: str, options: Mapping[str, Any] | None = None, /, **options_kw: Any
+    ) -> Callable[[RequestHandler], RequestHandler]: ...
+
     def delete(
         self, pattern: str, options: Any = None, handler: Any = None, /, **keywords: Any
     ) -> Any:
         """Adds a DELETE route; called like ``get``."""
         return self._http("DELETE", pattern, options, handler, keywords)
+
+    @overload
+    def any(
+        self, pattern: str, options: Mapping[str, Any], handler: RequestHandler, /
+    ) -> RequestHandler: ...
+    @overload
+    def any(self, pattern: str, handler: RequestHandler, /, **options: Any) -> RequestHandler: ...
+    @overload
+    def any(
+        self, pattern: str, options: Mapping[str, Any] | None = None, /, **options_kw: Any
+    ) -> Callable[[RequestHandler], RequestHandler]: ...
 
     def any(
         self, pattern: str, options: Any = None, handler: Any = None, /, **keywords: Any
