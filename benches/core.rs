@@ -127,7 +127,7 @@ fn fanout(c: &mut Criterion) {
             },
             |topics| {
                 let published = topics
-                    .publish("bench/fanout", encode::TEXT, &[b'x'; 32], None, None)
+                    .publish("bench/fanout", encode::TEXT, &[b'x'; 32], false, None)
                     .expect("valid topic");
                 assert_eq!(published.delivered, RECEIVERS as usize);
                 topics

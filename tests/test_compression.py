@@ -10,7 +10,7 @@ import websockets
 
 import hyperws
 
-from helpers import Recorder, url
+from helpers import Recorder, until, url
 from rawws import BINARY, CLOSE, CONT, PING, TEXT, RawWebSocket, build_frame
 
 TAIL = b"\x00\x00\xff\xff"
@@ -240,7 +240,7 @@ async def test_a_compressed_publish_reaches_every_kind_of_subscriber(serve):
     news = "breaking: " + "compression works " * 30
     subscribers = [
         ("/shared", PMD, 4),  # compressed once, the same frame for all of them
-        ("/dedicated", PMD, 0),  # its own context: a frame compressed elsewhere would corrupt it
+        ("/dedicated", PMD, 4),  # compressed with its own context
         ("/dedicated", f"{PMD}; server_no_context_takeover", 4),
         ("/plain", PMD, 0),
         ("/shared", None, 0),  # the client offered nothing
@@ -259,6 +259,58 @@ async def test_a_compressed_publish_reaches_every_kind_of_subscriber(serve):
         got = inflate(frame.payload) if frame.rsv else frame.payload
         assert (frame.rsv, got) == (rsv, news.encode()), (path, offered)
         await raw.aclose()
+
+
+async def test_publishes_and_sends_share_a_dedicated_context_in_order(serve):
+    opened: asyncio.Future = asyncio.get_running_loop().create_future()
+    server = hyperws.Server()
+
+    def on_open(ws: hyperws.Websocket) -> None:
+        ws.subscribe("ticks")
+        opened.set_result(ws)
+
+    server.ws("/ws", on_open, compression="dedicated")
+    await serve(server)
+    async with await offer(server, "/ws", PMD) as raw:
+        ws = await asyncio.wait_for(opened, T)
+        expected = []
+        for i in range(20):
+            tick = f'{{"symbol": "ACME", "seq": {i}, "bid": 101.25, "ask": 101.5}}'
+            if i % 3:
+                server.publish("ticks", tick, compress=True)
+            else:
+                ws.send(tick, compress=True)
+            expected.append(tick.encode())
+        decompressor = zlib.decompressobj(wbits=-15)  # one context for the whole connection
+        for message in expected:
+            frame = await raw.read_frame()
+            assert frame.rsv == 4
+            assert inflate(frame.payload, decompressor) == message
+
+
+@pytest.mark.parametrize("compression", ["shared", "dedicated"])
+async def test_a_compressed_publish_during_a_stream_follows_the_message(serve, compression):
+    server, opened = await sender_server(serve, compression=compression)
+    gate = asyncio.Event()
+
+    async def source():
+        yield b"part1"
+        await gate.wait()
+        yield b"part2"
+
+    news = "published while streaming " * 10
+    async with await offer(server, "/ws", PMD) as raw:
+        ws = await asyncio.wait_for(opened, T)
+        ws.subscribe("news")
+        task = asyncio.ensure_future(ws.stream(source()))
+        await until(lambda: ws.buffered == 0)
+        assert server.publish("news", news, compress=True)
+        gate.set()
+        await asyncio.wait_for(task, T)
+        fragments = [await raw.read_frame() for _ in range(3)]
+        assert [(f.rsv, f.payload) for f in fragments] == [(0, b"part1"), (0, b"part2"), (0, b"")]
+        frame = await raw.read_frame()
+        assert (frame.rsv, inflate(frame.payload)) == (4, news.encode())
 
 
 async def test_ws_publish_with_compress_excludes_the_sender(serve):

@@ -1,3 +1,4 @@
+use std::cell::OnceCell;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -7,12 +8,16 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
 use super::RouteConfig;
-use crate::protocol::deflate::{compress_shared, Compressor, DeflateParams, MIN_ALONE};
+use crate::protocol::deflate::{
+    compress_shared, Compressor, DeflateParams, MAX_WINDOW_BITS, MIN_ALONE,
+};
 use crate::protocol::encode::{self, put_header};
 use crate::protocol::{encode_close_payload, CLOSE_POLICY};
 
 /// Payloads at least this long are queued as their own buffer instead of being copied into the tail.
 const SEPARATE_PAYLOAD_AT: usize = 4096;
+/// The first allocation of an empty tail.
+const TAIL_START: usize = 1024;
 
 /// The half of a connection that the Python side holds: its outbound queue and its close/destroy requests.
 /// The connection's task holds the socket and drains this queue with vectored writes.
@@ -72,6 +77,44 @@ pub enum Queued {
     Full,
     /// The connection is closing or closed: nothing was queued.
     Closed,
+}
+
+/// One published message, encoded once for every receiver that takes it as it is.
+pub struct Publication<'a> {
+    pub opcode: u8,
+    pub payload: &'a [u8],
+    /// Compress it for the receivers that negotiated compression.
+    pub compress: bool,
+    plain: OnceCell<Bytes>,
+    shared: OnceCell<Bytes>,
+}
+
+impl<'a> Publication<'a> {
+    pub fn new(opcode: u8, payload: &'a [u8], compress: bool) -> Self {
+        Self {
+            opcode,
+            payload,
+            compress,
+            plain: OnceCell::new(),
+            shared: OnceCell::new(),
+        }
+    }
+
+    /// The uncompressed frame.
+    pub fn plain(&self) -> &Bytes {
+        self.plain
+            .get_or_init(|| encode::frame_bytes(self.opcode, self.payload))
+    }
+
+    /// The frame compressed on its own with a full window: valid for every receiver that keeps no server
+    /// context at that window. Compressed on first use, once.
+    pub fn shared(&self) -> &Bytes {
+        self.shared.get_or_init(|| {
+            let mut compressed = Vec::new();
+            compress_shared(MAX_WINDOW_BITS, self.payload, &mut compressed);
+            encode::frame_bytes(self.opcode | encode::RSV1, &compressed)
+        })
+    }
 }
 
 /// Where a fragment sits in a streamed message.
@@ -142,39 +185,55 @@ impl ConnHandle {
     /// Queues one whole data frame compressed as negotiated (plain when it was not), unless
     /// `max_backpressure` bytes are already waiting.
     pub fn send_compressed(&self, opcode: u8, payload: &[u8]) -> Queued {
-        let Some(deflate) = self.deflate else {
-            return self.send(opcode, payload);
-        };
-        if deflate.server_no_context_takeover && payload.len() < MIN_ALONE {
-            return self.send(opcode, payload);
+        match self.compressing(payload) {
+            Some(deflate) => self.queue_compressed(deflate, opcode, payload),
+            None => self.send(opcode, payload),
         }
+    }
+
+    /// Queues a published message: compressed when the publication asks for it and this connection
+    /// negotiated compression (the frame compressed once for all, when this connection can take it;
+    /// otherwise compressed here, with its own context), plain otherwise. Held while a message is streamed.
+    pub fn send_published(&self, publication: &Publication<'_>) -> Queued {
+        let deflate = match self.compressing(publication.payload) {
+            Some(deflate) if publication.compress => deflate,
+            _ => return self.send_encoded(publication.plain()),
+        };
+        if deflate.takes_shared_frames() {
+            return self.send_encoded(publication.shared());
+        }
+        self.queue_compressed(deflate, publication.opcode, publication.payload)
+    }
+
+    /// The negotiated compression, unless `payload` is too short to be worth compressing on its own.
+    fn compressing(&self, payload: &[u8]) -> Option<DeflateParams> {
+        self.deflate
+            .filter(|d| !(d.server_no_context_takeover && payload.len() < MIN_ALONE))
+    }
+
+    fn queue_compressed(&self, deflate: DeflateParams, opcode: u8, payload: &[u8]) -> Queued {
         if self.over_limit() {
             return self.refuse();
         }
-        let mut compressed = Vec::new();
-        if deflate.server_no_context_takeover {
-            compress_shared(deflate.server_max_window_bits, payload, &mut compressed);
-            return self.queue_frame(true, opcode | encode::RSV1, &compressed);
-        }
-        // The context must see messages in the order they go out, and only those that do: compress
+        // A kept context must see messages in the order they go out, and only those that do: compress
         // under the queue's lock, once the message is sure to be queued.
         let mut state = self.state();
         if state.phase != Phase::Open {
             return Queued::Closed;
         }
-        state
-            .compressor
-            .get_or_insert_with(|| Box::new(Compressor::new(deflate.server_max_window_bits, false)))
-            .compress(payload, &mut compressed);
-        let compressed = Bytes::from(compressed);
-        let separate = (compressed.len() >= SEPARATE_PAYLOAD_AT).then(|| compressed.clone());
-        self.push_locked(
-            &mut state,
-            true,
-            opcode | encode::RSV1,
-            &compressed,
-            separate,
-        )
+        let mut compressed = Vec::new();
+        if deflate.server_no_context_takeover {
+            compress_shared(deflate.server_max_window_bits, payload, &mut compressed);
+        } else {
+            state
+                .compressor
+                .get_or_insert_with(|| {
+                    Box::new(Compressor::new(deflate.server_max_window_bits, false))
+                })
+                .compress(payload, &mut compressed);
+        }
+        let frame = encode::frame_bytes(opcode | encode::RSV1, &compressed);
+        self.queue_encoded_locked(&mut state, &frame)
     }
 
     /// Queues one frame (FIN as given) if the connection is open.
@@ -216,12 +275,18 @@ impl ConnHandle {
         if state.phase != Phase::Open {
             return Queued::Closed;
         }
+        self.queue_encoded_locked(&mut state, frame)
+    }
+
+    /// Queues an encoded frame, or holds it while a message is streamed (data frames cannot interleave
+    /// with its fragments).
+    fn queue_encoded_locked(&self, state: &mut OutState, frame: &Bytes) -> Queued {
         if let Some(held) = state.streaming.as_mut() {
             held.push(frame.clone());
             self.buffered.fetch_add(frame.len(), Ordering::Relaxed);
             return Queued::Yes { wake: false };
         }
-        push_encoded(&mut state, frame);
+        push_encoded(state, frame);
         self.buffered.fetch_add(frame.len(), Ordering::Relaxed);
         Queued::Yes {
             wake: std::mem::take(&mut state.writer_parked),
@@ -410,6 +475,7 @@ impl ConnHandle {
 
 fn push_encoded(state: &mut OutState, frame: &Bytes) {
     if frame.len() < SEPARATE_PAYLOAD_AT {
+        reserve_tail(&mut state.tail, frame.len());
         state.tail.extend_from_slice(frame);
     } else {
         if !state.tail.is_empty() {
@@ -435,9 +501,16 @@ fn push_frame(
             state.chunks.push_back(bytes);
         }
         None => {
-            state.tail.reserve(encode::MAX_HEADER_LEN + payload.len());
+            reserve_tail(&mut state.tail, encode::MAX_HEADER_LEN + payload.len());
             put_header(&mut state.tail, fin, opcode, payload.len());
             state.tail.extend_from_slice(payload);
         }
     }
+}
+
+/// Makes room for `needed` more bytes in the tail. The writer takes the tail whole, so an empty one
+/// starts with room for a batch of small frames rather than growing by doubling from the first one's size.
+fn reserve_tail(tail: &mut BytesMut, needed: usize) {
+    let start = if tail.capacity() == 0 { TAIL_START } else { 0 };
+    tail.reserve(needed.max(start));
 }

@@ -3,6 +3,7 @@
 
 mod config;
 mod conn_handle;
+mod conn_id;
 mod connection;
 mod front;
 mod handshake;
@@ -12,7 +13,8 @@ mod server;
 mod upgrade;
 
 pub use config::{RouteConfig, ServerConfig};
-pub use conn_handle::{ConnHandle, Fragment, Queued};
+pub use conn_handle::{ConnHandle, Fragment, Publication, Queued};
+pub use conn_id::ConnIdMap;
 pub use http::{Answer, HttpRoute, HttpRoutes, Request};
 pub use proxy::{ForwardHeader, Network, Trust, TrustProxy};
 pub use server::NetServer;

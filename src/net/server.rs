@@ -70,9 +70,11 @@ impl NetServer {
         let std_listener: std::net::TcpListener = socket.into();
         let local_addr = std_listener.local_addr()?;
 
+        let starting = Arc::clone(&events);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers.max(1))
             .thread_name("hyperws-io")
+            .on_thread_start(move || starting.io_thread_starts())
             .enable_all()
             .build()?;
         let listener = {

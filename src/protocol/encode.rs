@@ -1,6 +1,6 @@
 //! Server frames: never masked, so one encoded frame is valid for every receiver.
 
-use bytes::BufMut;
+use bytes::{BufMut, Bytes, BytesMut};
 
 /// Opcode of a frame that continues a fragmented message.
 pub const CONTINUATION: u8 = 0x0;
@@ -48,6 +48,13 @@ pub fn header_len(len: usize) -> usize {
 pub fn put_frame(out: &mut impl BufMut, opcode: u8, payload: &[u8]) {
     put_header(out, true, opcode, payload.len());
     out.put_slice(payload);
+}
+
+/// A whole unfragmented frame as shared bytes (one encoding queued to many receivers).
+pub fn frame_bytes(opcode: u8, payload: &[u8]) -> Bytes {
+    let mut frame = BytesMut::with_capacity(header_len(payload.len()) + payload.len());
+    put_frame(&mut frame, opcode, payload);
+    frame.freeze()
 }
 
 #[cfg(test)]

@@ -1,14 +1,12 @@
 //! Fan-out of a publish to the subscribed connections: the frame is encoded once and the same bytes are
 //! queued to every receiver.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::{validate_topic, Registry, TopicError};
-use crate::net::{ConnHandle, Queued};
-use crate::protocol::encode::{self, put_frame};
+use crate::net::{ConnHandle, ConnIdMap, Publication, Queued};
 
 /// The subscriptions of one server's connections.
 #[derive(Debug, Default)]
@@ -20,7 +18,7 @@ pub struct Topics {
 struct State {
     registry: Registry<u64>,
     /// The connections that hold at least one subscription.
-    subscribers: HashMap<u64, Arc<ConnHandle>>,
+    subscribers: ConnIdMap<Arc<ConnHandle>>,
 }
 
 /// What a publish did.
@@ -104,21 +102,21 @@ impl Topics {
         state.registry.is_empty() && state.subscribers.is_empty()
     }
 
-    /// Queues one message to every subscriber of `topic` but `exclude`. `compressed` is the payload
-    /// compressed on its own with a full window: it goes to the receivers that can take it.
+    /// Queues one message to every subscriber of `topic` but `exclude`, compressed for those that
+    /// negotiated compression when `compress` is set (see `ConnHandle::send_published`).
     pub fn publish(
         &self,
         topic: &str,
         opcode: u8,
         payload: &[u8],
-        compressed: Option<&[u8]>,
+        compress: bool,
         exclude: Option<u64>,
     ) -> Result<Published, TopicError> {
         validate_topic(topic)?;
-        let frame = encode_frame(opcode, payload);
-        let compressed_frame = compressed.map(|c| encode_frame(opcode | encode::RSV1, c));
+        let publication = Publication::new(opcode, payload, compress);
+        let plain = publication.plain();
         let mut published = Published {
-            payload: frame.slice(frame.len() - payload.len()..),
+            payload: plain.slice(plain.len() - payload.len()..),
             ..Published::default()
         };
         let state = self.state();
@@ -129,13 +127,7 @@ impl Topics {
             let Some(conn) = state.subscribers.get(&id) else {
                 return;
             };
-            let frame = match &compressed_frame {
-                Some(compressed) if conn.deflate.is_some_and(|d| d.takes_shared_frames()) => {
-                    compressed
-                }
-                _ => &frame,
-            };
-            match conn.send_encoded(frame) {
+            match conn.send_published(&publication) {
                 Queued::Yes { wake } => {
                     published.delivered += 1;
                     if wake {
@@ -148,10 +140,4 @@ impl Topics {
         })?;
         Ok(published)
     }
-}
-
-fn encode_frame(opcode: u8, payload: &[u8]) -> Bytes {
-    let mut frame = BytesMut::with_capacity(encode::header_len(payload.len()) + payload.len());
-    put_frame(&mut frame, opcode, payload);
-    frame.freeze()
 }

@@ -1,7 +1,5 @@
 //! `Engine`: one server's native half. It owns the tokio side and drains its events on the asyncio thread.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,30 +17,14 @@ use super::upgrade::PendingUpgrade;
 use super::websocket::{self, Websocket};
 use crate::bridge::{Event, EventQueue, Traffic};
 use crate::net::{
-    ForwardHeader, HttpRoute, HttpRoutes, NetServer, Network, RouteConfig, ServerConfig, Trust,
-    TrustProxy,
+    ConnIdMap, ForwardHeader, HttpRoute, HttpRoutes, NetServer, Network, RouteConfig, ServerConfig,
+    Trust, TrustProxy,
 };
 use crate::protocol::deflate::Compression;
 use crate::pubsub::Topics;
 use crate::routing::RouteTable;
 
-/// Connection ids are sequential: hashing them is wasted work.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, _bytes: &[u8]) {
-        unreachable!("only u64 keys")
-    }
-    fn write_u64(&mut self, id: u64) {
-        self.0 = id;
-    }
-}
-
-type SocketMap = HashMap<u64, Py<Websocket>, BuildHasherDefault<IdHasher>>;
+type SocketMap = ConnIdMap<Py<Websocket>>;
 
 struct PyRoute {
     handler: Py<PyAny>,
@@ -63,7 +45,7 @@ pub struct Engine {
     sockets: SocketMap,
     topics: Arc<Topics>,
     /// Upgrades handed to the Python upgrade handlers, until their connection opens or they end.
-    pending: HashMap<u64, Py<PendingUpgrade>, BuildHasherDefault<IdHasher>>,
+    pending: ConnIdMap<Py<PendingUpgrade>>,
     /// Messages refused over a connection's `max_backpressure` (by send or publish).
     dropped: u64,
 }
@@ -80,7 +62,7 @@ impl Engine {
         let events = EventQueue::new(max_pending_bytes, max_pending_bytes_total)
             .map_err(|e| PyOSError::new_err(format!("cannot create eventfd: {e}")))?;
         Ok(Self {
-            events: Arc::new(events),
+            events,
             hooks,
             table: RouteTable::new(),
             routes: Vec::new(),
@@ -89,7 +71,7 @@ impl Engine {
             server: None,
             sockets: SocketMap::default(),
             topics: Arc::new(Topics::new()),
-            pending: HashMap::default(),
+            pending: ConnIdMap::default(),
             dropped: 0,
         })
     }

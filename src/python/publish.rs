@@ -6,13 +6,12 @@ use pyo3::prelude::*;
 use super::cork;
 use super::payload::extract_typed_message;
 use crate::bridge::{Event, EventQueue, Traffic};
-use crate::protocol::deflate::{compress_shared, MAX_WINDOW_BITS, MIN_ALONE};
 use crate::protocol::encode;
 use crate::pubsub::Topics;
 
 /// Publishes `message` to every subscriber of `topic` but `exclude`; returns whether any was reached.
-/// With `compress`, the message is compressed once and goes compressed to the subscribers that can take
-/// a frame compressed on its own (see `DeflateParams::takes_shared_frames`), plain to the others.
+/// With `compress`, it goes compressed to the subscribers that negotiated compression: one frame compressed
+/// once for those that keep no context, each with its own context for the others.
 // One argument per parameter of the Python method.
 #[allow(clippy::too_many_arguments)]
 pub fn publish(
@@ -29,14 +28,7 @@ pub fn publish(
     let opcode = if binary { encode::BINARY } else { encode::TEXT };
     let payload = outgoing.bytes();
     let published = py
-        .detach(|| {
-            let compressed = (compress && payload.len() >= MIN_ALONE).then(|| {
-                let mut out = Vec::new();
-                compress_shared(MAX_WINDOW_BITS, payload, &mut out);
-                out
-            });
-            topics.publish(topic, opcode, payload, compressed.as_deref(), exclude)
-        })
+        .detach(|| topics.publish(topic, opcode, payload, compress, exclude))
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
     Traffic::add(&events.traffic().messages_out, published.delivered);
     for conn in &published.to_wake {
