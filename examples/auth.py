@@ -1,9 +1,11 @@
-"""Upgrades authenticated with a token: only clients that connect with ?token=secret get a WebSocket.
+"""Upgrades authenticated with a token, and the page that uses them, on one port.
 
-Run: python examples/auth.py [port], then `python -m websockets "ws://127.0.0.1:9003/rooms/lobby?token=secret"`
-(a wrong token gets HTTP 401).
+Run: python examples/auth.py [port], then open http://127.0.0.1:9003/ in a browser (the token is
+"secret"; a wrong one gets HTTP 401), or `python -m websockets "ws://127.0.0.1:9003/rooms/lobby?token=secret"`.
+`GET /health` answers for load balancers.
 """
 
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -13,6 +15,51 @@ import hyperws
 TOKENS = {"secret": "ada"}  # token -> user; a real app asks its session store
 server = hyperws.Server()
 recent: dict[str, float] = {}
+
+PAGE = """<!doctype html>
+<html lang="en">
+<meta charset="utf-8">
+<title>hyperws rooms</title>
+<form id="join">
+  <input id="token" placeholder="token" value="secret">
+  <input id="room" placeholder="room" value="lobby">
+  <button>join</button>
+</form>
+<form id="say" hidden><input id="text" autocomplete="off"><button>send</button></form>
+<pre id="log"></pre>
+<script>
+const log = (line) => { document.getElementById("log").textContent += line + "\\n"; };
+let socket;
+document.getElementById("join").onsubmit = (event) => {
+  event.preventDefault();
+  const token = encodeURIComponent(document.getElementById("token").value);
+  const room = encodeURIComponent(document.getElementById("room").value);
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  socket = new WebSocket(`${scheme}://${location.host}/rooms/${room}?token=${token}`);
+  socket.onopen = () => { document.getElementById("say").hidden = false; };
+  socket.onmessage = (message) => log(message.data);
+  socket.onclose = (event) => log(`closed (${event.code}); a refused upgrade closes at once`);
+};
+document.getElementById("say").onsubmit = (event) => {
+  event.preventDefault();
+  const text = document.getElementById("text");
+  socket.send(text.value);
+  text.value = "";
+};
+</script>
+"""
+
+
+@server.get("/")
+def page(request: hyperws.Request, response: hyperws.Response) -> None:
+    response.type("text/html; charset=utf-8").send(PAGE)
+
+
+@server.get("/health")
+def health(request: hyperws.Request, response: hyperws.Response) -> None:
+    response.type("application/json").send(
+        json.dumps({"status": "ok", "connections": server.connections})
+    )
 
 
 def throttle(
@@ -46,7 +93,7 @@ def on_open(ws: hyperws.Websocket) -> None:
 
 if __name__ == "__main__":
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 9003
-    print(f"ws://127.0.0.1:{port}/rooms/NAME?token=secret (Ctrl-C to stop)")
+    print(f"http://127.0.0.1:{port}/ (Ctrl-C to stop)")
     try:
         server.run(port)
     except KeyboardInterrupt:

@@ -1,14 +1,15 @@
-"""Request and Response of an upgrade handler (and, later, of plain HTTP routes)."""
+"""Request and Response of upgrade handlers and plain HTTP routes."""
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ._core import PendingUpgrade
+from ._core import PendingRequest, PendingUpgrade
 
 
 class Headers(Mapping[str, str]):
@@ -40,9 +41,10 @@ class Headers(Mapping[str, str]):
 
 
 class Request:
-    """The HTTP request of a WebSocket upgrade."""
+    """An HTTP request: a WebSocket upgrade, or a request to a plain HTTP route."""
 
     __slots__ = (
+        "_body",
         "cookies",
         "extensions",
         "headers",
@@ -57,7 +59,7 @@ class Request:
         "url",
     )
 
-    def __init__(self, pending: PendingUpgrade) -> None:
+    def __init__(self, pending: PendingUpgrade | PendingRequest) -> None:
         self.method: str = pending.method
         self.url: str = pending.target
         path, _, query = pending.target.partition("?")
@@ -69,9 +71,31 @@ class Request:
         self.headers = Headers(pending.headers)
         self.cookies: dict[str, str] = _parse_cookies(self.headers.get("cookie", ""))
         self.ip: str = pending.ip
-        self.proxy_ip: str = ""
-        self.protocols: list[str] = pending.protocols
-        self.extensions: list[str] = pending.extensions
+        self.proxy_ip: str = pending.proxy_ip
+        if isinstance(pending, PendingUpgrade):
+            self.protocols: list[str] = pending.protocols
+            self.extensions: list[str] = pending.extensions
+            self._body: builtins.bytes = b""
+        else:
+            self.protocols = []
+            self.extensions = []
+            self._body = pending.body
+
+    # The body is read whole by the engine before the handler is called (at most max_body_length
+    # bytes); these are coroutines so that code written for streaming servers reads the same.
+    async def bytes(self) -> builtins.bytes:
+        """The request body."""
+        return self._body
+
+    async def text(self) -> str:
+        """The request body decoded as UTF-8 (``UnicodeDecodeError``, a ``ValueError``, if it is
+        not)."""
+        return self._body.decode()
+
+    async def json(self) -> Any:
+        """The request body parsed as JSON (``json.JSONDecodeError``, a ``ValueError``, if it is
+        not JSON)."""
+        return json.loads(self._body)
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.url} from {self.ip}>"
@@ -87,12 +111,12 @@ def _parse_cookies(header: str) -> dict[str, str]:
 
 
 class Response:
-    """The answer to an upgrade request: ``upgrade(context)`` accepts it; ``status(code).send(body)``
-    or ``json(obj)`` rejects it with that HTTP response."""
+    """The answer to a request: ``status(code).send(body)`` or ``json(obj)`` answers with that HTTP
+    response; for an upgrade request, ``upgrade(context)`` accepts it instead."""
 
     __slots__ = ("_answered", "_headers", "_pending", "_status")
 
-    def __init__(self, pending: PendingUpgrade) -> None:
+    def __init__(self, pending: PendingUpgrade | PendingRequest) -> None:
         self._pending = pending
         self._status = 200
         self._headers: list[tuple[str, str]] = []
@@ -123,7 +147,7 @@ class Response:
         return self
 
     def header(self, name: str, value: str) -> Response:
-        """Adds a header: to the rejection, or to the 101 when set before ``upgrade()``."""
+        """Adds a header: to the response, or to the 101 when set before ``upgrade()``."""
         if any(c in name + value for c in "\r\n") or not name:
             raise ValueError("a header name and value must be non-empty text without line breaks")
         self._headers.append((name, str(value)))
@@ -155,14 +179,19 @@ class Response:
             parts.append(f"SameSite={same_site}")
         return self.header("Set-Cookie", "; ".join(parts))
 
+    def type(self, content_type: str) -> Response:
+        """Sets the ``Content-Type`` header (``text/plain; charset=utf-8`` when not set)."""
+        return self.header("Content-Type", content_type)
+
     def send(self, body: str | bytes = "") -> None:
-        """Rejects the upgrade with the status set (200 by default) and this body."""
+        """Answers with the status set (200 by default) and this body (for an upgrade request, this
+        rejects the upgrade)."""
         data = body.encode() if isinstance(body, str) else bytes(body)
-        self._pending.reject(self._status, self._headers, data)
+        self._pending.respond(self._status, self._headers, data)
         self._mark_answered()
 
     def json(self, obj: Any) -> None:
-        """Rejects the upgrade with ``obj`` as a JSON body."""
+        """Answers with ``obj`` as a JSON body (``Content-Type: application/json``)."""
         if not any(name.lower() == "content-type" for name, _ in self._headers):
             self.header("Content-Type", "application/json")
         self.send(json.dumps(obj))
@@ -170,6 +199,10 @@ class Response:
     def upgrade(self, context: dict[str, Any] | None = None, protocol: str | None = None) -> None:
         """Accepts: the connection opens with ``ws.context == context`` and ``ws.protocol ==
         protocol`` (one of the subprotocols the client offered, or None for none)."""
+        if not isinstance(self._pending, PendingUpgrade):
+            raise RuntimeError(
+                "upgrade() answers WebSocket upgrade requests, not plain HTTP requests"
+            )
         if context is not None and not isinstance(context, dict):
             raise TypeError(f"the upgrade context is a dict, got {type(context).__name__}")
         self._pending.accept({} if context is None else context, protocol, self._headers)

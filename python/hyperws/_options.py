@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -112,13 +113,81 @@ def upgrade_options(
 ) -> UpgradeOptions:
     """Merges and checks the options of an upgrade route."""
     merged = _merge(options, keywords, "upgrade", UpgradeOptions.__dataclass_fields__)
-    middlewares = merged.get("middlewares", ())
+    return UpgradeOptions(
+        middlewares=_middlewares(merged),
+        upgrade_timeout=_timeout(merged, "upgrade_timeout", UpgradeOptions.upgrade_timeout),
+    )
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    """Validated options of a plain HTTP route."""
+
+    middlewares: tuple[Any, ...] = ()
+    handler_timeout: float = 10
+
+
+def http_options(options: Mapping[str, Any] | None, keywords: Mapping[str, Any]) -> HttpOptions:
+    """Merges and checks the options of an HTTP route."""
+    merged = _merge(options, keywords, "HTTP", HttpOptions.__dataclass_fields__)
+    return HttpOptions(
+        middlewares=_middlewares(merged),
+        handler_timeout=_timeout(merged, "handler_timeout", HttpOptions.handler_timeout),
+    )
+
+
+def _middlewares(options: Mapping[str, Any]) -> tuple[Any, ...]:
+    middlewares = options.get("middlewares", ())
     if not isinstance(middlewares, (list, tuple)) or not all(callable(m) for m in middlewares):
         raise ValueError(f"middlewares must be a list of callables, got {middlewares!r}")
-    timeout = merged.get("upgrade_timeout", UpgradeOptions.upgrade_timeout)
+    return tuple(middlewares)
+
+
+def _timeout(options: Mapping[str, Any], name: str, default: float) -> float:
+    timeout = options.get(name, default)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise ValueError(f"upgrade_timeout must be a number of seconds > 0, got {timeout!r}")
-    return UpgradeOptions(middlewares=tuple(middlewares), upgrade_timeout=float(timeout))
+        raise ValueError(f"{name} must be a number of seconds > 0, got {timeout!r}")
+    return float(timeout)
+
+
+PROXY_HEADERS = ("X-Forwarded-For", "Forwarded")
+
+
+def trust_proxy_option(value: Any) -> tuple[int, list[str]]:
+    """The ``trust_proxy`` server option as (hops, networks): None or False (trust no proxy), a
+    number of proxy hops, or a list of proxy addresses and networks (``"10.0.0.0/8"``)."""
+    if value is None or value is False:
+        return 0, []
+    if value is True:
+        raise ValueError(
+            "trust_proxy=True would trust any peer to name the client: give the number of proxy "
+            "hops in front of the server (trust_proxy=1) or their addresses (trust_proxy=['10.0.0.0/8'])"
+        )
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"trust_proxy must be a number of proxy hops >= 0, got {value!r}")
+        return value, []
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(
+            "trust_proxy must be a number of proxy hops or a non-empty list of proxy addresses or "
+            f"networks such as ['10.0.0.0/8', '::1'], got {value!r}"
+        )
+    networks = []
+    for entry in value:
+        try:
+            networks.append(str(ipaddress.ip_network(entry, strict=False)))
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"trust_proxy: {entry!r} is not an IP address or network such as '10.0.0.0/8'"
+            ) from None
+    return 0, networks
+
+
+def proxy_header_option(value: Any) -> str:
+    """The ``proxy_header`` server option, lower-cased."""
+    if not isinstance(value, str) or value.lower() not in (h.lower() for h in PROXY_HEADERS):
+        raise ValueError(f"proxy_header must be one of {PROXY_HEADERS}, got {value!r}")
+    return value.lower()
 
 
 def _origins(value: Any) -> tuple[str, ...] | None:

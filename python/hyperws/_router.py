@@ -1,4 +1,4 @@
-"""Router: WebSocket routes and mounted sub-routers, as in HyperExpress."""
+"""Router: WebSocket, upgrade and plain HTTP routes, and mounted sub-routers, as in HyperExpress."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ from typing import Any, overload
 from . import _core
 from ._core import Websocket
 from ._http import Request, Response
-from ._options import UpgradeOptions, WsOptions, upgrade_options, ws_options
+from ._options import (
+    HttpOptions,
+    UpgradeOptions,
+    WsOptions,
+    http_options,
+    upgrade_options,
+    ws_options,
+)
 
 OpenHandler = Callable[[Websocket], Any]
 """Called with each new connection; a plain function or an ``async def``."""
@@ -17,6 +24,9 @@ OpenHandler = Callable[[Websocket], Any]
 
 UpgradeHandler = Callable[[Request, Response], Any]
 """Decides an upgrade: ``response.upgrade(context)`` or ``response.status(code).send(body)``."""
+
+RequestHandler = Callable[[Request, Response], Any]
+"""Answers a plain HTTP request: ``response.status(code).send(body)`` or ``response.json(obj)``."""
 
 Middleware = Callable[..., Any]
 """``def mw(request, response, next)`` or ``async def mw(request, response)``."""
@@ -38,12 +48,22 @@ class UpgradeRoute:
     middlewares: tuple[Middleware, ...] = ()
 
 
+@dataclass(frozen=True)
+class HttpRoute:
+    method: str
+    pattern: str
+    handler: RequestHandler
+    options: HttpOptions
+    middlewares: tuple[Middleware, ...] = ()
+
+
 class Router:
     """A group of routes that can be mounted under a prefix with ``server.use(prefix, router)``."""
 
     def __init__(self) -> None:
         self._ws_routes: list[WsRoute] = []
         self._upgrade_routes: list[UpgradeRoute] = []
+        self._http_routes: list[HttpRoute] = []
         self._middlewares: list[Middleware] = []
         self._mounts: list[tuple[str, Router]] = []
 
@@ -76,6 +96,19 @@ class Router:
             return register
         return register(handler)
 
+    @overload
+    def upgrade(
+        self, pattern: str, options: Mapping[str, Any], handler: UpgradeHandler, /
+    ) -> UpgradeHandler: ...
+    @overload
+    def upgrade(
+        self, pattern: str, handler: UpgradeHandler, /, **options: Any
+    ) -> UpgradeHandler: ...
+    @overload
+    def upgrade(
+        self, pattern: str, options: Mapping[str, Any] | None = None, /, **options_kw: Any
+    ) -> Callable[[UpgradeHandler], UpgradeHandler]: ...
+
     def upgrade(
         self, pattern: str, options: Any = None, handler: Any = None, /, **keywords: Any
     ) -> Any:
@@ -96,6 +129,119 @@ class Router:
                     f"an upgrade handler must be callable, got {type(handler).__name__}"
                 )
             self._upgrade_routes.append(UpgradeRoute(pattern, handler, settings))
+            return handler
+
+        if handler is None:
+            return register
+        return register(handler)
+
+    @overload
+    def get(
+        self, pattern: str, options: Mapping[str, Any], handler: RequestHandler, /
+    ) -> RequestHandler: ...
+    @overload
+    def get(self, pattern: str, handler: RequestHandler, /, **options: Any) -> RequestHandler: ...
+    @overload
+    def get(
+        self, pattern: str, options: Mapping[str, Any] | None = None, /, **options_kw: Any
+    ) -> Callable[[RequestHandler], RequestHandler]: ...
+
+    def get(
+        self, pattern: str, options: Any = None, handler: Any = None, /, **keywords: Any
+    ) -> Any:
+        """Adds a GET route (HEAD requests are answered by it too, without the body):
+        ``get(pattern, {options}, handler)``, ``get(pattern, handler, **options)`` or, as a decorator,
+        ``@router.get(pattern, **options)``. Options: ``middlewares`` (a list), ``handler_timeout``
+        (seconds, default 10)."""
+        return self._http("GET", pattern, options, handler, keywords)
+
+    @overload
+    def post(
+        self, pattern: str, options: Mapping[str, Any], handler: RequestHandler, /
+    ) -> RequestHandler: ...
+    @overload
+    def post(self, pattern: str, handler: RequestHandler, /, **options: Any) -> RequestHandler: ...
+    @overload
+    def post(
+        self, pattern: str, options: Mapping[str, Any] | None = None, /, **options_kw: Any
+    ) -> Callable[[RequestHandler], RequestHandler]: ...
+
+    def post(
+        self, pattern: str, options: Any = None, handler: Any = None, /, **keywords: Any
+    ) -> Any:
+        """Adds a POST route; called like ``get``."""
+        return self._http("POST", pattern, options, handler, keywords)
+
+    @overload
+    def put(
+        self, pattern: str, options: Mapping[str, Any], handler: RequestHandler, /
+    ) -> RequestHandler: ...
+    @overload
+    def put(self, pattern: str, handler: RequestHandler, /, **options: Any) -> RequestHandler: ...
+    @overload
+    def put(
+        self, pattern: str, options: Mapping[str, Any] | None = None, /, **options_kw: Any
+    ) -> Callable[[RequestHandler], RequestHandler]: ...
+
+    def put(
+        self, pattern: str, options: Any = None, handler: Any = None, /, **keywords: Any
+    ) -> Any:
+        """Adds a PUT route; called like ``get``."""
+        return self._http("PUT", pattern, options, handler, keywords)
+
+    @overload
+    def delete(
+        self, pattern: str, options: Mapping[str, Any], handler: RequestHandler, /
+    ) -> RequestHandler: ...
+    @overload
+    def delete(
+        self, pattern: str, handler: RequestHandler, /, **options: Any
+    ) -> RequestHandler: ...
+    @overload
+    def delete(
+        self, pattern: str, options: Mapping[str, Any] | None = None, /, **options_kw: Any
+    ) -> Callable[[RequestHandler], RequestHandler]: ...
+
+    def delete(
+        self, pattern: str, options: Any = None, handler: Any = None, /, **keywords: Any
+    ) -> Any:
+        """Adds a DELETE route; called like ``get``."""
+        return self._http("DELETE", pattern, options, handler, keywords)
+
+    @overload
+    def any(
+        self, pattern: str, options: Mapping[str, Any], handler: RequestHandler, /
+    ) -> RequestHandler: ...
+    @overload
+    def any(self, pattern: str, handler: RequestHandler, /, **options: Any) -> RequestHandler: ...
+    @overload
+    def any(
+        self, pattern: str, options: Mapping[str, Any] | None = None, /, **options_kw: Any
+    ) -> Callable[[RequestHandler], RequestHandler]: ...
+
+    def any(
+        self, pattern: str, options: Any = None, handler: Any = None, /, **keywords: Any
+    ) -> Any:
+        """Adds a route for every method that has no route of its own on this path; called like
+        ``get``."""
+        return self._http("ANY", pattern, options, handler, keywords)
+
+    def _http(
+        self, method: str, pattern: str, options: Any, handler: Any, keywords: dict[str, Any]
+    ) -> Any:
+        if callable(options) and handler is None:
+            options, handler = None, options
+        settings = http_options(options, keywords)
+        for middleware in settings.middlewares:
+            check_middleware(middleware)
+        _check_pattern(pattern)
+
+        def register(handler: RequestHandler) -> RequestHandler:
+            if not callable(handler):
+                raise TypeError(
+                    f"an HTTP route handler must be callable, got {type(handler).__name__}"
+                )
+            self._http_routes.append(HttpRoute(method, pattern, handler, settings))
             return handler
 
         if handler is None:
@@ -144,6 +290,19 @@ class Router:
             yield UpgradeRoute(pattern, route.handler, route.options, chain)
         for mount, router in self._mounts:
             yield from router._all_upgrade_routes(_core.join_prefix(prefix, mount), middlewares)
+
+    def _all_http_routes(
+        self, prefix: str = "/", inherited: tuple[Middleware, ...] = ()
+    ) -> Iterator[HttpRoute]:
+        """Every HTTP route below this router, with its full pattern and all the middlewares that
+        run before its handler: the routers' (outermost first), then the route's own."""
+        middlewares = inherited + tuple(self._middlewares)
+        for route in self._http_routes:
+            pattern = _core.join_prefix(prefix, route.pattern)
+            chain = middlewares + route.options.middlewares
+            yield HttpRoute(route.method, pattern, route.handler, route.options, chain)
+        for mount, router in self._mounts:
+            yield from router._all_http_routes(_core.join_prefix(prefix, mount), middlewares)
 
 
 def check_middleware(middleware: object) -> None:

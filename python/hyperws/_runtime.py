@@ -7,19 +7,20 @@ import contextlib
 import inspect
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from ._core import PendingUpgrade, Websocket
+from ._core import PendingRequest, PendingUpgrade, Websocket
 from ._http import Request, Response
 
 logger = logging.getLogger("hyperws")
 
 
 @dataclass(frozen=True)
-class UpgradeChain:
-    """What decides the upgrades to one ws route: middlewares, then the handler (None: accept)."""
+class HandlerChain:
+    """What answers the requests of one route: middlewares, then the handler (None, for the upgrades
+    of a ws route without an upgrade route: accept)."""
 
     middlewares: tuple[Callable[..., Any], ...]
     handler: Callable[[Request, Response], Any] | None
@@ -28,33 +29,47 @@ class UpgradeChain:
 
 class Hooks:
     """Called by the engine: ``start_chain`` when a listener returns an awaitable, ``report`` on errors,
-    ``upgrade`` for an upgrade that the app decides."""
+    ``upgrade`` for an upgrade that the app decides, ``request`` for a request to an HTTP route."""
 
-    __slots__ = ("_loop", "_tasks", "upgrades")
+    __slots__ = ("_loop", "_tasks", "requests", "upgrades")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._tasks: set[asyncio.Task[None]] = set()
-        self.upgrades: dict[int, UpgradeChain] = {}
+        self.upgrades: dict[int, HandlerChain] = {}
+        self.requests: dict[int, HandlerChain] = {}
 
     def upgrade(self, pending: PendingUpgrade) -> None:
         """Runs the middlewares and the upgrade handler of ``pending``'s route in a task."""
-        chain = self.upgrades[pending.route]
-        task = self._loop.create_task(self._decide(chain, pending))
+        self._spawn(self._answer(self.upgrades[pending.route], pending, "upgrade handler"))
+
+    def request(self, pending: PendingRequest) -> None:
+        """Runs the middlewares and the handler of ``pending``'s HTTP route in a task."""
+        self._spawn(self._answer(self.requests[pending.route], pending, "request handler"))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = self._loop.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _decide(self, chain: UpgradeChain, pending: PendingUpgrade) -> None:
+    async def _answer(
+        self, chain: HandlerChain, pending: PendingUpgrade | PendingRequest, what: str
+    ) -> None:
         request, response = Request(pending), Response(pending)
         try:
-            await asyncio.wait_for(_run_upgrade_chain(chain, request, response), chain.timeout)
+            await asyncio.wait_for(_run_chain(chain, request, response), chain.timeout)
         except asyncio.TimeoutError:
-            pass  # the engine answers 503 at the same deadline
+            # The engine answers 503 at the same deadline; whichever timer fires first answers.
+            if not response.completed:
+                with contextlib.suppress(RuntimeError):
+                    response.status(503).header("Connection", "close").send(
+                        f"the {what} did not answer in time\n"
+                    )
         except Exception as error:
-            logger.error("error in the upgrade handler for %r", request, exc_info=error)
+            logger.error("error in the %s for %r", what, request, exc_info=error)
             if not response.completed:
                 with contextlib.suppress(RuntimeError):  # timed out or the client left meanwhile
-                    response.status(500).send("internal server error")
+                    response.status(500).header("Connection", "close").send("internal server error")
 
     def start_chain(self, ws: Websocket, first: Awaitable[Any]) -> Chain:
         chain = Chain(self, ws, first)
@@ -124,7 +139,7 @@ class Hooks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-async def _run_upgrade_chain(chain: UpgradeChain, request: Request, response: Response) -> None:
+async def _run_chain(chain: HandlerChain, request: Request, response: Response) -> None:
     for middleware in chain.middlewares:
         if response.completed:
             return

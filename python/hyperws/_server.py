@@ -7,24 +7,30 @@ import os
 from typing import Any
 
 from . import _core
-from ._options import UpgradeOptions
+from ._options import UpgradeOptions, proxy_header_option, trust_proxy_option
 from ._router import Router
-from ._runtime import Hooks, UpgradeChain
+from ._runtime import HandlerChain, Hooks
 
 GOING_AWAY = 1001
 
 
 class Server(Router):
-    """A WebSocket server. Add routes with ``ws()`` (or mount routers with ``use()``), then
-    ``await server.listen(port)``.
+    """A WebSocket server that also serves plain HTTP routes. Add routes with ``ws()``, ``get()``...
+    (or mount routers with ``use()``), then ``await server.listen(port)``.
 
     Keyword options: ``workers`` (I/O threads, default: the CPUs this process may use),
-    ``max_header_bytes`` (largest upgrade request head, default 16 KiB; larger gets 431),
-    ``request_timeout`` (seconds a client has to send its request head, default 10),
+    ``max_header_bytes`` (largest request head, default 16 KiB; larger gets 431),
+    ``request_timeout`` (seconds a client has to send its request, and a kept-alive connection may
+    wait for its next one, default 10),
     ``close_timeout`` (seconds to wait for a client's close frame after sending ours, default 5),
     ``max_pending_bytes`` (received bytes a connection may have waiting for its Python listeners before
-    the server stops reading its socket, default 1 MiB) and ``max_pending_bytes_total`` (the same for all
-    connections together, default 64 MiB).
+    the server stops reading its socket, default 1 MiB), ``max_pending_bytes_total`` (the same for all
+    connections together, default 64 MiB), ``max_body_length`` (largest request body of an HTTP
+    route, default 1 MiB; larger gets 413), ``trust_proxy`` (the number of proxy hops in front of the
+    server, or a list of proxy addresses and networks, whose ``proxy_header`` names the client;
+    default None: forwarding headers are ignored), ``proxy_header`` (``"X-Forwarded-For"``, the
+    default, or ``"Forwarded"``) and ``proxy_protocol`` (connections start with a PROXY protocol v1
+    or v2 header from an L4 load balancer; default False).
     """
 
     def __init__(
@@ -36,6 +42,10 @@ class Server(Router):
         close_timeout: float = 5.0,
         max_pending_bytes: int = 1024 * 1024,
         max_pending_bytes_total: int = 64 * 1024 * 1024,
+        max_body_length: int = 1024 * 1024,
+        trust_proxy: int | list[str] | None = None,
+        proxy_header: str = "X-Forwarded-For",
+        proxy_protocol: bool = False,
     ) -> None:
         super().__init__()
         if workers is None:
@@ -46,6 +56,10 @@ class Server(Router):
         _positive("close_timeout", close_timeout, (int, float))
         _positive("max_pending_bytes", max_pending_bytes, int)
         _positive("max_pending_bytes_total", max_pending_bytes_total, int)
+        _positive("max_body_length", max_body_length, int)
+        trusted_hops, trusted_networks = trust_proxy_option(trust_proxy)
+        if not isinstance(proxy_protocol, bool):
+            raise ValueError(f"proxy_protocol must be True or False, got {proxy_protocol!r}")
         self._pending_limits = {
             "max_pending_bytes": max_pending_bytes,
             "max_pending_bytes_total": max_pending_bytes_total,
@@ -55,6 +69,11 @@ class Server(Router):
             "max_header_bytes": max_header_bytes,
             "request_timeout": float(request_timeout),
             "close_timeout": float(close_timeout),
+            "max_body_length": max_body_length,
+            "trusted_hops": trusted_hops,
+            "trusted_networks": trusted_networks,
+            "proxy_header": proxy_header_option(proxy_header),
+            "proxy_protocol": proxy_protocol,
         }
         self._engine: _core.Engine | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -127,11 +146,11 @@ class Server(Router):
             ws_patterns.add(route.pattern)
             upgrade = upgrades.get(route.pattern)
             if upgrade is not None:
-                chain = UpgradeChain(
+                chain = HandlerChain(
                     upgrade.middlewares, upgrade.handler, upgrade.options.upgrade_timeout
                 )
             else:
-                chain = UpgradeChain(route.middlewares, None, UpgradeOptions.upgrade_timeout)
+                chain = HandlerChain(route.middlewares, None, UpgradeOptions.upgrade_timeout)
             intercept = chain.handler is not None or bool(chain.middlewares)
             if intercept:
                 hooks.upgrades[index] = chain
@@ -151,6 +170,10 @@ class Server(Router):
                 compression=route.options.compression,
                 compression_window_bits=route.options.compression_window_bits,
             )
+        for http in self._all_http_routes():
+            timeout = http.options.handler_timeout
+            index = engine.add_http_route(http.pattern, http.method, timeout)
+            hooks.requests[index] = HandlerChain(http.middlewares, http.handler, timeout)
         orphans = sorted(set(upgrades) - ws_patterns)
         if orphans:
             raise ValueError(f"upgrade route(s) without a ws route of the same pattern: {orphans}")

@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use tokio::sync::oneshot;
 
-use crate::net::{ConnHandle, Decision, UpgradeRequest};
+use crate::net::{Answer, ConnHandle, Decision, Request};
 
 /// Something that happened on a connection, for the Python side. Plain Rust data: the I/O threads never
 /// build or drop Python objects.
@@ -14,8 +14,14 @@ pub enum Event {
     Upgrade {
         id: u64,
         route: usize,
-        request: Box<UpgradeRequest>,
+        request: Box<Request>,
         reply: oneshot::Sender<Decision>,
+    },
+    /// A request to a plain HTTP route; `route` indexes the server's HTTP handler list.
+    Http {
+        route: usize,
+        request: Box<Request>,
+        reply: oneshot::Sender<Answer>,
     },
     /// An intercepted upgrade ended without a connection (rejected, timed out, or the client left).
     UpgradeEnded {

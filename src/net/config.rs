@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use super::proxy::Trust;
 use crate::protocol::deflate::Compression;
 
 /// What the engine needs to know of a WebSocket route.
@@ -39,6 +40,12 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// After sending a close frame, how long to wait for the client's before dropping the socket.
     pub close_timeout: Duration,
+    /// Largest request body accepted by HTTP routes; larger gets 413.
+    pub max_body_length: usize,
+    /// Which peers may name the client in a forwarding header.
+    pub trust: Trust,
+    /// Connections start with a PROXY protocol header.
+    pub proxy_protocol: bool,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +54,9 @@ impl Default for ServerConfig {
             max_header_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
+            max_body_length: 1024 * 1024,
+            trust: Trust::default(),
+            proxy_protocol: false,
         }
     }
 }

@@ -1,6 +1,6 @@
 use std::cell::OnceCell;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -24,7 +24,10 @@ const TAIL_START: usize = 1024;
 #[derive(Debug)]
 pub struct ConnHandle {
     pub id: u64,
+    /// The client's address (named by a trusted proxy, or the socket peer).
     pub peer: SocketAddr,
+    /// The proxy that named the client, if one did.
+    pub proxy_ip: Option<IpAddr>,
     pub route: Arc<RouteConfig>,
     /// permessage-deflate, when negotiated.
     pub deflate: Option<DeflateParams>,
@@ -142,6 +145,7 @@ impl ConnHandle {
         Self {
             id,
             peer,
+            proxy_ip: None,
             route,
             deflate,
             out: Mutex::new(OutState {
@@ -153,6 +157,12 @@ impl ConnHandle {
             drain_wanted: AtomicBool::new(false),
             inbound: AtomicUsize::new(0),
         }
+    }
+
+    /// The proxy that named the client.
+    pub fn with_proxy_ip(mut self, proxy_ip: Option<IpAddr>) -> Self {
+        self.proxy_ip = proxy_ip;
+        self
     }
 
     fn state(&self) -> MutexGuard<'_, OutState> {

@@ -1,20 +1,19 @@
-//! The HTTP/1.1 upgrade (RFC 6455 section 4.2): read the request head, check it, answer 101 or an error.
+//! The HTTP/1.1 upgrade (RFC 6455 section 4.2): check an upgrade request, answer 101 or an error.
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tungstenite::handshake::derive_accept_key;
 
-use super::upgrade::{http_response, switching_protocols, UpgradeRequest};
-use super::{RouteConfig, ServerConfig};
+use super::http::{http_response, Request};
+use super::proxy::ClientAddr;
+use super::upgrade::switching_protocols;
+use super::RouteConfig;
 use crate::protocol::deflate::{negotiate, DeflateParams};
 use crate::routing::RouteTable;
-
-const MAX_HEADERS: usize = 64;
 
 /// An HTTP answer that ends the connection instead of upgrading it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +24,7 @@ pub(super) struct Rejection {
 }
 
 impl Rejection {
-    const fn new(status: u16, body: &'static str) -> Self {
+    pub(super) const fn new(status: u16, body: &'static str) -> Self {
         Self {
             status,
             body,
@@ -33,13 +32,13 @@ impl Rejection {
         }
     }
 
-    fn to_bytes(&self) -> Vec<u8> {
+    pub(super) fn to_bytes(&self) -> Vec<u8> {
         http_response(self.status, self.headers, self.body.as_bytes())
     }
 }
 
-const TOO_LARGE: Rejection = Rejection::new(431, "request head too large\n");
-const BAD_REQUEST: Rejection = Rejection::new(400, "malformed HTTP request\n");
+pub(super) const TOO_LARGE: Rejection = Rejection::new(431, "request head too large\n");
+pub(super) const BAD_REQUEST: Rejection = Rejection::new(400, "malformed HTTP request\n");
 
 /// An upgrade that passed every check.
 #[derive(Debug)]
@@ -62,47 +61,25 @@ pub(super) enum Outcome {
         route: Arc<RouteConfig>,
         accept_key: String,
         deflate: Option<DeflateParams>,
-        request: Box<UpgradeRequest>,
+        request: Box<Request>,
         early: BytesMut,
     },
 }
 
-/// Reads the request head and upgrades, rejects, or hands the decision to Python. `Ok(None)`: the
-/// connection is done (rejected, closed or too slow).
+/// Upgrades, rejects, or hands the decision to Python, for a request head already read; `early` holds
+/// the bytes the client sent after it. `Ok(None)`: the connection is done (rejected).
 pub(super) async fn upgrade(
     stream: &mut TcpStream,
-    peer: SocketAddr,
+    request: &httparse::Request<'_, '_>,
+    client: ClientAddr,
+    early: BytesMut,
     routes: &RouteTable<Arc<RouteConfig>>,
-    config: &ServerConfig,
 ) -> io::Result<Option<Outcome>> {
-    let mut buf = BytesMut::with_capacity(1024);
-    let read = tokio::time::timeout(
-        config.request_timeout,
-        read_head(stream, &mut buf, config.max_header_bytes),
-    );
-    let head_len = match read.await {
-        Err(_elapsed) => return Ok(None),
-        Ok(Err(e)) => return Err(e),
-        Ok(Ok(HeadRead::Closed)) => return Ok(None),
-        Ok(Ok(HeadRead::TooLarge)) => return reject(stream, &TOO_LARGE).await,
-        Ok(Ok(HeadRead::Malformed)) => return reject(stream, &BAD_REQUEST).await,
-        Ok(Ok(HeadRead::Complete(len))) => len,
-    };
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut headers);
-    if !matches!(
-        request.parse(&buf[..head_len]),
-        Ok(httparse::Status::Complete(_))
-    ) {
-        return reject(stream, &BAD_REQUEST).await;
-    }
-    match evaluate(&request, routes) {
+    match evaluate(request, routes) {
         Err(rejection) => reject(stream, &rejection).await,
         Ok(accepted) if accepted.route.intercept => {
-            let target = request.path.unwrap_or("/").to_owned();
-            let path = target
-                .split_once('?')
-                .map_or(target.as_str(), |(path, _)| path);
+            let target = request.path.unwrap_or("/");
+            let path = target.split_once('?').map_or(target, |(path, _)| path);
             let params = routes
                 .find(path)
                 .map(|found| {
@@ -113,31 +90,13 @@ pub(super) async fn upgrade(
                         .collect()
                 })
                 .unwrap_or_default();
-            let headers = request
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_ascii_lowercase(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect();
-            let method = request.method.unwrap_or("GET").to_owned();
-            let request = Box::new(UpgradeRequest {
-                method,
-                target,
-                headers,
-                params,
-                peer,
-            });
-            let _head = buf.split_to(head_len);
+            let request = Box::new(Request::new(request, params, client, Bytes::new()));
             Ok(Some(Outcome::Intercepted {
                 route: accepted.route,
                 accept_key: accepted.accept_key,
                 deflate: accepted.deflate,
                 request,
-                early: buf,
+                early,
             }))
         }
         Ok(accepted) => {
@@ -149,50 +108,23 @@ pub(super) async fn upgrade(
                     &[],
                 ))
                 .await?;
-            let _head = buf.split_to(head_len);
             Ok(Some(Outcome::Upgraded {
                 route: accepted.route,
                 deflate: accepted.deflate,
-                early: buf,
+                early,
             }))
         }
     }
 }
 
-async fn reject(stream: &mut TcpStream, rejection: &Rejection) -> io::Result<Option<Outcome>> {
+/// Writes `rejection` and ends the connection.
+pub(super) async fn reject(
+    stream: &mut TcpStream,
+    rejection: &Rejection,
+) -> io::Result<Option<Outcome>> {
     stream.write_all(&rejection.to_bytes()).await?;
     stream.shutdown().await?;
     Ok(None)
-}
-
-enum HeadRead {
-    Complete(usize),
-    TooLarge,
-    Malformed,
-    Closed,
-}
-
-async fn read_head(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-    limit: usize,
-) -> io::Result<HeadRead> {
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        match httparse::Request::new(&mut headers).parse(buf) {
-            Ok(httparse::Status::Complete(len)) => return Ok(HeadRead::Complete(len)),
-            Ok(httparse::Status::Partial) => {}
-            Err(httparse::Error::TooManyHeaders) => return Ok(HeadRead::TooLarge),
-            Err(_) => return Ok(HeadRead::Malformed),
-        }
-        if buf.len() >= limit {
-            return Ok(HeadRead::TooLarge);
-        }
-        buf.reserve(1024.min(limit - buf.len()));
-        if stream.read_buf(buf).await? == 0 {
-            return Ok(HeadRead::Closed);
-        }
-    }
 }
 
 /// The checks of a parsed request against the route table, without I/O.
@@ -285,6 +217,7 @@ fn is_valid_key(key: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::http::MAX_HEADERS;
     use crate::protocol::deflate::Compression;
 
     fn route_config() -> RouteConfig {

@@ -12,8 +12,9 @@ use tokio::runtime::Runtime;
 use tokio::sync::{oneshot, watch};
 
 use super::handshake::Outcome;
-use super::upgrade::{http_response, switching_protocols, Decision, UpgradeRequest};
-use super::{connection, handshake, ConnHandle, RouteConfig, ServerConfig};
+use super::http::{http_response, Answer, HttpRoutes, Request};
+use super::upgrade::{switching_protocols, Decision};
+use super::{connection, front, ConnHandle, RouteConfig, ServerConfig};
 use crate::bridge::{Event, EventQueue};
 use crate::protocol::deflate::DeflateParams;
 use crate::routing::RouteTable;
@@ -32,20 +33,25 @@ pub struct NetServer {
 }
 
 #[derive(Debug)]
-struct Shared {
-    events: Arc<EventQueue>,
-    routes: RouteTable<Arc<RouteConfig>>,
-    config: ServerConfig,
+pub(super) struct Shared {
+    pub(super) events: Arc<EventQueue>,
+    /// WebSocket routes.
+    pub(super) routes: RouteTable<Arc<RouteConfig>>,
+    pub(super) http: HttpRoutes,
+    pub(super) config: ServerConfig,
     connections: Mutex<HashMap<u64, Arc<ConnHandle>>>,
     next_id: AtomicU64,
 }
 
 impl NetServer {
     /// Binds `host:port` (port 0 picks a free one) and starts accepting on `workers` I/O threads.
+    // One argument per part of the server; a struct would only repeat them.
+    #[allow(clippy::too_many_arguments)]
     pub fn bind(
         host: &str,
         port: u16,
         routes: RouteTable<Arc<RouteConfig>>,
+        http: HttpRoutes,
         config: ServerConfig,
         workers: usize,
         events: Arc<EventQueue>,
@@ -78,6 +84,7 @@ impl NetServer {
         let shared = Arc::new(Shared {
             events,
             routes,
+            http,
             config,
             connections: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -185,7 +192,7 @@ async fn ask_python(
     route: &RouteConfig,
     accept_key: &str,
     deflate: Option<&DeflateParams>,
-    request: Box<UpgradeRequest>,
+    request: Box<Request>,
     shared: &Shared,
 ) -> bool {
     let (reply, decision) = oneshot::channel();
@@ -200,11 +207,11 @@ async fn ask_python(
             let answer = switching_protocols(accept_key, protocol.as_deref(), deflate, &headers);
             return stream.write_all(&answer).await.is_ok();
         }
-        Ok(Ok(Decision::Reject {
+        Ok(Ok(Decision::Reject(Answer {
             status,
             headers,
             body,
-        })) => http_response(status, &headers, &body),
+        }))) => http_response(status, &headers, &body),
         Ok(Err(_dropped)) => http_response::<&str, &str>(500, &[], b"the upgrade handler failed\n"),
         Err(_elapsed) => {
             http_response::<&str, &str>(503, &[], b"the upgrade handler did not answer in time\n")
@@ -218,28 +225,29 @@ async fn ask_python(
 
 async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
-    // Boxed: the handshake's buffers and header arrays live in their own allocation, freed once it is
-    // done, instead of enlarging the state every idle connection's task keeps.
-    let handshake = Box::pin(handshake::upgrade(
-        &mut stream,
-        peer,
-        &shared.routes,
-        &shared.config,
-    ));
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let (route, deflate, early_bytes) = match handshake.await {
-        Ok(Some(Outcome::Upgraded {
-            route,
-            deflate,
-            early,
-        })) => (route, deflate, early),
-        Ok(Some(Outcome::Intercepted {
-            route,
-            accept_key,
-            deflate,
-            request,
-            early,
-        })) => {
+    // Boxed: the HTTP side's buffers and header arrays live in their own allocation, freed once the
+    // connection upgrades, instead of enlarging the state every idle connection's task keeps.
+    let requests = Box::pin(front::serve_requests(&mut stream, peer, &shared));
+    let (route, deflate, early_bytes, client) = match requests.await {
+        Some((
+            Outcome::Upgraded {
+                route,
+                deflate,
+                early,
+            },
+            client,
+        )) => (route, deflate, early, client),
+        Some((
+            Outcome::Intercepted {
+                route,
+                accept_key,
+                deflate,
+                request,
+                early,
+            },
+            client,
+        )) => {
             let decided = Box::pin(ask_python(
                 &mut stream,
                 id,
@@ -253,12 +261,13 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                 shared.events.push(Event::UpgradeEnded { id });
                 return;
             }
-            (route, deflate, early)
+            (route, deflate, early, client)
         }
-        Ok(None) | Err(_) => return,
+        None => return,
     };
     let index = route.index;
-    let conn = Arc::new(ConnHandle::new(id, peer, route, deflate));
+    let conn =
+        Arc::new(ConnHandle::new(id, client.addr, route, deflate).with_proxy_ip(client.proxy_ip));
     shared
         .connections
         .lock()

@@ -12,10 +12,14 @@ use super::awaitable::is_awaitable;
 use super::cork::CorkGuard;
 use super::payload::MessageType;
 use super::publish;
+use super::request::PendingRequest;
 use super::upgrade::PendingUpgrade;
 use super::websocket::{self, Websocket};
 use crate::bridge::{Event, EventQueue, Traffic};
-use crate::net::{ConnIdMap, NetServer, RouteConfig, ServerConfig};
+use crate::net::{
+    ConnIdMap, ForwardHeader, HttpRoute, HttpRoutes, NetServer, Network, RouteConfig, ServerConfig,
+    Trust, TrustProxy,
+};
 use crate::protocol::deflate::Compression;
 use crate::pubsub::Topics;
 use crate::routing::RouteTable;
@@ -34,6 +38,9 @@ pub struct Engine {
     hooks: Py<PyAny>,
     table: RouteTable<Arc<RouteConfig>>,
     routes: Vec<PyRoute>,
+    /// Plain HTTP routes (their handlers stay on the Python side, by index).
+    http: HttpRoutes,
+    http_count: usize,
     server: Option<NetServer>,
     sockets: SocketMap,
     topics: Arc<Topics>,
@@ -59,6 +66,8 @@ impl Engine {
             hooks,
             table: RouteTable::new(),
             routes: Vec::new(),
+            http: HttpRoutes::default(),
+            http_count: 0,
             server: None,
             sockets: SocketMap::default(),
             topics: Arc::new(Topics::new()),
@@ -129,10 +138,29 @@ impl Engine {
         Ok(())
     }
 
+    /// Registers a plain HTTP route for `method` (upper case, or `ANY`); returns the index the
+    /// Python side keeps its handler at.
+    fn add_http_route(&mut self, pattern: &str, method: &str, timeout: f64) -> PyResult<usize> {
+        if self.server.is_some() {
+            return Err(PyRuntimeError::new_err(
+                "routes cannot be added after listen()",
+            ));
+        }
+        let route = HttpRoute {
+            index: self.http_count,
+            timeout: Duration::from_secs_f64(timeout),
+        };
+        self.http
+            .add(pattern, method, route)
+            .map_err(PyValueError::new_err)?;
+        self.http_count += 1;
+        Ok(route.index)
+    }
+
     /// Binds and starts the I/O threads. Returns the bound port.
     // The keyword arguments mirror `Server(...)`'s options one to one.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (host, port, *, workers, max_header_bytes, request_timeout, close_timeout))]
+    #[pyo3(signature = (host, port, *, workers, max_header_bytes, request_timeout, close_timeout, max_body_length, trusted_hops, trusted_networks, proxy_header, proxy_protocol))]
     fn listen(
         slf: &Bound<'_, Self>,
         host: &str,
@@ -141,22 +169,34 @@ impl Engine {
         max_header_bytes: usize,
         request_timeout: f64,
         close_timeout: f64,
+        max_body_length: usize,
+        trusted_hops: usize,
+        trusted_networks: Vec<String>,
+        proxy_header: &str,
+        proxy_protocol: bool,
     ) -> PyResult<u16> {
         let config = ServerConfig {
             max_header_bytes,
             request_timeout: Duration::from_secs_f64(request_timeout),
             close_timeout: Duration::from_secs_f64(close_timeout),
+            max_body_length,
+            trust: trust(trusted_hops, &trusted_networks, proxy_header)?,
+            proxy_protocol,
         };
-        let (table, events) = {
+        let (table, http, events) = {
             let mut this = slf.borrow_mut();
             if this.server.is_some() {
                 return Err(PyRuntimeError::new_err("this server is already listening"));
             }
-            (std::mem::take(&mut this.table), Arc::clone(&this.events))
+            (
+                std::mem::take(&mut this.table),
+                std::mem::take(&mut this.http),
+                Arc::clone(&this.events),
+            )
         };
         let server = slf
             .py()
-            .detach(|| NetServer::bind(host, port, table, config, workers, events))
+            .detach(|| NetServer::bind(host, port, table, http, config, workers, events))
             .map_err(|e| PyOSError::new_err(format!("cannot listen on {host}:{port}: {e}")))?;
         let port = server.local_addr().port();
         slf.borrow_mut().server = Some(server);
@@ -361,6 +401,23 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
                 error.write_unraisable(py, Some(engine.as_any()));
             }
         }
+        Event::Http {
+            route,
+            request,
+            reply,
+        } => {
+            let hooks = engine.borrow().hooks.clone_ref(py);
+            let pending = match Py::new(py, PendingRequest::new(request, route, reply)) {
+                Ok(pending) => pending,
+                Err(error) => return error.write_unraisable(py, None),
+            };
+            if let Err(error) = hooks
+                .bind(py)
+                .call_method1(intern!(py, "request"), (pending,))
+            {
+                error.write_unraisable(py, Some(engine.as_any()));
+            }
+        }
         Event::UpgradeEnded { id } => {
             engine.borrow_mut().pending.remove(&id);
         }
@@ -389,6 +446,33 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
             }
         }
     }
+}
+
+/// The `trust_proxy` and `proxy_header` options (checked by the Python side; checked again here).
+fn trust(hops: usize, networks: &[String], header: &str) -> PyResult<Trust> {
+    let proxies = if !networks.is_empty() {
+        TrustProxy::Networks(
+            networks
+                .iter()
+                .map(|n| Network::parse(n))
+                .collect::<Result<_, _>>()
+                .map_err(PyValueError::new_err)?,
+        )
+    } else if hops > 0 {
+        TrustProxy::Hops(hops)
+    } else {
+        TrustProxy::Nobody
+    };
+    let header = match header {
+        "x-forwarded-for" => ForwardHeader::XForwardedFor,
+        "forwarded" => ForwardHeader::Forwarded,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "proxy_header must be 'X-Forwarded-For' or 'Forwarded', got {other:?}"
+            )))
+        }
+    };
+    Ok(Trust { proxies, header })
 }
 
 fn socket(engine: &Bound<'_, Engine>, id: u64) -> Option<Py<Websocket>> {

@@ -6,6 +6,7 @@ mod engine;
 mod listeners;
 mod payload;
 mod publish;
+mod request;
 mod upgrade;
 mod websocket;
 
@@ -33,6 +34,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::Engine>()?;
     m.add_class::<websocket::Websocket>()?;
     m.add_class::<upgrade::PendingUpgrade>()?;
+    m.add_class::<request::PendingRequest>()?;
     m.add_function(wrap_pyfunction!(check_pattern, m)?)?;
     m.add_function(wrap_pyfunction!(join_prefix, m)?)?;
     Ok(())

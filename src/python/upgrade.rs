@@ -7,12 +7,13 @@ use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 use tokio::sync::oneshot;
 
-use crate::net::{Decision, UpgradeRequest};
+use super::request::{check_status, client_ip, proxy_ip};
+use crate::net::{Answer, Decision, Request};
 
 /// The request of an upgrade waiting for the app, as the Python `Request`/`Response` wrap it.
 #[pyclass(module = "hyperws._core", frozen)]
 pub struct PendingUpgrade {
-    request: Box<UpgradeRequest>,
+    request: Box<Request>,
     #[pyo3(get)]
     route: usize,
     reply: Mutex<Option<oneshot::Sender<Decision>>>,
@@ -21,11 +22,7 @@ pub struct PendingUpgrade {
 }
 
 impl PendingUpgrade {
-    pub fn new(
-        request: Box<UpgradeRequest>,
-        route: usize,
-        reply: oneshot::Sender<Decision>,
-    ) -> Self {
+    pub fn new(request: Box<Request>, route: usize, reply: oneshot::Sender<Decision>) -> Self {
         Self {
             request,
             route,
@@ -97,7 +94,12 @@ impl PendingUpgrade {
 
     #[getter]
     fn ip(&self) -> String {
-        super::websocket::display_ip(self.request.peer.ip())
+        client_ip(&self.request)
+    }
+
+    #[getter]
+    fn proxy_ip(&self) -> String {
+        proxy_ip(&self.request)
     }
 
     /// The subprotocols the client offered, in its order.
@@ -145,20 +147,16 @@ impl PendingUpgrade {
     }
 
     /// Rejects with this HTTP response; the connection is closed after it.
-    fn reject(&self, status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> PyResult<()> {
-        if !(200..600).contains(&status) || status == 101 {
-            return Err(PyValueError::new_err(format!(
-                "an HTTP status is 200-599, got {status}"
-            )));
-        }
-        self.decide(Decision::Reject {
+    fn respond(&self, status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> PyResult<()> {
+        check_status(status)?;
+        self.decide(Decision::Reject(Answer {
             status,
             headers,
             body,
-        })
+        }))
     }
 
-    /// Whether `accept` or `reject` was called.
+    /// Whether `accept` or `respond` was called.
     #[getter]
     fn answered(&self) -> bool {
         self.reply

@@ -365,10 +365,16 @@ impl Websocket {
         slf
     }
 
-    /// The peer's IP address.
+    /// The client's IP address (as a trusted proxy named it, or the peer's).
     #[getter]
     fn ip(&self) -> String {
         display_ip(self.conn.peer.ip())
+    }
+
+    /// The proxy that named the client ("" when none did).
+    #[getter]
+    fn proxy_ip(&self) -> String {
+        self.conn.proxy_ip.map(display_ip).unwrap_or_default()
     }
 
     /// The subprotocol the upgrade handler chose ("" when none).

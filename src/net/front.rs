@@ -1,0 +1,318 @@
+//! A connection before it is a WebSocket: the PROXY header when configured, then HTTP/1.1 requests,
+//! one at a time (keep-alive; pipelined requests are answered in order), each served by an HTTP route
+//! (answered by Python) or taken to the WebSocket upgrade.
+
+use std::io;
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::time::timeout;
+
+use super::handshake::{self, Outcome, Rejection, BAD_REQUEST, TOO_LARGE};
+use super::http::{
+    format_response, http_response, read_body, read_head, Answer, BodyError, Framing, HeadRead,
+    HttpRoute, Persistence, Request, Routed, MAX_HEADERS,
+};
+use super::proxy::{read_proxy_header, ClientAddr, Peer};
+use super::server::Shared;
+use crate::bridge::Event;
+
+const TOO_LARGE_BODY: Rejection = Rejection::new(413, "request body too large\n");
+const BAD_BODY: Rejection = Rejection::new(400, "malformed request body\n");
+const UNSUPPORTED_CODING: Rejection =
+    Rejection::new(501, "only the chunked transfer coding is supported\n");
+
+/// Serves the connection's HTTP requests until it upgrades (the outcome and the client's address) or
+/// ends (`None`).
+pub(super) async fn serve_requests(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Option<(Outcome, ClientAddr)> {
+    let config = &shared.config;
+    let mut buf = BytesMut::with_capacity(1024);
+    let peer = if config.proxy_protocol {
+        let header = read_proxy_header(stream, &mut buf, peer, config.max_header_bytes);
+        // Not a PROXY header: whatever this is, it did not come through the balancer. Closed unanswered.
+        timeout(config.request_timeout, header).await.ok()?.ok()??
+    } else {
+        Peer::direct(peer)
+    };
+    loop {
+        let head = timeout(
+            config.request_timeout,
+            read_head(stream, &mut buf, config.max_header_bytes),
+        );
+        let head_len = match head.await.ok()?.ok()? {
+            HeadRead::Closed => return None,
+            HeadRead::TooLarge => return finish(stream, &TOO_LARGE.to_bytes()).await,
+            HeadRead::Malformed => return finish(stream, &BAD_REQUEST.to_bytes()).await,
+            HeadRead::Complete(len) => len,
+        };
+        let head = buf.split_to(head_len).freeze();
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        if !matches!(request.parse(&head), Ok(httparse::Status::Complete(_))) {
+            return finish(stream, &BAD_REQUEST.to_bytes()).await;
+        }
+        let client = config.trust.resolve(peer, request.headers);
+        let target = request.path.unwrap_or("/");
+        let path = target.split_once('?').map_or(target, |(path, _)| path);
+        let method = request.method.unwrap_or("GET");
+        let ws_route = shared.routes.find(path).is_some();
+        let routed = if ws_route && is_upgrade(&request) {
+            None
+        } else {
+            match shared.http.route(path, method) {
+                // A GET there is meant to upgrade: 426 says how.
+                Some(Routed::NotAllowed { .. }) if ws_route && method == "GET" => None,
+                routed => routed,
+            }
+        };
+        let (route, params) = match routed {
+            // WebSocket routes, and the 404/426 of paths without an HTTP route.
+            None => {
+                let outcome =
+                    handshake::upgrade(stream, &request, client, buf, &shared.routes).await;
+                return outcome.ok()?.map(|outcome| (outcome, client));
+            }
+            Some(Routed::NotAllowed { allow }) => {
+                let answer = http_response(
+                    405,
+                    &[("Allow", allow.as_str())],
+                    b"method not allowed on this path\n",
+                );
+                return finish(stream, &answer).await;
+            }
+            Some(Routed::Found { route, params }) => (route, params),
+        };
+        let persistence =
+            serve_http(stream, &mut buf, &request, route, params, client, shared).await?;
+        if persistence == Persistence::Close {
+            let _ = stream.shutdown().await;
+            return None;
+        }
+        if buf.is_empty() {
+            // The body taken from it may have grown the allocation: an idle kept-alive connection
+            // does not keep that.
+            buf = BytesMut::new();
+        }
+    }
+}
+
+/// Reads the body of a request to an HTTP route, has Python answer it and writes the answer. `None`:
+/// the connection is done (the body was refused, or the client left).
+async fn serve_http(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    request: &httparse::Request<'_, '_>,
+    route: HttpRoute,
+    params: Vec<(String, String)>,
+    client: ClientAddr,
+    shared: &Shared,
+) -> Option<Persistence> {
+    let config = &shared.config;
+    let framing = match Framing::of(request.headers) {
+        Ok(framing) => framing,
+        Err(error) => return finish(stream, &body_rejection(error)?.to_bytes()).await,
+    };
+    if matches!(framing, Framing::Length(n) if n > config.max_body_length as u64) {
+        return finish(stream, &TOO_LARGE_BODY.to_bytes()).await;
+    }
+    if framing != Framing::Length(0) && expects_continue(request) {
+        stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .ok()?;
+    }
+    let body = read_body(stream, buf, framing, config.max_body_length);
+    let body = match timeout(config.request_timeout, body).await.ok()?.ok()? {
+        Ok(body) => body,
+        Err(error) => return finish(stream, &body_rejection(error)?.to_bytes()).await,
+    };
+    let persistence = persistence(request);
+    let with_body = request.method != Some("HEAD");
+    let request = Box::new(Request::new(request, params, client, body));
+    answer(stream, route, request, persistence, with_body, shared)
+        .await
+        .ok()
+}
+
+/// Hands the request to Python and writes its answer (500 if the handler failed, 503 if it did not
+/// answer in time; both end the connection). Returns what became of the connection.
+async fn answer(
+    stream: &mut TcpStream,
+    route: HttpRoute,
+    request: Box<Request>,
+    persistence: Persistence,
+    with_body: bool,
+    shared: &Shared,
+) -> io::Result<Persistence> {
+    let (reply, answer) = oneshot::channel();
+    shared.events.push(Event::Http {
+        route: route.index,
+        request,
+        reply,
+    });
+    let (answer, persistence) = match timeout(route.timeout, answer).await {
+        Ok(Ok(answer)) if wants_close(&answer) => (answer, Persistence::Close),
+        Ok(Ok(answer)) => (answer, persistence),
+        Ok(Err(_dropped)) => (
+            failure(
+                500,
+                "the request handler failed or finished without answering\n",
+            ),
+            Persistence::Close,
+        ),
+        Err(_elapsed) => (
+            failure(503, "the request handler did not answer in time\n"),
+            Persistence::Close,
+        ),
+    };
+    let bytes = format_response(
+        answer.status,
+        &answer.headers,
+        &answer.body,
+        persistence,
+        with_body,
+    );
+    stream.write_all(&bytes).await?;
+    Ok(persistence)
+}
+
+fn failure(status: u16, body: &str) -> Answer {
+    Answer {
+        status,
+        headers: Vec::new(),
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+/// Writes a response that ends the connection.
+async fn finish<T>(stream: &mut TcpStream, response: &[u8]) -> Option<T> {
+    if stream.write_all(response).await.is_ok() {
+        let _ = stream.shutdown().await;
+    }
+    None
+}
+
+/// The answer to a body that cannot be read; `None` when the client left.
+fn body_rejection(error: BodyError) -> Option<Rejection> {
+    match error {
+        BodyError::TooLarge => Some(TOO_LARGE_BODY),
+        BodyError::Malformed => Some(BAD_BODY),
+        BodyError::UnsupportedCoding => Some(UNSUPPORTED_CODING),
+        BodyError::Closed => None,
+    }
+}
+
+fn has_token(request: &httparse::Request<'_, '_>, name: &str, token: &str) -> bool {
+    request
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .any(|h| {
+            std::str::from_utf8(h.value)
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+}
+
+/// A WebSocket upgrade request (whether valid is for the handshake to say).
+fn is_upgrade(request: &httparse::Request<'_, '_>) -> bool {
+    request.method == Some("GET") && has_token(request, "upgrade", "websocket")
+}
+
+fn expects_continue(request: &httparse::Request<'_, '_>) -> bool {
+    request.version == Some(1) && has_token(request, "expect", "100-continue")
+}
+
+/// HTTP/1.1 keeps the connection unless asked to close; HTTP/1.0 closes unless asked to keep it.
+fn persistence(request: &httparse::Request<'_, '_>) -> Persistence {
+    if request.version == Some(1) {
+        if has_token(request, "connection", "close") {
+            Persistence::Close
+        } else {
+            Persistence::KeepAlive
+        }
+    } else if has_token(request, "connection", "keep-alive") {
+        Persistence::KeepAliveAnnounced
+    } else {
+        Persistence::Close
+    }
+}
+
+/// The handler set `Connection: close`.
+fn wants_close(answer: &Answer) -> bool {
+    answer.headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case("connection")
+            && value
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("close"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_request<T>(raw: &str, check: impl FnOnce(&httparse::Request<'_, '_>) -> T) -> T {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        assert!(request.parse(raw.as_bytes()).unwrap().is_complete());
+        check(&request)
+    }
+
+    #[test]
+    fn http_1_1_keeps_alive_unless_asked_to_close_and_1_0_the_other_way_round() {
+        let cases = [
+            ("GET / HTTP/1.1\r\n\r\n", Persistence::KeepAlive),
+            (
+                "GET / HTTP/1.1\r\nConnection: Close\r\n\r\n",
+                Persistence::Close,
+            ),
+            ("GET / HTTP/1.0\r\n\r\n", Persistence::Close),
+            (
+                "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
+                Persistence::KeepAliveAnnounced,
+            ),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(with_request(raw, persistence), expected, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn upgrades_and_continue_expectations_are_recognised() {
+        let upgrade = "GET /ws HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\r\n";
+        assert!(with_request(upgrade, is_upgrade));
+        assert!(!with_request(&upgrade.replace("GET", "POST"), is_upgrade));
+        assert!(!with_request(
+            "GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n",
+            is_upgrade
+        ));
+        let expect = "POST / HTTP/1.1\r\nExpect: 100-Continue\r\n\r\n";
+        assert!(with_request(expect, expects_continue));
+        assert!(!with_request(
+            &expect.replace("1.1", "1.0"),
+            expects_continue
+        ));
+    }
+
+    #[test]
+    fn a_handler_closes_with_a_connection_header() {
+        let answer = |headers: &[(&str, &str)]| Answer {
+            status: 200,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: Vec::new(),
+        };
+        assert!(wants_close(&answer(&[("connection", "Close")])));
+        assert!(!wants_close(&answer(&[("X-Connection", "close")])));
+        assert!(!wants_close(&answer(&[])));
+    }
+}

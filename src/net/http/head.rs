@@ -1,0 +1,44 @@
+//! Reading a request head off the socket.
+
+use std::io;
+
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+/// Header lines accepted per request; more gets 431.
+pub const MAX_HEADERS: usize = 64;
+
+/// How reading a request head ended.
+pub enum HeadRead {
+    /// `buf` starts with a whole head of this many bytes.
+    Complete(usize),
+    TooLarge,
+    Malformed,
+    Closed,
+}
+
+/// Reads until `buf` starts with a whole request head (it may already hold one: pipelined requests).
+/// Gives up once `limit` bytes are buffered without a whole head, so `buf` stays bounded.
+pub async fn read_head(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    limit: usize,
+) -> io::Result<HeadRead> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        match httparse::Request::new(&mut headers).parse(buf) {
+            Ok(httparse::Status::Complete(len)) => return Ok(HeadRead::Complete(len)),
+            Ok(httparse::Status::Partial) => {}
+            Err(httparse::Error::TooManyHeaders) => return Ok(HeadRead::TooLarge),
+            Err(_) => return Ok(HeadRead::Malformed),
+        }
+        if buf.len() >= limit {
+            return Ok(HeadRead::TooLarge);
+        }
+        buf.reserve(1024.min(limit - buf.len()));
+        if stream.read_buf(buf).await? == 0 {
+            return Ok(HeadRead::Closed);
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! HTTP/1.1 on the WebSocket port: reading request heads and bodies, the plain HTTP route table, the
+//! request handed to Python and the response written back. `httparse` parses; the loop that serves a
+//! connection's requests is `net::front`.
+
+mod body;
+mod chunked;
+mod head;
+mod request;
+mod response;
+mod routes;
+
+pub use body::{read_body, BodyError, Framing};
+pub use head::{read_head, HeadRead, MAX_HEADERS};
+pub use request::{Answer, Request};
+pub use response::{format_response, http_response, Persistence};
+pub use routes::{HttpRoute, HttpRoutes, Routed};

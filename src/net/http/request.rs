@@ -1,0 +1,55 @@
+//! A request handed to Python (an HTTP route's, or an upgrade its route intercepts) and the answer.
+
+use bytes::Bytes;
+
+use crate::net::proxy::ClientAddr;
+
+/// A request as plain data: the I/O threads never build Python objects.
+#[derive(Debug)]
+pub struct Request {
+    pub method: String,
+    /// The request target: path and query, as sent.
+    pub target: String,
+    /// Header names lower-cased, values decoded as UTF-8 (lossy), in order.
+    pub headers: Vec<(String, String)>,
+    /// The route pattern's parameters, percent-decoded, in pattern order.
+    pub params: Vec<(String, String)>,
+    pub client: ClientAddr,
+    /// Empty for upgrades.
+    pub body: Bytes,
+}
+
+impl Request {
+    pub fn new(
+        parsed: &httparse::Request<'_, '_>,
+        params: Vec<(String, String)>,
+        client: ClientAddr,
+        body: Bytes,
+    ) -> Self {
+        Self {
+            method: parsed.method.unwrap_or("GET").to_owned(),
+            target: parsed.path.unwrap_or("/").to_owned(),
+            headers: parsed
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect(),
+            params,
+            client,
+            body,
+        }
+    }
+}
+
+/// An HTTP response decided by Python.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
