@@ -64,7 +64,8 @@ elif ! "$PY" -c "import maturin" >/dev/null 2>&1; then
     FAILED+=("hyperws: maturin is missing, cannot build it; hyperws will be skipped")
 else
     say "building and installing hyperws from $REPO_DIR (release wheel)"
-    if CARGO_TARGET_DIR="$PEERS_DIR/target" "$PY" -m pip install --quiet --no-build-isolation \
+    # The maturin build backend runs `maturin` from PATH: the venv's.
+    if PATH="$VENV/bin:$PATH" CARGO_TARGET_DIR="$PEERS_DIR/target" "$PY" -m pip install --quiet --no-build-isolation \
         --force-reinstall --no-deps "$REPO_DIR" >"$PEERS_DIR/hyperws-build.log" 2>&1 \
         && (cd "$PEERS_DIR" && "$PY" -c "import hyperws; hyperws.Server") >>"$PEERS_DIR/hyperws-build.log" 2>&1; then
         rev="$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo '?')"
