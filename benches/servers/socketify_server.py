@@ -4,7 +4,8 @@
 received goes out with `app.publish("bench", ...)` (uWebSockets' native pub/sub, fanned out in C++); /slow: the
 handler puts each message on a queue that a task works through, SLOW_DELAY per binary message (socketify has no way
 to pause reading a WebSocket, so a flood piles up in that queue), and answers a text message with the tally;
-/echoz: /echo with `CompressOptions.SHARED_COMPRESSOR` (permessage-deflate when the client offers it).
+/echoz: /echo with `CompressOptions.SHARED_COMPRESSOR` (permessage-deflate when the client offers it) and
+`compress=True` on each send (uWebSockets compresses only the sends that ask for it).
 
 socketify runs its own libuv loop with an asyncio loop inside (uvloop's when installed, for the /slow tasks). Its
 native library needs libuv.so.1: setup_peers.sh unpacks Debian's libuv1 into benches/.peers and compare.py puts
@@ -51,6 +52,9 @@ def main(host: str, port: int, no_uvloop: bool) -> None:
     def echo(ws: Any, message: Any, opcode: Any) -> None:
         ws.send(message, opcode)
 
+    def echoz(ws: Any, message: Any, opcode: Any) -> None:
+        ws.send(message, opcode, compress=True)
+
     def sub_open(ws: Any) -> None:
         ws.subscribe(TOPIC)
 
@@ -81,7 +85,7 @@ def main(host: str, port: int, no_uvloop: bool) -> None:
         queues[key(ws)].put_nowait((message, opcode))
 
     app.ws("/echo", behavior(message=echo))
-    app.ws("/echoz", behavior(message=echo, compression=CompressOptions.SHARED_COMPRESSOR))
+    app.ws("/echoz", behavior(message=echoz, compression=CompressOptions.SHARED_COMPRESSOR))
     app.ws("/sub", behavior(open=sub_open))
     app.ws("/pub", behavior(message=pub))
     app.ws("/slow", behavior(open=slow_open, message=slow_message, close=slow_close))
