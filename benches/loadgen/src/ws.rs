@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::deflate::{self, Deflater, Inflater};
+use crate::deflate::{self, Inflater};
 use crate::Phase;
 
 pub const OP_TEXT: u8 = 0x1;
@@ -385,10 +385,9 @@ pub struct Conn {
     pub deflate: Option<Box<Compression>>,
 }
 
-/// A connection's permessage-deflate state (no context takeover: nothing kept between messages but buffers).
+/// A connection's permessage-deflate state.
 #[derive(Default)]
 pub struct Compression {
-    pub deflater: Deflater,
     pub inflater: Inflater,
     /// Scratch for the message being compressed.
     pub scratch: Vec<u8>,
@@ -637,7 +636,7 @@ impl Conn {
         match self.deflate.as_mut() {
             Some(z) => {
                 z.scratch.clear();
-                z.deflater.compress(payload, &mut z.scratch);
+                deflate::deflate_literals(payload, &mut z.scratch);
                 encode_frame_rsv(&mut self.wbuf, opcode, true, &z.scratch, self.mask);
             }
             None => encode_frame(&mut self.wbuf, opcode, payload, self.mask),
