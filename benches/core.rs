@@ -83,6 +83,7 @@ fn route() -> Arc<RouteConfig> {
         intercept: false,
         upgrade_timeout: std::time::Duration::from_secs(10),
         origins: None,
+        compression: hyperws::protocol::deflate::Compression::Disabled,
     })
 }
 
@@ -93,7 +94,7 @@ fn send(c: &mut Criterion) {
     let payload = [b'x'; 32];
     group.bench_function("16 x 32 B into one queue", |b| {
         b.iter_batched(
-            || ConnHandle::new(1, addr, route()),
+            || ConnHandle::new(1, addr, route(), None),
             |conn| {
                 for _ in 0..16 {
                     black_box(conn.send(encode::TEXT, &payload));
@@ -117,7 +118,7 @@ fn fanout(c: &mut Criterion) {
             || {
                 let topics = Topics::new();
                 for id in 0..RECEIVERS {
-                    let conn = Arc::new(ConnHandle::new(id, addr, route()));
+                    let conn = Arc::new(ConnHandle::new(id, addr, route(), None));
                     topics
                         .subscribe(&conn, "bench/fanout")
                         .expect("valid filter");
@@ -126,7 +127,7 @@ fn fanout(c: &mut Criterion) {
             },
             |topics| {
                 let published = topics
-                    .publish("bench/fanout", encode::TEXT, &[b'x'; 32], None)
+                    .publish("bench/fanout", encode::TEXT, &[b'x'; 32], None, None)
                     .expect("valid topic");
                 assert_eq!(published.delivered, RECEIVERS as usize);
                 topics

@@ -110,6 +110,8 @@ class Engine:
         intercept: bool,
         upgrade_timeout: float,
         origins: list[str] | None,
+        compression: str,
+        compression_window_bits: int,
     ) -> None: ...
     def listen(
         self,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 MESSAGE_TYPES = ("String", "Buffer", "ArrayBuffer")
+COMPRESSIONS = ("disabled", "shared", "dedicated")
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,8 @@ class WsOptions:
     max_backpressure: int = 1024 * 1024
     close_on_backpressure_limit: bool = False
     origins: tuple[str, ...] | None = None
+    compression: str = "disabled"
+    compression_window_bits: int = 15
 
 
 def _merge(
@@ -60,6 +63,7 @@ def ws_options(options: Mapping[str, Any] | None, keywords: Mapping[str, Any]) -
 
     close_on_limit = _flag(merged, "close_on_backpressure_limit")
     origins = _origins(merged.get("origins"))
+    compression, window_bits = _compression(merged)
 
     return WsOptions(
         idle_timeout=float(idle_timeout),
@@ -70,6 +74,8 @@ def ws_options(options: Mapping[str, Any] | None, keywords: Mapping[str, Any]) -
         max_backpressure=max_backpressure,
         close_on_backpressure_limit=close_on_limit,
         origins=origins,
+        compression=compression,
+        compression_window_bits=window_bits,
     )
 
 
@@ -131,3 +137,20 @@ def _origins(value: Any) -> tuple[str, ...] | None:
             )
         origins.append(origin.rstrip("/"))
     return tuple(origins)
+
+
+def _compression(options: Mapping[str, Any]) -> tuple[str, int]:
+    """The ``compression`` option and the window of ``"dedicated"`` (``compression_window_bits``)."""
+    compression = options.get("compression", WsOptions.compression)
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+    bits = options.get("compression_window_bits", WsOptions.compression_window_bits)
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 8 <= bits <= 15:
+        raise ValueError(
+            f"compression_window_bits must be an int from 8 to 15 (a window of 2**bits bytes), got {bits!r}"
+        )
+    if "compression_window_bits" in options and compression != "dedicated":
+        raise ValueError(
+            f"compression_window_bits applies to compression='dedicated' only (compression is {compression!r})"
+        )
+    return compression, bits

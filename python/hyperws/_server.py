@@ -148,6 +148,8 @@ class Server(Router):
                 intercept=intercept,
                 upgrade_timeout=chain.timeout,
                 origins=list(route.options.origins) if route.options.origins is not None else None,
+                compression=route.options.compression,
+                compression_window_bits=route.options.compression_window_bits,
             )
         orphans = sorted(set(upgrades) - ws_patterns)
         if orphans:

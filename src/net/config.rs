@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use crate::protocol::deflate::Compression;
+
 /// What the engine needs to know of a WebSocket route.
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
@@ -24,6 +26,8 @@ pub struct RouteConfig {
     /// Origins allowed to upgrade (`*` for any); a request whose `Origin` header is not among them gets
     /// 403. None: no check. Requests without `Origin` (not from a browser) are not checked.
     pub origins: Option<Vec<String>>,
+    /// permessage-deflate: whether it is offered, and with what context and window.
+    pub compression: Compression,
 }
 
 /// Server-wide limits.

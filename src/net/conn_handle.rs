@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
 use super::RouteConfig;
+use crate::protocol::deflate::{compress_shared, Compressor, DeflateParams};
 use crate::protocol::encode::{self, put_header};
 use crate::protocol::{encode_close_payload, CLOSE_POLICY};
 
@@ -20,6 +21,8 @@ pub struct ConnHandle {
     pub id: u64,
     pub peer: SocketAddr,
     pub route: Arc<RouteConfig>,
+    /// permessage-deflate, when negotiated.
+    pub deflate: Option<DeflateParams>,
     out: Mutex<OutState>,
     wake: Notify,
     /// Bytes queued or being written and not yet accepted by the socket.
@@ -42,6 +45,8 @@ struct OutState {
     /// While a fragmented message is streamed: the published frames that must wait for its end (data
     /// frames cannot interleave with its fragments).
     streaming: Option<Vec<Bytes>>,
+    /// The connection's own compression context (context takeover), made on its first compressed send.
+    compressor: Option<Box<Compressor>>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -85,11 +90,17 @@ pub(super) struct Taken {
 }
 
 impl ConnHandle {
-    pub fn new(id: u64, peer: SocketAddr, route: Arc<RouteConfig>) -> Self {
+    pub fn new(
+        id: u64,
+        peer: SocketAddr,
+        route: Arc<RouteConfig>,
+        deflate: Option<DeflateParams>,
+    ) -> Self {
         Self {
             id,
             peer,
             route,
+            deflate,
             out: Mutex::new(OutState {
                 writer_parked: true,
                 ..OutState::default()
@@ -118,6 +129,41 @@ impl ConnHandle {
         self.queue_frame(true, opcode, payload)
     }
 
+    /// Queues one whole data frame compressed as negotiated (plain when it was not), unless
+    /// `max_backpressure` bytes are already waiting.
+    pub fn send_compressed(&self, opcode: u8, payload: &[u8]) -> Queued {
+        let Some(deflate) = self.deflate else {
+            return self.send(opcode, payload);
+        };
+        if self.over_limit() {
+            return self.refuse();
+        }
+        let mut compressed = Vec::new();
+        if deflate.server_no_context_takeover {
+            compress_shared(deflate.server_max_window_bits, payload, &mut compressed);
+            return self.queue_frame(true, opcode | encode::RSV1, &compressed);
+        }
+        // The context must see messages in the order they go out, and only those that do: compress
+        // under the queue's lock, once the message is sure to be queued.
+        let mut state = self.state();
+        if state.phase != Phase::Open {
+            return Queued::Closed;
+        }
+        state
+            .compressor
+            .get_or_insert_with(|| Box::new(Compressor::new(deflate.server_max_window_bits, false)))
+            .compress(payload, &mut compressed);
+        let compressed = Bytes::from(compressed);
+        let separate = (compressed.len() >= SEPARATE_PAYLOAD_AT).then(|| compressed.clone());
+        self.push_locked(
+            &mut state,
+            true,
+            opcode | encode::RSV1,
+            &compressed,
+            separate,
+        )
+    }
+
     /// Queues one frame (FIN as given) if the connection is open.
     fn queue_frame(&self, fin: bool, opcode: u8, payload: &[u8]) -> Queued {
         let separate =
@@ -126,7 +172,18 @@ impl ConnHandle {
         if state.phase != Phase::Open {
             return Queued::Closed;
         }
-        push_frame(&mut state, fin, opcode, payload, separate);
+        self.push_locked(&mut state, fin, opcode, payload, separate)
+    }
+
+    fn push_locked(
+        &self,
+        state: &mut OutState,
+        fin: bool,
+        opcode: u8,
+        payload: &[u8],
+        separate: Option<Bytes>,
+    ) -> Queued {
+        push_frame(state, fin, opcode, payload, separate);
         self.buffered.fetch_add(
             encode::header_len(payload.len()) + payload.len(),
             Ordering::Relaxed,
@@ -332,6 +389,7 @@ impl ConnHandle {
         state.phase = Phase::Ended;
         state.chunks.clear();
         state.tail = BytesMut::new();
+        state.compressor = None;
         drop(state);
         self.buffered.store(0, Ordering::Relaxed);
     }

@@ -35,7 +35,7 @@ pub(super) async fn run(
     config: &ServerConfig,
 ) -> (u16, Bytes) {
     let mut connection = Connection {
-        decoder: Decoder::new(conn.route.max_payload_length),
+        decoder: Decoder::new(conn.route.max_payload_length).with_deflate(conn.deflate),
         stream,
         conn,
         events,
@@ -435,8 +435,14 @@ mod tests {
                 intercept: false,
                 upgrade_timeout: std::time::Duration::from_secs(10),
                 origins: None,
+                compression: crate::protocol::deflate::Compression::Disabled,
             });
-            let conn = Arc::new(ConnHandle::new(1, stream.local_addr().unwrap(), route));
+            let conn = Arc::new(ConnHandle::new(
+                1,
+                stream.local_addr().unwrap(),
+                route,
+                None,
+            ));
             let events = EventQueue::new(1024, 1024).unwrap();
             let config = ServerConfig::default();
             let task = run(stream, conn, BytesMut::new(), &events, &config);

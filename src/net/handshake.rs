@@ -11,6 +11,7 @@ use tungstenite::handshake::derive_accept_key;
 
 use super::upgrade::{http_response, switching_protocols, UpgradeRequest};
 use super::{RouteConfig, ServerConfig};
+use crate::protocol::deflate::{negotiate, DeflateParams};
 use crate::routing::RouteTable;
 
 const MAX_HEADERS: usize = 64;
@@ -45,6 +46,7 @@ const BAD_REQUEST: Rejection = Rejection::new(400, "malformed HTTP request\n");
 pub(super) struct Accepted {
     pub route: Arc<RouteConfig>,
     pub accept_key: String,
+    pub deflate: Option<DeflateParams>,
 }
 
 /// How the request head ended.
@@ -52,12 +54,14 @@ pub(super) enum Outcome {
     /// The 101 is written: the connection is a WebSocket. Holds the bytes the client sent after its head.
     Upgraded {
         route: Arc<RouteConfig>,
+        deflate: Option<DeflateParams>,
         early: BytesMut,
     },
     /// A valid upgrade to a route whose upgrades Python decides: nothing is written yet.
     Intercepted {
         route: Arc<RouteConfig>,
         accept_key: String,
+        deflate: Option<DeflateParams>,
         request: Box<UpgradeRequest>,
         early: BytesMut,
     },
@@ -131,17 +135,24 @@ pub(super) async fn upgrade(
             Ok(Some(Outcome::Intercepted {
                 route: accepted.route,
                 accept_key: accepted.accept_key,
+                deflate: accepted.deflate,
                 request,
                 early: buf,
             }))
         }
         Ok(accepted) => {
             stream
-                .write_all(&switching_protocols(&accepted.accept_key, None, &[]))
+                .write_all(&switching_protocols(
+                    &accepted.accept_key,
+                    None,
+                    accepted.deflate.as_ref(),
+                    &[],
+                ))
                 .await?;
             let _head = buf.split_to(head_len);
             Ok(Some(Outcome::Upgraded {
                 route: accepted.route,
+                deflate: accepted.deflate,
                 early: buf,
             }))
         }
@@ -250,9 +261,15 @@ pub(super) fn evaluate(
             return Err(Rejection::new(403, "origin not allowed\n"));
         }
     }
+    let offers = request
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+        .map(|h| h.value);
     Ok(Accepted {
         route: Arc::clone(found.value),
         accept_key: derive_accept_key(key),
+        deflate: negotiate(offers, found.value.compression),
     })
 }
 
@@ -268,6 +285,7 @@ fn is_valid_key(key: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::deflate::Compression;
 
     fn route_config() -> RouteConfig {
         RouteConfig {
@@ -281,6 +299,7 @@ mod tests {
             intercept: false,
             upgrade_timeout: std::time::Duration::from_secs(10),
             origins: None,
+            compression: Compression::Disabled,
         }
     }
 

@@ -15,6 +15,7 @@ use super::handshake::Outcome;
 use super::upgrade::{http_response, switching_protocols, Decision, UpgradeRequest};
 use super::{connection, handshake, ConnHandle, RouteConfig, ServerConfig};
 use crate::bridge::{Event, EventQueue};
+use crate::protocol::deflate::DeflateParams;
 use crate::routing::RouteTable;
 
 const LISTEN_BACKLOG: i32 = 4096;
@@ -181,6 +182,7 @@ async fn ask_python(
     id: u64,
     route: &RouteConfig,
     accept_key: &str,
+    deflate: Option<&DeflateParams>,
     request: Box<UpgradeRequest>,
     shared: &Shared,
 ) -> bool {
@@ -193,7 +195,7 @@ async fn ask_python(
     });
     let response = match tokio::time::timeout(route.upgrade_timeout, decision).await {
         Ok(Ok(Decision::Accept { protocol, headers })) => {
-            let answer = switching_protocols(accept_key, protocol.as_deref(), &headers);
+            let answer = switching_protocols(accept_key, protocol.as_deref(), deflate, &headers);
             return stream.write_all(&answer).await.is_ok();
         }
         Ok(Ok(Decision::Reject {
@@ -223,11 +225,16 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         &shared.config,
     ));
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let (route, early_bytes) = match handshake.await {
-        Ok(Some(Outcome::Upgraded { route, early })) => (route, early),
+    let (route, deflate, early_bytes) = match handshake.await {
+        Ok(Some(Outcome::Upgraded {
+            route,
+            deflate,
+            early,
+        })) => (route, deflate, early),
         Ok(Some(Outcome::Intercepted {
             route,
             accept_key,
+            deflate,
             request,
             early,
         })) => {
@@ -236,6 +243,7 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                 id,
                 &route,
                 &accept_key,
+                deflate.as_ref(),
                 request,
                 &shared,
             ));
@@ -243,12 +251,12 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                 shared.events.push(Event::UpgradeEnded { id });
                 return;
             }
-            (route, early)
+            (route, deflate, early)
         }
         Ok(None) | Err(_) => return,
     };
     let index = route.index;
-    let conn = Arc::new(ConnHandle::new(id, peer, route));
+    let conn = Arc::new(ConnHandle::new(id, peer, route, deflate));
     shared
         .connections
         .lock()

@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 
+use crate::protocol::deflate::DeflateParams;
+
 /// An upgrade request waiting for the app's upgrade handler.
 #[derive(Debug)]
 pub struct UpgradeRequest {
@@ -58,10 +60,11 @@ pub fn http_response<N: AsRef<str>, V: AsRef<str>>(
     out
 }
 
-/// The 101 answer, with the chosen subprotocol and extra headers.
+/// The 101 answer, with the chosen subprotocol, the negotiated compression and extra headers.
 pub fn switching_protocols(
     accept_key: &str,
     protocol: Option<&str>,
+    deflate: Option<&DeflateParams>,
     headers: &[(String, String)],
 ) -> Vec<u8> {
     let mut head = format!(
@@ -70,6 +73,12 @@ pub fn switching_protocols(
     );
     if let Some(protocol) = protocol {
         head.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+    }
+    if let Some(deflate) = deflate {
+        head.push_str(&format!(
+            "Sec-WebSocket-Extensions: {}\r\n",
+            deflate.response()
+        ));
     }
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
@@ -124,11 +133,12 @@ mod tests {
         let text = String::from_utf8(switching_protocols(
             "k",
             Some("chat"),
+            None,
             &[("X-A".into(), "1".into())],
         ))
         .unwrap();
         assert!(text.contains("Sec-WebSocket-Protocol: chat\r\nX-A: 1\r\n\r\n"));
-        let plain = String::from_utf8(switching_protocols("k", None, &[])).unwrap();
+        let plain = String::from_utf8(switching_protocols("k", None, None, &[])).unwrap();
         assert!(!plain.contains("Sec-WebSocket-Protocol"));
     }
 }

@@ -1,9 +1,13 @@
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::deflate::{Decompressor, DeflateParams};
 use super::{
     apply_mask, parse_close_payload, parse_header, CloseReason, Control, Data, OpCode,
     ProtocolError, Utf8Validator,
 };
+
+/// RSV1 in [`FrameHeader::rsv`](super::FrameHeader): the message is compressed (permessage-deflate).
+const RSV1: u8 = 0b100;
 
 /// One complete thing received from a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +27,8 @@ pub struct Decoder {
     /// Bytes the frame at the head of the buffer needs in all (header + payload), once its header is known.
     wanted: usize,
     fragments: Option<Box<Fragments>>,
+    /// Set when permessage-deflate was negotiated.
+    inflate: Option<Box<Inflate>>,
 }
 
 #[derive(Debug)]
@@ -30,6 +36,18 @@ struct Fragments {
     text: bool,
     data: BytesMut,
     utf8: Utf8Validator,
+    /// Bytes received on the wire so far, when the message is compressed (`data` holds them inflated).
+    compressed: Option<u64>,
+}
+
+/// The receiving half of permessage-deflate.
+#[derive(Debug)]
+struct Inflate {
+    window_bits: u8,
+    /// The client keeps its context between messages, so the window must be kept too.
+    keep_context: bool,
+    /// Made on the first compressed message; dropped after each one when no context is kept.
+    decompressor: Option<Decompressor>,
 }
 
 impl Decoder {
@@ -39,7 +57,27 @@ impl Decoder {
             max_payload,
             wanted: 0,
             fragments: None,
+            inflate: None,
         }
+    }
+
+    /// Accepts compressed messages (RSV1) as negotiated.
+    pub fn with_deflate(mut self, params: Option<DeflateParams>) -> Self {
+        self.inflate = params.map(|params| {
+            Box::new(Inflate {
+                window_bits: params.client_max_window_bits,
+                keep_context: !params.client_no_context_takeover,
+                decompressor: None,
+            })
+        });
+        self
+    }
+
+    /// The most compressed bytes a message may take on the wire: the limit plus DEFLATE's worst-case
+    /// growth of incompressible data, with room to spare.
+    fn compressed_limit(&self) -> u64 {
+        let max = self.max_payload as u64;
+        max + max / 8 + 1024
     }
 
     /// How many bytes the buffer must hold for the next call to make progress (0 when unknown).
@@ -65,14 +103,24 @@ impl Decoder {
             let Some(mask) = header.mask else {
                 return Err(ProtocolError::protocol("client frame not masked"));
             };
-            if header.rsv != 0 {
+            let starts_compressed = header.rsv == RSV1
+                && self.inflate.is_some()
+                && matches!(header.opcode, OpCode::Data(Data::Text | Data::Binary));
+            if header.rsv != 0 && !starts_compressed {
                 return Err(ProtocolError::protocol(
                     "RSV bits set without a negotiated extension",
                 ));
             }
             let is_data = matches!(header.opcode, OpCode::Data(_));
-            let assembled = self.fragments.as_ref().map_or(0, |f| f.data.len() as u64);
-            if is_data && assembled + header.payload_len > self.max_payload as u64 {
+            let (assembled, compressed) = match (&self.fragments, header.opcode) {
+                (Some(f), OpCode::Data(Data::Continue)) => (f.data.len() as u64, f.compressed),
+                _ => (0, starts_compressed.then_some(0)),
+            };
+            let too_big = match compressed {
+                Some(wire) => wire + header.payload_len > self.compressed_limit(),
+                None => assembled + header.payload_len > self.max_payload as u64,
+            };
+            if is_data && too_big {
                 return Err(ProtocolError::too_big());
             }
             let len = header.payload_len as usize;
@@ -92,13 +140,25 @@ impl Decoder {
                             "continuation frame without a message",
                         ));
                     };
+                    let start = fragments.data.len();
+                    if let Some(wire) = fragments.compressed.as_mut() {
+                        *wire += payload.len() as u64;
+                        let inflate = self.inflate.as_deref_mut().expect("compressed: negotiated");
+                        inflate.decompress(
+                            &payload,
+                            header.fin,
+                            &mut fragments.data,
+                            self.max_payload,
+                        )?;
+                    } else {
+                        fragments.data.extend_from_slice(&payload);
+                    }
                     if fragments.text {
                         fragments
                             .utf8
-                            .feed(&payload, header.fin)
+                            .feed(&fragments.data[start..], header.fin)
                             .map_err(|_| ProtocolError::invalid_utf8())?;
                     }
-                    fragments.data.extend_from_slice(&payload);
                     if header.fin {
                         let done = self.fragments.take().expect("checked above");
                         let data = done.data.freeze();
@@ -116,6 +176,19 @@ impl Decoder {
                         ));
                     }
                     let text = kind == Data::Text;
+                    let payload = if starts_compressed {
+                        let inflate = self.inflate.as_deref_mut().expect("checked above");
+                        let mut inflated = BytesMut::new();
+                        inflate.decompress(
+                            &payload,
+                            header.fin,
+                            &mut inflated,
+                            self.max_payload,
+                        )?;
+                        inflated
+                    } else {
+                        payload
+                    };
                     if header.fin {
                         if text && simdutf8::basic::from_utf8(&payload).is_err() {
                             return Err(ProtocolError::invalid_utf8());
@@ -136,6 +209,7 @@ impl Decoder {
                         text,
                         data: payload,
                         utf8,
+                        compressed: starts_compressed.then_some(header.payload_len),
                     }));
                 }
                 OpCode::Control(Control::Ping) => return Ok(Some(Inbound::Ping(payload.freeze()))),
@@ -146,6 +220,26 @@ impl Decoder {
                 OpCode::Control(Control::Reserved(_)) => unreachable!("rejected by parse_header"),
             }
         }
+    }
+}
+
+impl Inflate {
+    fn decompress(
+        &mut self,
+        payload: &[u8],
+        last: bool,
+        out: &mut BytesMut,
+        limit: usize,
+    ) -> Result<(), ProtocolError> {
+        let window_bits = self.window_bits;
+        let decompressor = self
+            .decompressor
+            .get_or_insert_with(|| Decompressor::new(window_bits));
+        let result = decompressor.decompress(payload, last, out, limit);
+        if last && !self.keep_context {
+            self.decompressor = None; // an idle connection keeps no window
+        }
+        result
     }
 }
 
@@ -310,6 +404,108 @@ mod tests {
         assert_eq!(
             decode_all(&mut Decoder::new(10), &bad).unwrap_err().code,
             1002
+        );
+    }
+
+    fn deflate_decoder(max: usize) -> Decoder {
+        let params = crate::protocol::deflate::negotiate(
+            [&b"permessage-deflate"[..]],
+            crate::protocol::deflate::Compression::Shared,
+        );
+        Decoder::new(max).with_deflate(params)
+    }
+
+    fn compressed(message: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        crate::protocol::deflate::compress_shared(15, message, &mut out);
+        out
+    }
+
+    fn with_rsv1(mut frame: Vec<u8>) -> Vec<u8> {
+        frame[0] |= 0x40;
+        frame
+    }
+
+    #[test]
+    fn compressed_messages_are_inflated_when_negotiated() {
+        let text = "héllo ".repeat(100);
+        let mut bytes = with_rsv1(client_frame(
+            true,
+            encode::TEXT,
+            &compressed(text.as_bytes()),
+        ));
+        bytes.extend(client_frame(true, encode::BINARY, b"plain"));
+        let got = decode_all(&mut deflate_decoder(1024), &bytes).unwrap();
+        assert_eq!(
+            got,
+            [
+                Inbound::Text(Bytes::from(text)),
+                Inbound::Binary(Bytes::from_static(b"plain"))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_compressed_message_in_fragments_with_a_ping_between() {
+        let data = compressed(&[b'z'; 3000]);
+        let (a, b) = data.split_at(data.len() / 2);
+        let mut bytes = with_rsv1(client_frame(false, encode::BINARY, a));
+        bytes.extend(client_frame(true, encode::PING, b""));
+        bytes.extend(client_frame(true, 0, b));
+        let got = decode_all(&mut deflate_decoder(3000), &bytes).unwrap();
+        assert_eq!(
+            got,
+            [
+                Inbound::Ping(Bytes::new()),
+                Inbound::Binary(Bytes::from(vec![b'z'; 3000]))
+            ]
+        );
+    }
+
+    #[test]
+    fn rsv1_is_only_for_the_first_frame_of_a_data_message() {
+        let mut continuation = client_frame(false, encode::TEXT, b"a");
+        continuation.extend(with_rsv1(client_frame(true, 0, b"b")));
+        let ping = with_rsv1(client_frame(true, encode::PING, b""));
+        let rsv2 = {
+            let mut frame = client_frame(true, encode::TEXT, b"a");
+            frame[0] |= 0x20;
+            frame
+        };
+        for bytes in [continuation, ping, rsv2] {
+            let error = decode_all(&mut deflate_decoder(100), &bytes).unwrap_err();
+            assert_eq!(error.code, 1002, "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn the_limit_applies_to_the_inflated_size() {
+        let bomb = with_rsv1(client_frame(
+            true,
+            encode::BINARY,
+            &compressed(&[0; 1 << 20]),
+        ));
+        assert_eq!(
+            decode_all(&mut deflate_decoder(64 * 1024), &bomb)
+                .unwrap_err()
+                .code,
+            1009
+        );
+        let fits = with_rsv1(client_frame(true, encode::BINARY, &compressed(&[0; 1000])));
+        assert_eq!(
+            decode_all(&mut deflate_decoder(1000), &fits).unwrap().len(),
+            1
+        );
+    }
+
+    #[test]
+    fn inflated_text_must_be_utf8() {
+        let bad = with_rsv1(client_frame(true, encode::TEXT, &compressed(b"ok \xff")));
+        assert_eq!(
+            decode_all(&mut deflate_decoder(100), &bad)
+                .unwrap_err()
+                .code,
+            1007
         );
     }
 }

@@ -15,6 +15,9 @@ pub const PING: u8 = 0x9;
 /// Opcode of a pong frame.
 pub const PONG: u8 = 0xa;
 
+/// RSV1, or'ed into the opcode given to [`put_header`]: the message is compressed (permessage-deflate).
+pub const RSV1: u8 = 0x40;
+
 /// The largest header a server frame needs.
 pub const MAX_HEADER_LEN: usize = 10;
 

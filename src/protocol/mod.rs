@@ -5,6 +5,7 @@
 
 mod close;
 mod decoder;
+pub mod deflate;
 pub mod encode;
 mod error;
 mod header;

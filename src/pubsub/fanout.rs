@@ -104,18 +104,19 @@ impl Topics {
         state.registry.is_empty() && state.subscribers.is_empty()
     }
 
-    /// Queues one message to every subscriber of `topic` but `exclude`.
+    /// Queues one message to every subscriber of `topic` but `exclude`. `compressed` is the payload
+    /// compressed on its own with a full window: it goes to the receivers that can take it.
     pub fn publish(
         &self,
         topic: &str,
         opcode: u8,
         payload: &[u8],
+        compressed: Option<&[u8]>,
         exclude: Option<u64>,
     ) -> Result<Published, TopicError> {
         validate_topic(topic)?;
-        let mut frame = BytesMut::with_capacity(encode::header_len(payload.len()) + payload.len());
-        put_frame(&mut frame, opcode, payload);
-        let frame = frame.freeze();
+        let frame = encode_frame(opcode, payload);
+        let compressed_frame = compressed.map(|c| encode_frame(opcode | encode::RSV1, c));
         let mut published = Published {
             payload: frame.slice(frame.len() - payload.len()..),
             ..Published::default()
@@ -128,7 +129,13 @@ impl Topics {
             let Some(conn) = state.subscribers.get(&id) else {
                 return;
             };
-            match conn.send_encoded(&frame) {
+            let frame = match &compressed_frame {
+                Some(compressed) if conn.deflate.is_some_and(|d| d.takes_shared_frames()) => {
+                    compressed
+                }
+                _ => &frame,
+            };
+            match conn.send_encoded(frame) {
                 Queued::Yes { wake } => {
                     published.delivered += 1;
                     if wake {
@@ -141,4 +148,10 @@ impl Topics {
         })?;
         Ok(published)
     }
+}
+
+fn encode_frame(opcode: u8, payload: &[u8]) -> Bytes {
+    let mut frame = BytesMut::with_capacity(encode::header_len(payload.len()) + payload.len());
+    put_frame(&mut frame, opcode, payload);
+    frame.freeze()
 }

@@ -17,6 +17,7 @@ use super::upgrade::PendingUpgrade;
 use super::websocket::{self, Websocket};
 use crate::bridge::{Event, EventQueue, Traffic};
 use crate::net::{NetServer, RouteConfig, ServerConfig};
+use crate::protocol::deflate::Compression;
 use crate::pubsub::Topics;
 use crate::routing::RouteTable;
 
@@ -86,7 +87,7 @@ impl Engine {
     /// Registers a WebSocket route; options were validated by the Python side.
     // The keyword arguments mirror the route options one to one.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (pattern, handler, *, max_payload_length, idle_timeout, max_lifetime, send_pings_automatically, message_type, max_backpressure, close_on_backpressure_limit, intercept, upgrade_timeout, origins))]
+    #[pyo3(signature = (pattern, handler, *, max_payload_length, idle_timeout, max_lifetime, send_pings_automatically, message_type, max_backpressure, close_on_backpressure_limit, intercept, upgrade_timeout, origins, compression, compression_window_bits))]
     fn add_ws_route(
         &mut self,
         pattern: &str,
@@ -101,6 +102,8 @@ impl Engine {
         intercept: bool,
         upgrade_timeout: f64,
         origins: Option<Vec<String>>,
+        compression: &str,
+        compression_window_bits: u8,
     ) -> PyResult<()> {
         if self.server.is_some() {
             return Err(PyRuntimeError::new_err(
@@ -119,6 +122,18 @@ impl Engine {
             intercept,
             upgrade_timeout: Duration::from_secs_f64(upgrade_timeout),
             origins,
+            compression: match compression {
+                "disabled" => Compression::Disabled,
+                "shared" => Compression::Shared,
+                "dedicated" => Compression::Dedicated {
+                    window_bits: compression_window_bits,
+                },
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "unknown compression {other:?}"
+                    )))
+                }
+            },
         };
         let message_type = MessageType::parse(message_type)?;
         self.table
@@ -227,13 +242,21 @@ impl Engine {
         is_binary: Option<bool>,
         compress: bool,
     ) -> PyResult<bool> {
-        let _ = compress;
         // No borrow of the engine is held while the GIL is released: other threads publish too.
         let (topics, events) = {
             let this = slf.borrow();
             (Arc::clone(&this.topics), Arc::clone(&this.events))
         };
-        publish::publish(slf.py(), &topics, &events, topic, message, is_binary, None)
+        publish::publish(
+            slf.py(),
+            &topics,
+            &events,
+            topic,
+            message,
+            is_binary,
+            compress,
+            None,
+        )
     }
 
     /// How many connections a publish to `topic` would reach.

@@ -6,10 +6,15 @@ use pyo3::prelude::*;
 use super::cork;
 use super::payload::extract_typed_message;
 use crate::bridge::{Event, EventQueue, Traffic};
+use crate::protocol::deflate::{compress_shared, MAX_WINDOW_BITS};
 use crate::protocol::encode;
 use crate::pubsub::Topics;
 
 /// Publishes `message` to every subscriber of `topic` but `exclude`; returns whether any was reached.
+/// With `compress`, the message is compressed once and goes compressed to the subscribers that can take
+/// a frame compressed on its own (see `DeflateParams::takes_shared_frames`), plain to the others.
+// One argument per parameter of the Python method.
+#[allow(clippy::too_many_arguments)]
 pub fn publish(
     py: Python<'_>,
     topics: &Topics,
@@ -17,13 +22,21 @@ pub fn publish(
     topic: &str,
     message: &Bound<'_, PyAny>,
     is_binary: Option<bool>,
+    compress: bool,
     exclude: Option<u64>,
 ) -> PyResult<bool> {
     let (outgoing, binary) = extract_typed_message(message, is_binary)?;
     let opcode = if binary { encode::BINARY } else { encode::TEXT };
     let payload = outgoing.bytes();
     let published = py
-        .detach(|| topics.publish(topic, opcode, payload, exclude))
+        .detach(|| {
+            let compressed = compress.then(|| {
+                let mut out = Vec::new();
+                compress_shared(MAX_WINDOW_BITS, payload, &mut out);
+                out
+            });
+            topics.publish(topic, opcode, payload, compressed.as_deref(), exclude)
+        })
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
     Traffic::add(&events.traffic().messages_out, published.delivered);
     for conn in &published.to_wake {

@@ -431,7 +431,6 @@ impl Websocket {
         is_binary: Option<bool>,
         compress: bool,
     ) -> PyResult<bool> {
-        let _ = compress;
         // No borrow of the socket is held while the GIL is released.
         let (topics, events, id) = {
             let this = slf.borrow();
@@ -448,12 +447,14 @@ impl Websocket {
             topic,
             message,
             is_binary,
+            compress,
             Some(id),
         )
     }
 
     /// Sends a message. `is_binary` defaults to the type: bytes-like → binary, str → text. Returns False
-    /// when the connection is closed. `compress` applies once permessage-deflate is negotiated.
+    /// when the connection is closed or the message was refused (backpressure). `compress` compresses it
+    /// when the connection negotiated permessage-deflate (and sends it plain otherwise).
     #[pyo3(signature = (message, is_binary=None, compress=false))]
     fn send(
         &self,
@@ -461,7 +462,6 @@ impl Websocket {
         is_binary: Option<bool>,
         compress: bool,
     ) -> PyResult<bool> {
-        let _ = compress;
         if self.stream.is_some() {
             return Err(PyRuntimeError::new_err(
                 "send() while a message is being streamed (stream() or writable) would break it: \
@@ -470,7 +470,11 @@ impl Websocket {
         }
         let (outgoing, binary) = extract_typed_message(message, is_binary)?;
         let opcode = if binary { encode::BINARY } else { encode::TEXT };
-        let queued = self.queue(opcode, outgoing.bytes());
+        let queued = if compress {
+            self.counted(opcode, self.conn.send_compressed(opcode, outgoing.bytes()))
+        } else {
+            self.queue(opcode, outgoing.bytes())
+        };
         if let Queued::Full = queued {
             let data = Bytes::copy_from_slice(outgoing.bytes());
             self.events.push(Event::Dropped {
@@ -768,7 +772,11 @@ impl Websocket {
 
 impl Websocket {
     fn queue(&self, opcode: u8, payload: &[u8]) -> Queued {
-        let queued = self.conn.send(opcode, payload);
+        self.counted(opcode, self.conn.send(opcode, payload))
+    }
+
+    /// Counts a queued frame and wakes its writer (now, or at the end of the cork).
+    fn counted(&self, opcode: u8, queued: Queued) -> Queued {
         if let Queued::Yes { wake } = queued {
             if opcode != encode::PING {
                 Traffic::add(&self.events.traffic().messages_out, 1);

@@ -1,0 +1,193 @@
+use bytes::BytesMut;
+use zlib_rs::{Inflate, InflateFlush, Status};
+
+use super::{MAX_WINDOW_BITS, MIN_WINDOW_BITS, SYNC_TAIL};
+use crate::protocol::ProtocolError;
+
+/// Output grows by at most this much per step, so a bomb is caught before a large allocation.
+const MAX_STEP: usize = 64 * 1024;
+const MIN_STEP: usize = 1024;
+
+/// Inflates the compressed messages of one connection, keeping the window between messages when the
+/// client takes its context over.
+pub struct Decompressor {
+    stream: Inflate,
+}
+
+impl std::fmt::Debug for Decompressor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decompressor").finish_non_exhaustive()
+    }
+}
+
+const fn invalid_data() -> ProtocolError {
+    ProtocolError {
+        code: 1007,
+        reason: "invalid compressed data",
+    }
+}
+
+impl Decompressor {
+    /// A decompressor for streams whose window is at most 2^`window_bits` bytes.
+    pub fn new(window_bits: u8) -> Self {
+        Self {
+            stream: Inflate::new(false, window_bits.clamp(MIN_WINDOW_BITS, MAX_WINDOW_BITS)),
+        }
+    }
+
+    /// Inflates one frame's payload of a compressed message, appending to `out`. `last` says the frame
+    /// ends the message. Fails with 1009 as soon as `out` would exceed `limit` bytes (it never grows past
+    /// twice that), and with 1007 when the data is not DEFLATE.
+    pub fn decompress(
+        &mut self,
+        payload: &[u8],
+        last: bool,
+        out: &mut BytesMut,
+        limit: usize,
+    ) -> Result<(), ProtocolError> {
+        self.feed(payload, out, limit)?;
+        if last {
+            self.feed(&SYNC_TAIL, out, limit)?;
+        }
+        Ok(())
+    }
+
+    fn feed(
+        &mut self,
+        mut input: &[u8],
+        out: &mut BytesMut,
+        limit: usize,
+    ) -> Result<(), ProtocolError> {
+        loop {
+            // One byte past the limit tells an over-long message from one that fills it exactly.
+            let allowed = limit.saturating_add(1).saturating_sub(out.len());
+            if allowed == 0 {
+                return Err(ProtocolError::too_big());
+            }
+            if out.capacity() == out.len() {
+                let step = (input.len().saturating_mul(4)).clamp(MIN_STEP, MAX_STEP);
+                out.reserve(step.min(allowed));
+            }
+            let spare = out.spare_capacity_mut();
+            let room = spare.len().min(allowed);
+            let (read_before, written_before) = (self.stream.total_in(), self.stream.total_out());
+            let status = self
+                .stream
+                .decompress_uninit(input, &mut spare[..room], InflateFlush::SyncFlush)
+                .map_err(|_| invalid_data())?;
+            let read = (self.stream.total_in() - read_before) as usize;
+            let written = (self.stream.total_out() - written_before) as usize;
+            // SAFETY: the stream initialised the first `written` bytes of the spare capacity.
+            unsafe { out.set_len(out.len() + written) };
+            input = &input[read..];
+            if out.len() > limit {
+                return Err(ProtocolError::too_big());
+            }
+            match status {
+                // The client ended its stream (a final block): legal, but nothing may follow it, and
+                // the next message starts a new stream.
+                Status::StreamEnd => {
+                    if !input.is_empty() {
+                        return Err(invalid_data());
+                    }
+                    self.stream.reset(false);
+                    return Ok(());
+                }
+                Status::Ok | Status::BufError if input.is_empty() && written < room => {
+                    return Ok(());
+                }
+                Status::BufError if read == 0 && written == 0 => return Err(invalid_data()),
+                Status::Ok | Status::BufError => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::compress_shared;
+    use super::*;
+
+    fn inflate(
+        decompressor: &mut Decompressor,
+        compressed: &[u8],
+        limit: usize,
+    ) -> Result<Vec<u8>, u16> {
+        let mut out = BytesMut::new();
+        decompressor
+            .decompress(compressed, true, &mut out, limit)
+            .map(|()| out.to_vec())
+            .map_err(|e| e.code)
+    }
+
+    #[test]
+    fn the_rfc_examples() {
+        // RFC 7692 §7.2.3.1 and §7.2.3.2: "Hello" compressed, then the same with a stored block.
+        let mut decompressor = Decompressor::new(15);
+        let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        assert_eq!(inflate(&mut decompressor, &hello, 100).unwrap(), b"Hello");
+        let stored = [
+            0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+        ];
+        assert_eq!(inflate(&mut decompressor, &stored, 100).unwrap(), b"Hello");
+    }
+
+    #[test]
+    fn context_is_kept_between_messages() {
+        // RFC 7692 §7.2.3.2: the second "Hello" refers back to the first one.
+        let mut decompressor = Decompressor::new(15);
+        let first = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        let second = [0xf2, 0x00, 0x11, 0x00, 0x00];
+        assert_eq!(inflate(&mut decompressor, &first, 100).unwrap(), b"Hello");
+        assert_eq!(inflate(&mut decompressor, &second, 100).unwrap(), b"Hello");
+    }
+
+    #[test]
+    fn a_message_split_across_frames() {
+        let mut compressed = Vec::new();
+        compress_shared(15, &[b'a'; 10_000], &mut compressed);
+        let mut decompressor = Decompressor::new(15);
+        let mut out = BytesMut::new();
+        let (head, tail) = compressed.split_at(compressed.len() / 2);
+        decompressor
+            .decompress(head, false, &mut out, 10_000)
+            .unwrap();
+        decompressor
+            .decompress(tail, true, &mut out, 10_000)
+            .unwrap();
+        assert_eq!(&out[..], &[b'a'; 10_000][..]);
+    }
+
+    #[test]
+    fn a_bomb_is_stopped_at_the_limit_without_inflating_it() {
+        let mut compressed = Vec::new();
+        let huge = vec![0u8; 8 * 1024 * 1024];
+        compress_shared(15, &huge, &mut compressed);
+        assert!(compressed.len() < 16 * 1024);
+        let mut out = BytesMut::new();
+        let error = Decompressor::new(15)
+            .decompress(&compressed, true, &mut out, 1024 * 1024)
+            .unwrap_err();
+        assert_eq!(error.code, 1009);
+        // The buffer grows by doubling: bounded by twice the limit, never by what the bomb holds.
+        assert!(
+            out.capacity() <= 2 * (1024 * 1024 + MAX_STEP),
+            "{}",
+            out.capacity()
+        );
+        assert_eq!(
+            inflate(&mut Decompressor::new(15), &compressed, huge.len())
+                .unwrap()
+                .len(),
+            huge.len()
+        );
+    }
+
+    #[test]
+    fn garbage_is_1007() {
+        assert_eq!(
+            inflate(&mut Decompressor::new(15), &[0xff, 0xff, 0xff, 0xff], 100),
+            Err(1007)
+        );
+    }
+}
