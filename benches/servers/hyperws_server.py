@@ -3,7 +3,7 @@
 /echo: every message back with the same type; /sub: subscribes to topic "bench"; /pub: every message received is
 published to "bench"; /slow: an `async def` listener that sleeps SLOW_DELAY per binary message and answers a text
 message with the tally (hyperws's read-side flow control pauses the socket while it is busy); /echoz: /echo with
-`compression="shared"` (skipped, with UNSUPPORTED on stdout, while this hyperws has no compression). Prints READY
+`compression="shared"` and every echo sent with `compress=True` (skipped, with UNSUPPORTED on stdout, while this hyperws has no compression). Prints READY
 once listening. If this hyperws has no pub/sub yet, /echo is still served and /sub, /pub say so on stderr.
 
 SIGUSR1 prints `STATS <json of server.stats()>` on stderr: the driver sends it at the start and the end of the
@@ -70,7 +70,8 @@ def slow(ws: Any) -> None:
 
 
 def echoz(ws: Any) -> None:
-    ws.on("message", lambda message, is_binary: ws.send(message, is_binary))
+    # compress=True: like uWebSockets, hyperws compresses only the sends that ask for it
+    ws.on("message", lambda message, is_binary: ws.send(message, is_binary, True))
 
 
 try:
