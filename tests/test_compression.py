@@ -90,11 +90,12 @@ async def test_negotiation(serve, path, offered, answered):
     async with await offer(server, path, offered) as raw:
         assert raw.response.status == 101  # an extension never fails the handshake
         assert raw.response.header("Sec-WebSocket-Extensions") == answered
-        await raw.send_text(b"still a working connection")
+        message = b"still a working connection, " * 8
+        await raw.send_text(message)
         frame = await raw.read_frame()
         assert frame.rsv == (4 if answered else 0)
         got = inflate(frame.payload) if frame.rsv else frame.payload
-        assert got == b"still a working connection"
+        assert got == message
 
 
 async def test_the_upgrade_request_shows_the_offered_extensions(serve):
@@ -161,6 +162,19 @@ async def test_compress_true_sets_rsv1_and_compress_false_sends_plain(serve):
         assert (frame.rsv, frame.opcode, inflate(frame.payload)) == (4, BINARY, b"\x00" * 1000)
 
 
+@pytest.mark.parametrize(("compression", "rsv"), [("shared", 0), ("dedicated", 4)])
+async def test_short_messages_compressed_on_their_own_stay_plain(serve, compression, rsv):
+    # alone, a message under 128 bytes shrinks by a few bytes at most; with a kept context it does not
+    server, opened = await sender_server(serve, compression=compression)
+    async with await offer(server, "/ws", PMD) as raw:
+        ws = await asyncio.wait_for(opened, T)
+        short = "x" * 127
+        assert ws.send(short, compress=True)
+        frame = await raw.read_frame()
+        assert frame.rsv == rsv
+        assert (inflate(frame.payload) if frame.rsv else frame.payload) == short.encode()
+
+
 async def test_compress_true_without_the_extension_sends_plain(serve):
     server, opened = await sender_server(serve, compression="shared")
     async with await RawWebSocket.connect(server.port, "/ws") as raw:  # offers nothing
@@ -192,10 +206,10 @@ async def test_shared_compresses_each_message_on_its_own(serve):
         ws = await asyncio.wait_for(opened, T)
         payloads = []
         for _ in range(2):
-            ws.send("same message, same bytes " * 4, compress=True)
+            ws.send("same message, same bytes " * 8, compress=True)
             payloads.append((await raw.read_frame()).payload)
         assert payloads[0] == payloads[1]
-        assert inflate(payloads[1]) == b"same message, same bytes " * 4  # a fresh decompressor
+        assert inflate(payloads[1]) == b"same message, same bytes " * 8  # a fresh decompressor
 
 
 async def test_a_smaller_window_asked_by_the_client_is_kept(serve):

@@ -608,6 +608,43 @@ async def test_async_listeners_run_in_arrival_order(serve):
     assert got == [str(i) for i in range(200)]
 
 
+class Later:
+    """An awaitable that is neither a coroutine nor a future: only its class defines __await__."""
+
+    def __init__(self, log: list, message: str) -> None:
+        self.log, self.message = log, message
+
+    def __await__(self):
+        yield from asyncio.sleep(0.01).__await__()
+        self.log.append(self.message)
+
+
+async def test_listeners_returning_futures_or_custom_awaitables_are_awaited_in_order(serve):
+    log: list = []
+    loop = asyncio.get_running_loop()
+
+    def on_open(ws):
+        def on_message(message, is_binary):
+            if message.startswith("future"):
+                future = loop.create_future()
+                loop.call_later(0.01, lambda: (log.append(message), future.set_result(None)))
+                return future
+            if message.startswith("custom"):
+                return Later(log, message)
+            log.append(message)
+            return ws.send("plain")  # True: a plain result, not awaited
+
+        ws.on("message", on_message)
+
+    server = await serve_handler(serve, on_open)
+    async with connect(url(server, "/ws"), open_timeout=T) as client:
+        for message in ["future 1", "custom 2", "plain 3", "future 4"]:
+            await client.send(message)
+        assert await asyncio.wait_for(client.recv(), T) == "plain"
+        await until(lambda: len(log) == 4)
+    assert log == ["future 1", "custom 2", "plain 3", "future 4"]
+
+
 async def test_next_async_listener_starts_when_the_previous_finishes(serve):
     log = []
 

@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
 use super::RouteConfig;
-use crate::protocol::deflate::{compress_shared, Compressor, DeflateParams};
+use crate::protocol::deflate::{compress_shared, Compressor, DeflateParams, MIN_ALONE};
 use crate::protocol::encode::{self, put_header};
 use crate::protocol::{encode_close_payload, CLOSE_POLICY};
 
@@ -135,6 +135,9 @@ impl ConnHandle {
         let Some(deflate) = self.deflate else {
             return self.send(opcode, payload);
         };
+        if deflate.server_no_context_takeover && payload.len() < MIN_ALONE {
+            return self.send(opcode, payload);
+        }
         if self.over_limit() {
             return self.refuse();
         }

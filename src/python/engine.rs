@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3::{intern, PyTraverseError, PyVisit};
 
+use super::awaitable::is_awaitable;
 use super::cork::CorkGuard;
 use super::payload::MessageType;
 use super::publish;
@@ -337,7 +338,7 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
             match handler.bind(py).call1((&ws,)) {
                 Ok(result) if result.is_none() => {}
                 Ok(result) => {
-                    if result.hasattr(intern!(py, "__await__")).unwrap_or(false) {
+                    if is_awaitable(&result) {
                         websocket::schedule_one(&ws, result);
                     }
                 }

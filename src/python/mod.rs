@@ -1,5 +1,6 @@
 //! The PyO3 face: thin classes over the engine. No protocol logic lives here.
 
+mod awaitable;
 mod cork;
 mod engine;
 mod listeners;

@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use super::cork;
 use super::payload::extract_typed_message;
 use crate::bridge::{Event, EventQueue, Traffic};
-use crate::protocol::deflate::{compress_shared, MAX_WINDOW_BITS};
+use crate::protocol::deflate::{compress_shared, MAX_WINDOW_BITS, MIN_ALONE};
 use crate::protocol::encode;
 use crate::pubsub::Topics;
 
@@ -30,7 +30,7 @@ pub fn publish(
     let payload = outgoing.bytes();
     let published = py
         .detach(|| {
-            let compressed = compress.then(|| {
+            let compressed = (compress && payload.len() >= MIN_ALONE).then(|| {
                 let mut out = Vec::new();
                 compress_shared(MAX_WINDOW_BITS, payload, &mut out);
                 out

@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
+use super::awaitable::is_awaitable;
 use super::cork::{self, CorkGuard};
 use super::listeners::{Callbacks, Listeners};
 use super::payload::{extract_message, extract_typed_message, MessageType};
@@ -296,7 +297,7 @@ fn call_listeners<'py>(
     let mut call = |callback: Py<PyAny>| match callback.bind(py).call1(args) {
         Ok(result) if result.is_none() => {}
         Ok(result) => {
-            if result.hasattr(intern!(py, "__await__")).unwrap_or(false) {
+            if is_awaitable(&result) {
                 awaitables.push(result);
             }
         }
