@@ -180,6 +180,19 @@ WORKLOADS = {
             counters=True,
         ),
         Workload(
+            "echo512z",
+            "echo, 512 B text (compressible), permessage-deflate, 64 connections x 16 in flight",
+            "msg/s",
+            lambda u, d, w: (
+                [
+                    *("echo", "--url", f"{u}/echoz", "--conns", "64", "--inflight", "16"),
+                    *("--size", "512", "--deflate", *_timed(d, w)),
+                ]
+            ),
+            route="/echoz",
+            counters=True,
+        ),
+        Workload(
             "fanout",
             "fan-out, 32 B to 1000 subscribers, publisher window 32",
             "deliveries/s",
@@ -761,6 +774,9 @@ def notes_for(workload: Workload, mine: list[Run], ok: list[Run]) -> list[str]:
             notes.append(f"INVALID: {why[:100]}")
     for why in dict.fromkeys(r.unsupported for r in mine if r.unsupported):
         notes.append(f"unsupported: {why}")
+    plain = [r for r in ok if (r.report or {}).get("compressed_in") == 0]
+    if plain:
+        notes.append(f"sent every echo uncompressed in {len(plain)} rep(s)")
     busy = [
         r
         for r in ok
