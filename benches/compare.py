@@ -544,20 +544,30 @@ SYSCALLS = {
 }
 
 
-class Counters:
-    """Counts the server's syscalls between the generator's WINDOW markers: `perf stat` on the syscall
-    tracepoints, attached to every thread of the server and started disabled, enabled and disabled through its
-    control pipe (in-kernel counting: a few tens of ns per syscall). /proc/<pid>/io's `syscw` would be cheaper
-    but counts only write/writev, not send/sendto/sendmsg (what uWebSockets, so Bun and socketify, use).
-    For a server with `stats`, also samples its STATS lines (SIGUSR1) at both markers."""
+COUNTING_SECONDS = 3.0  # measured seconds of the separate counting pass
 
-    def __init__(self, pid: int, stats: bool) -> None:
+
+class Counters:
+    """Samples the server between the generator's WINDOW markers. With `stats`: its STATS lines (SIGUSR1 makes
+    the hyperws bench server print `server.stats()`; nearly free, so done in the measured run). With
+    `syscalls`: its syscalls, with `perf stat` on the syscall tracepoints, attached to every thread of the
+    server, started disabled, enabled and disabled through its control pipe. Tracing every syscall slows a
+    server down (by about a third for hyperws on this VM), so that is done in a separate, shorter counting pass
+    on the same server process after the measured run, never while the rate is measured. /proc/<pid>/io's
+    `syscw` would cost nothing but counts only write/writev, not send/sendto/sendmsg (what uWebSockets, so Bun
+    and socketify, use)."""
+
+    def __init__(self, pid: int, stats: bool, syscalls: bool) -> None:
         self.pid, self.stats = pid, stats
         self.perf: subprocess.Popen[bytes] | None = None
         self.error = ""
         events = [f"syscalls:sys_enter_{n}" for names in SYSCALLS.values() for n in names]
         ctl_r, self._ctl = os.pipe()
         self._ack, ack_w = os.pipe()
+        if not syscalls:
+            os.close(ctl_r)
+            os.close(ack_w)
+            return
         try:
             self.perf = subprocess.Popen(
                 [
@@ -636,6 +646,37 @@ def parse_perf(text: str) -> dict[str, float] | None:
     return totals or None
 
 
+def finish_counters(
+    counters: Counters, report: dict[str, object] | None, log: Path
+) -> dict[str, float]:
+    r = report or {}
+    out = counters.finish(
+        float(r.get("messages", 0)),  # type: ignore[arg-type]
+        float(r.get("seconds", 0)),  # type: ignore[arg-type]
+        log,
+    )
+    if counters.error:
+        print(f"      (counters: {counters.error})", flush=True)
+    return out
+
+
+def counting_pass(
+    args: argparse.Namespace, workload: Workload, srv: ServerProcess, run: Run
+) -> str:
+    """A second, short run of the same load on the same server with its syscalls counted (see Counters).
+    Returns why it was invalid ("" when valid): that makes the run INVALID like any other error."""
+    counters = Counters(srv.proc.pid, False, syscalls=True)
+    argv = workload.argv(srv.url, COUNTING_SECONDS, 1.0)
+    report, _, why = run_loadgen(
+        args.loadgen, argv, args.loadgen_cpu, COUNTING_SECONDS + 60, None, counters.window
+    )
+    run.counters.update(finish_counters(counters, report, srv.log))
+    if report is None or not report.get("valid"):
+        samples = list((report or {}).get("error_samples", []))  # type: ignore[call-overload]
+        return "counting pass: " + (str(samples[0]) if samples else why or "invalid")
+    return ""
+
+
 def one_run(
     args: argparse.Namespace, workload: Workload, server: Server, rep: int, logs: Path
 ) -> tuple[Run, str | None]:
@@ -665,7 +706,8 @@ def one_run(
             rss["per_conn"] = (after - rss["before"]) / n
             rss["after"] = after
 
-    counters = Counters(srv.proc.pid, server.stats) if workload.counters and args.counters else None
+    counting = workload.counters and args.counters
+    counters = Counters(srv.proc.pid, server.stats, syscalls=False) if counting else None
     time.sleep(0.3)
     rss["before"] = proc_rss_kib(srv.proc.pid) or 0
     cpu0, t0 = proc_cpu(srv.proc.pid), time.monotonic()
@@ -683,16 +725,12 @@ def one_run(
     alive = srv.proc.poll() is None
     run.rss_start_kib = int(rss["before"]) or None
     run.rss_peak_kib = proc_hwm_kib(srv.proc.pid)
-    srv.stop()
+    counting_failed = ""
     if counters:
-        r = report or {}
-        run.counters = counters.finish(
-            float(r.get("messages", 0)),  # type: ignore[arg-type]
-            float(r.get("seconds", 0)),  # type: ignore[arg-type]
-            srv.log,
-        )
-        if counters.error:
-            print(f"      (counters: {counters.error})", flush=True)
+        run.counters = finish_counters(counters, report, srv.log)
+        if alive and report and report.get("valid"):
+            counting_failed = counting_pass(args, workload, srv, run)
+    srv.stop()
 
     run.wall, run.loadgen_cpu = t1 - t0, gen_cpu
     if cpu0 is not None and cpu1 is not None:
@@ -704,7 +742,9 @@ def one_run(
         run.note = why
         return run, None
     run.errors, run.lost = int(report.get("errors", 0)), int(report.get("lost", 0))  # type: ignore[call-overload]
-    run.valid = bool(report.get("valid")) and alive
+    run.valid = bool(report.get("valid")) and alive and not counting_failed
+    if counting_failed:
+        run.note = counting_failed
     if not alive:
         run.note = f"server died during the run: {exit_reason(srv.proc.returncode)}"
     if workload.metric == "rate":
