@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Side-by-side WebSocket server comparison: hyperws against the Python peers, same app, same load.
+"""Side-by-side WebSocket server comparison: hyperws against its peers (Bun, Node ws and the Python servers), same
+app, same load.
 
     bash benches/setup_peers.sh
     benches/.peers/venv/bin/python benches/compare.py [--workloads echo32,echo16k] [--reps 3] [--duration 10]
@@ -9,6 +10,10 @@ process is started pinned to one CPU (taskset -c 0), the Rust load generator run
 -c 1), and its JSON verdict is read. A run the generator reports invalid (any protocol error, wrong byte, gap,
 closed connection or message still in flight at the end) is shown as INVALID, never as a number. Prints a table
 and writes it, with the machine and versions, to benches/results/<date>.md (raw JSON lines beside it).
+
+In the echo workloads the server's syscalls are counted over the measured window (perf stat on the syscall
+tracepoints, enabled and disabled at the generator's WINDOW markers) and shown per echoed message; hyperws also
+reports its own loop wake-ups and events handed to Python (SIGUSR1 makes the bench server print its stats).
 """
 
 from __future__ import annotations
@@ -36,6 +41,10 @@ SERVERS_DIR = BENCH_DIR / "servers"
 PEERS_DIR = BENCH_DIR / ".peers"
 RESULTS_DIR = BENCH_DIR / "results"
 DEFAULT_LOADGEN = BENCH_DIR / "loadgen" / "target" / "release" / "loadgen"
+NODE_MODULES = PEERS_DIR / "node" / "node_modules"
+BUN = NODE_MODULES / ".bin" / "bun"
+# socketify's native library links libuv.so.1: setup_peers.sh unpacks Debian's libuv1 here
+LIBUV_DIR = PEERS_DIR / "debroot" / "usr" / "lib" / "x86_64-linux-gnu"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 DASH = "\N{EN DASH}"
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -48,18 +57,62 @@ PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 class Server:
     name: str
     script: str  # in benches/servers/
-    module: str  # must import in the venv, or the server is skipped
-    python: bool = (
-        True  # counts as a "Python peer" for the ratio column (hyperws is not a peer of itself)
+    runtime: str = (
+        "python"  # "python" (the --python interpreter), "node" or "bun" (from benches/.peers/node)
     )
+    module: str = ""  # python: must import in the venv, or the server is skipped
+    python_peer: bool = (
+        True  # counts for the "best Python peer" ratio (hyperws is not a peer of itself)
+    )
+    stats: bool = False  # prints `STATS <json>` on stderr on SIGUSR1 (the hyperws bench server)
 
 
 SERVERS = [
-    Server("hyperws", "hyperws_server.py", "hyperws", python=False),
-    Server("websockets", "websockets_server.py", "websockets"),
-    Server("picows", "picows_server.py", "picows"),
+    Server("hyperws", "hyperws_server.py", module="hyperws", python_peer=False, stats=True),
+    Server("bun", "bun_server.js", runtime="bun", python_peer=False),
+    Server("node-ws", "node_ws_server.js", runtime="node", python_peer=False),
+    Server("socketify", "socketify_server.py", module="socketify"),
+    Server("picows", "picows_server.py", module="picows"),
+    Server("aiohttp", "aiohttp_server.py", module="aiohttp"),
+    Server("websockets", "websockets_server.py", module="websockets"),
+    Server("granian", "granian_server.py", module="granian"),
+    Server("uvicorn", "uvicorn_server.py", module="uvicorn"),
 ]
-REFERENCE = "hyperws"
+REFERENCE = "bun"  # the ratio columns: against Bun, and against the best Python peer
+SUBJECT = "hyperws"  # the summary's ratios are this server's
+
+
+def command(server: Server, python: str) -> list[str]:
+    script = str(SERVERS_DIR / server.script)
+    if server.runtime == "node":
+        return ["node", script]
+    if server.runtime == "bun":
+        return [str(BUN), script]
+    return [python, script]
+
+
+def unavailable(server: Server, python: str) -> str | None:
+    """Why this server cannot run here, or None."""
+    if server.runtime == "node":
+        if not (NODE_MODULES / "ws").is_dir():
+            return f"no ws in {NODE_MODULES}; run benches/setup_peers.sh"
+        return None
+    if server.runtime == "bun":
+        ok = subprocess.run([str(BUN), "--version"], capture_output=True, check=False)
+        return (
+            None if ok.returncode == 0 else f"no working bun at {BUN}; run benches/setup_peers.sh"
+        )
+    r = subprocess.run(
+        [python, "-c", f"import {server.module}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd="/",
+    )
+    if r.returncode != 0:
+        last = (r.stderr.strip().splitlines() or ["?"])[-1]
+        return f"not installed in {python} ({last}); run benches/setup_peers.sh"
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,11 +123,16 @@ class Workload:
     # (base ws:// url, seconds, warm-up seconds) -> load generator arguments
     argv: Callable[[str, float, float], list[str]]
     higher_is_better: bool = True
-    # "rate": the generator's `rate`; "rss_per_conn": server RSS growth per open connection (idle workloads)
+    # "rate": the generator's `rate`; "rss_per_conn": server RSS growth per open connection (idle workloads);
+    # "peak_rss": the server's peak RSS in MiB (flood), valid only when the generator says nothing was lost
     metric: str = "rate"
     default_duration: float | None = None  # overrides --duration when that is not given
     # also show the server's RSS at start and its peak (VmHWM, read right before the server is stopped)
     peak_rss: bool = False
+    # the bench app's route it needs: a server that says UNSUPPORTED for it is shown as unsupported
+    route: str = "/echo"
+    # count the server's syscalls (and hyperws's wake-ups) per message over the measured window
+    counters: bool = False
 
 
 def _timed(d: float, w: float) -> list[str]:
@@ -94,6 +152,7 @@ WORKLOADS = {
                     *("--size", "32", *_timed(d, w)),
                 ]
             ),
+            counters=True,
         ),
         Workload(
             "echo16k",
@@ -105,6 +164,33 @@ WORKLOADS = {
                     *("--size", "16384", "--binary", *_timed(d, w)),
                 ]
             ),
+            counters=True,
+        ),
+        Workload(
+            "echo32z",
+            "echo, 32 B text, permessage-deflate (no context takeover), 64 connections x 16 in flight",
+            "msg/s",
+            lambda u, d, w: (
+                [
+                    *("echo", "--url", f"{u}/echoz", "--conns", "64", "--inflight", "16"),
+                    *("--size", "32", "--deflate", *_timed(d, w)),
+                ]
+            ),
+            route="/echoz",
+            counters=True,
+        ),
+        Workload(
+            "echo512z",
+            "echo, 512 B text (compressible), permessage-deflate, 64 connections x 16 in flight",
+            "msg/s",
+            lambda u, d, w: (
+                [
+                    *("echo", "--url", f"{u}/echoz", "--conns", "64", "--inflight", "16"),
+                    *("--size", "512", "--deflate", *_timed(d, w)),
+                ]
+            ),
+            route="/echoz",
+            counters=True,
         ),
         Workload(
             "fanout",
@@ -145,6 +231,24 @@ WORKLOADS = {
             higher_is_better=False,
             metric="rss_per_conn",
         ),
+        Workload(
+            "flood",
+            "200 MiB of 64 KiB binary messages at a handler that sleeps 1 ms per message: peak RSS",
+            "MiB",
+            lambda u, d, w: [
+                "flood",
+                "--url",
+                f"{u}/slow",
+                "--total-mib",
+                "200",
+                "--size",
+                "65536",
+            ],
+            higher_is_better=False,
+            metric="peak_rss",
+            peak_rss=True,
+            route="/slow",
+        ),
     ]
 }
 DEFAULT_WORKLOADS = "echo32,echo16k"
@@ -171,9 +275,17 @@ class Run:
     rss_start_kib: int | None = None  # server RSS just before the generator starts
     rss_peak_kib: int | None = None  # server VmHWM (its peak RSS), right before it is stopped
     note: str = ""
+    unsupported: str = (
+        ""  # why the server does not serve the workload's route (then nothing was run)
+    )
+    # per echoed message over the measured window: "writes", "reads", "epoll" (syscalls of the server);
+    # hyperws also "wakeups_per_s", "events_per_wakeup"
+    counters: dict[str, float] = dataclasses.field(default_factory=dict)
     report: dict[str, object] | None = None
 
     def cell(self) -> str:
+        if self.unsupported:
+            return "unsupported"
         if self.value is None or not self.valid:
             return f"INVALID ({self.errors} errors" + (f", {self.lost} lost)" if self.lost else ")")
         return fmt(self.value)
@@ -286,9 +398,12 @@ class ServerProcess:
         self.server = server
         self.port = free_port()
         self.log = log
+        self.unsupported: dict[
+            str, str
+        ] = {}  # route -> why, from `UNSUPPORTED <route> <why>` lines
         self._log_file = log.open("wb")
         self.proc = subprocess.Popen(
-            [*pin(cpu), python, str(SERVERS_DIR / server.script), "--port", str(self.port)],
+            [*pin(cpu), *command(server, python), "--port", str(self.port)],
             cwd=SERVERS_DIR,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -314,7 +429,12 @@ class ServerProcess:
                 if not chunk:
                     break
                 buf += chunk
-                if any(line.strip() == b"READY" for line in buf.splitlines()):
+                lines = buf.decode(errors="replace").splitlines()
+                for line in lines:
+                    if line.startswith("UNSUPPORTED "):
+                        _, route, *why = line.split(" ", 2)
+                        self.unsupported[route] = " ".join(why)
+                if any(line.strip() == "READY" for line in lines):
                     return None
             elif self.proc.poll() is not None:
                 break
@@ -340,9 +460,15 @@ class ServerProcess:
 
 
 def run_loadgen(
-    loadgen: Path, argv: list[str], cpu: int, timeout: float, on_ready: Callable[[int], None] | None
+    loadgen: Path,
+    argv: list[str],
+    cpu: int,
+    timeout: float,
+    on_ready: Callable[[int], None] | None,
+    on_window: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, object] | None, float, str]:
-    """Runs the generator pinned to `cpu`; returns (its JSON or None, its CPU seconds, stderr/why)."""
+    """Runs the generator pinned to `cpu`; returns (its JSON or None, its CPU seconds, stderr/why).
+    `on_ready(n)` is called on its `READY <n>` line (idle), `on_window("start"|"end")` on its WINDOW lines."""
     proc = subprocess.Popen(
         [*pin(cpu), str(loadgen), *argv],
         stdin=subprocess.PIPE,
@@ -373,11 +499,15 @@ def run_loadgen(
                 err += chunk
             else:
                 out += chunk
-                while on_ready and b"\n" in out and out.startswith(b"READY"):
+                while b"\n" in out and not out.startswith(b"{"):
                     line, out = out.split(b"\n", 1)
-                    on_ready(int(line.split()[1]))
-                    on_ready = None
-                    proc.stdin.close()  # tells the generator the measurement is done
+                    words = line.decode(errors="replace").split()
+                    if words[:1] == ["READY"] and on_ready:
+                        on_ready(int(words[1]))
+                        on_ready = None
+                        proc.stdin.close()  # tells the generator the measurement is done
+                    elif words[:1] == ["WINDOW"] and on_window:
+                        on_window(words[1])
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     for f in (proc.stdin, proc.stdout, proc.stderr):
@@ -407,6 +537,146 @@ def exit_reason(rc: int) -> str:
         return f"killed by signal {-rc}"
 
 
+SYSCALLS = {
+    "writes": ("write", "writev", "pwritev", "sendto", "sendmsg", "sendmmsg"),
+    "reads": ("read", "readv", "recvfrom", "recvmsg", "recvmmsg"),
+    "epoll": ("epoll_wait", "epoll_pwait", "epoll_pwait2"),
+}
+
+
+COUNTING_SECONDS = 3.0  # measured seconds of the separate counting pass
+
+
+class Counters:
+    """Samples the server between the generator's WINDOW markers. With `stats`: its STATS lines (SIGUSR1 makes
+    the hyperws bench server print `server.stats()`; nearly free, so done in the measured run). With
+    `syscalls`: its syscalls, with `perf stat` on the syscall tracepoints, attached to every thread of the
+    server, started disabled, enabled and disabled through its control pipe. Tracing every syscall slows a
+    server down (by about a third for hyperws on this VM), so that is done in a separate, shorter counting pass
+    on the same server process after the measured run, never while the rate is measured. /proc/<pid>/io's
+    `syscw` would cost nothing but counts only write/writev, not send/sendto/sendmsg (what uWebSockets, so Bun
+    and socketify, use)."""
+
+    def __init__(self, pid: int, stats: bool, syscalls: bool) -> None:
+        self.pid, self.stats = pid, stats
+        self.perf: subprocess.Popen[bytes] | None = None
+        self.error = ""
+        events = [f"syscalls:sys_enter_{n}" for names in SYSCALLS.values() for n in names]
+        ctl_r, self._ctl = os.pipe()
+        self._ack, ack_w = os.pipe()
+        if not syscalls:
+            os.close(ctl_r)
+            os.close(ack_w)
+            return
+        try:
+            self.perf = subprocess.Popen(
+                [
+                    *("perf", "stat", "-x", ",", "-D", "-1"),
+                    *("--control", f"fd:{ctl_r},{ack_w}", "-e", ",".join(events), "-p", str(pid)),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                pass_fds=(ctl_r, ack_w),
+            )
+        except OSError as e:
+            self.error = f"perf: {e}"
+        os.close(ctl_r)
+        os.close(ack_w)
+
+    def _control(self, cmd: str) -> None:
+        if self.perf is None or self.perf.poll() is not None:
+            return
+        os.write(self._ctl, cmd.encode() + b"\n")
+        sel = selectors.DefaultSelector()
+        sel.register(self._ack, selectors.EVENT_READ)
+        if sel.select(timeout=2):
+            os.read(self._ack, 64)
+        sel.close()
+
+    def window(self, edge: str) -> None:
+        self._control("enable" if edge == "start" else "disable")
+        if self.stats:
+            os.kill(self.pid, signal.SIGUSR1)
+
+    def finish(self, messages: float, seconds: float, log: Path) -> dict[str, float]:
+        """Per-message figures (stops perf; reads the STATS lines from the server's log)."""
+        counts: dict[str, float] = {}
+        if self.perf is not None:
+            if self.perf.poll() is None:
+                self.perf.send_signal(signal.SIGINT)
+            try:
+                _, err = self.perf.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.perf.kill()
+                _, err = self.perf.communicate()
+            totals = parse_perf(err.decode(errors="replace"))
+            if totals is None:
+                self.error = "perf stat: " + err.decode(errors="replace").strip()[-200:]
+            elif messages > 0:
+                for key, names in SYSCALLS.items():
+                    counts[key] = sum(totals.get(n, 0) for n in names) / messages
+        os.close(self._ctl)
+        os.close(self._ack)
+        if self.stats:
+            stats = [
+                json.loads(line[6:])
+                for line in log.read_text(errors="replace").splitlines()
+                if line.startswith("STATS ")
+            ]
+            if len(stats) >= 2 and seconds > 0:
+                wakeups = stats[-1]["loop_wakeups"] - stats[-2]["loop_wakeups"]
+                events = stats[-1]["events"] - stats[-2]["events"]
+                counts["wakeups_per_s"] = wakeups / seconds
+                counts["events_per_wakeup"] = events / wakeups if wakeups else 0.0
+        return counts
+
+
+def parse_perf(text: str) -> dict[str, float] | None:
+    """`perf stat -x ,` output -> {syscall name: count}; None when it counted nothing at all."""
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        fields = line.split(",")
+        if len(fields) > 2 and fields[2].startswith("syscalls:sys_enter_"):
+            name = fields[2].removeprefix("syscalls:sys_enter_")
+            try:
+                totals[name] = float(fields[0])
+            except ValueError:  # "<not counted>": none in the window
+                totals[name] = 0.0
+    return totals or None
+
+
+def finish_counters(
+    counters: Counters, report: dict[str, object] | None, log: Path
+) -> dict[str, float]:
+    r = report or {}
+    out = counters.finish(
+        float(r.get("messages", 0)),  # type: ignore[arg-type]
+        float(r.get("seconds", 0)),  # type: ignore[arg-type]
+        log,
+    )
+    if counters.error:
+        print(f"      (counters: {counters.error})", flush=True)
+    return out
+
+
+def counting_pass(
+    args: argparse.Namespace, workload: Workload, srv: ServerProcess, run: Run
+) -> str:
+    """A second, short run of the same load on the same server with its syscalls counted (see Counters).
+    Returns why it was invalid ("" when valid): that makes the run INVALID like any other error."""
+    counters = Counters(srv.proc.pid, False, syscalls=True)
+    argv = workload.argv(srv.url, COUNTING_SECONDS, 1.0)
+    report, _, why = run_loadgen(
+        args.loadgen, argv, args.loadgen_cpu, COUNTING_SECONDS + 60, None, counters.window
+    )
+    run.counters.update(finish_counters(counters, report, srv.log))
+    if report is None or not report.get("valid"):
+        samples = list((report or {}).get("error_samples", []))  # type: ignore[call-overload]
+        return "counting pass: " + (str(samples[0]) if samples else why or "invalid")
+    return ""
+
+
 def one_run(
     args: argparse.Namespace, workload: Workload, server: Server, rep: int, logs: Path
 ) -> tuple[Run, str | None]:
@@ -419,6 +689,10 @@ def one_run(
     if failed:
         run.note = "server did not start"
         return run, failed
+    if workload.route in srv.unsupported:
+        srv.stop()
+        run.unsupported = srv.unsupported[workload.route] or "route not served"
+        return run, None
     duration = args.duration
     if duration is None:
         duration = workload.default_duration or 10.0
@@ -432,18 +706,30 @@ def one_run(
             rss["per_conn"] = (after - rss["before"]) / n
             rss["after"] = after
 
+    counting = workload.counters and args.counters
+    counters = Counters(srv.proc.pid, server.stats, syscalls=False) if counting else None
     time.sleep(0.3)
     rss["before"] = proc_rss_kib(srv.proc.pid) or 0
     cpu0, t0 = proc_cpu(srv.proc.pid), time.monotonic()
     busy0 = cpu_busy(args.server_cpu), cpu_busy(args.loadgen_cpu)
     report, gen_cpu, why = run_loadgen(
-        args.loadgen, argv, args.loadgen_cpu, args.warmup + duration + 120, on_ready
+        args.loadgen,
+        argv,
+        args.loadgen_cpu,
+        args.warmup + duration + 120,
+        on_ready,
+        counters.window if counters else None,
     )
     cpu1, t1 = proc_cpu(srv.proc.pid), time.monotonic()
     busy1 = cpu_busy(args.server_cpu), cpu_busy(args.loadgen_cpu)
     alive = srv.proc.poll() is None
     run.rss_start_kib = int(rss["before"]) or None
     run.rss_peak_kib = proc_hwm_kib(srv.proc.pid)
+    counting_failed = ""
+    if counters:
+        run.counters = finish_counters(counters, report, srv.log)
+        if alive and report and report.get("valid"):
+            counting_failed = counting_pass(args, workload, srv, run)
     srv.stop()
 
     run.wall, run.loadgen_cpu = t1 - t0, gen_cpu
@@ -456,7 +742,9 @@ def one_run(
         run.note = why
         return run, None
     run.errors, run.lost = int(report.get("errors", 0)), int(report.get("lost", 0))  # type: ignore[call-overload]
-    run.valid = bool(report.get("valid")) and alive
+    run.valid = bool(report.get("valid")) and alive and not counting_failed
+    if counting_failed:
+        run.note = counting_failed
     if not alive:
         run.note = f"server died during the run: {exit_reason(srv.proc.returncode)}"
     if workload.metric == "rate":
@@ -465,6 +753,11 @@ def one_run(
         else:
             run.valid = False
             run.note = run.note or run.why() or "no rate in the report"
+    elif workload.metric == "peak_rss":
+        if run.rss_peak_kib is not None:
+            run.value = run.rss_peak_kib / 1024
+        else:
+            run.valid, run.note = False, "no peak RSS sample"
     elif "per_conn" in rss:
         run.value = rss["per_conn"]
     else:
@@ -475,16 +768,74 @@ def one_run(
 # --- the table --------------------------------------------------------------------------------------------------
 
 
-def summarize(workload: Workload, runs: list[Run], server_order: list[str]) -> list[list[str]]:
-    medians: dict[str, float] = {}
+def medians_of(runs: list[Run], server_order: list[str]) -> dict[str, float]:
+    """Median of the valid repetitions, per server that has any."""
+    out: dict[str, float] = {}
     for name in server_order:
         vals = [r.value for r in runs if r.server == name and r.valid and r.value is not None]
         if vals:
-            medians[name] = statistics.median(vals)
+            out[name] = statistics.median(vals)
+    return out
+
+
+def best_python_peer(workload: Workload, medians: dict[str, float]) -> str | None:
     pick = max if workload.higher_is_better else min
-    py_peers = {s.name for s in SERVERS if s.python}
-    peer_meds = {n: v for n, v in medians.items() if n in py_peers}
-    best_peer = pick(peer_meds, key=lambda n: peer_meds[n]) if peer_meds else None
+    peers = {s.name for s in SERVERS if s.python_peer}
+    meds = {n: v for n, v in medians.items() if n in peers}
+    return pick(meds, key=lambda n: meds[n]) if meds else None
+
+
+def ratio(mine: float | None, other: float | None) -> str:
+    return f"{mine / other:.2f}x" if mine is not None and other else DASH
+
+
+def counter_cells(runs: list[Run]) -> list[str]:
+    """Medians over the valid runs: write, read and epoll-wait syscalls per message; hyperws's wake-ups."""
+
+    def med(key: str) -> float | None:
+        vals = [r.counters[key] for r in runs if r.valid and key in r.counters]
+        return statistics.median(vals) if vals else None
+
+    cells = []
+    for key in SYSCALLS:
+        v = med(key)
+        cells.append(f"{v:.3f}" if v is not None else DASH)
+    wakeups, per = med("wakeups_per_s"), med("events_per_wakeup")
+    cells.append(
+        f"{fmt(wakeups)}/s, {per:.0f} events each" if wakeups is not None and per else DASH
+    )
+    return cells
+
+
+def notes_for(workload: Workload, mine: list[Run], ok: list[Run]) -> list[str]:
+    notes = []
+    for why in dict.fromkeys(r.why() for r in mine if not r.valid and not r.unsupported):
+        if why:
+            notes.append(f"INVALID: {why[:100]}")
+    for why in dict.fromkeys(r.unsupported for r in mine if r.unsupported):
+        notes.append(f"unsupported: {why}")
+    plain = [r for r in ok if (r.report or {}).get("compressed_in") == 0]
+    if plain:
+        notes.append(f"sent every echo uncompressed in {len(plain)} rep(s)")
+    busy = [
+        r
+        for r in ok
+        if r.loadgen_cpu and r.wall and r.loadgen_cpu / r.wall > 0.9 and workload.metric == "rate"
+    ]
+    if busy:
+        notes.append(f"generator-bound in {len(busy)} rep(s): a lower bound")
+    # (the idle and flood workloads leave the CPUs idle on purpose)
+    worst = max((r.noise() for r in mine if r.valid and workload.metric == "rate"), default=0)
+    if worst > 0.05:
+        notes.append(f"other processes took up to {worst:.0%} of a needed CPU")
+    return notes
+
+
+def summarize(workload: Workload, runs: list[Run], server_order: list[str]) -> list[list[str]]:
+    medians = medians_of(runs, server_order)
+    best_peer = best_python_peer(workload, medians)
+    ref = medians.get(REFERENCE)
+    best = medians.get(best_peer) if best_peer else None
     rows = []
     for name in server_order:
         mine = [r for r in runs if r.server == name]
@@ -493,28 +844,9 @@ def summarize(workload: Workload, runs: list[Run], server_order: list[str]) -> l
         ok = [r for r in mine if r.valid and r.value is not None]
         vals = [r.value for r in ok if r.value is not None]
         med = medians.get(name)
-        ref = medians.get(REFERENCE)
-        best = medians.get(best_peer) if best_peer else None
+        unsupported = all(r.unsupported for r in mine)
         cpu = [f"{r.server_cpu:.2f}" if r.server_cpu is not None else "?" for r in mine]
         gen = [f"{r.loadgen_cpu:.2f}" if r.loadgen_cpu is not None else "?" for r in mine]
-        notes = []
-        for why in dict.fromkeys(r.why() for r in mine if not r.valid):
-            if why:
-                notes.append(f"INVALID: {why[:100]}")
-        busy = [
-            r
-            for r in ok
-            if r.loadgen_cpu
-            and r.wall
-            and r.loadgen_cpu / r.wall > 0.9
-            and workload.metric == "rate"
-        ]
-        if busy:
-            notes.append(f"generator-bound in {len(busy)} rep(s): a lower bound")
-        # (the idle workload leaves the CPUs idle on purpose)
-        worst = max((r.noise() for r in mine if r.valid and workload.metric == "rate"), default=0)
-        if worst > 0.05:
-            notes.append(f"other processes took up to {worst:.0%} of a needed CPU")
         rss_cols = []
         if workload.peak_rss:
             rss_cols = [
@@ -524,19 +856,58 @@ def summarize(workload: Workload, runs: list[Run], server_order: list[str]) -> l
         rows.append(
             [
                 name,
-                fmt(med) if med is not None else "INVALID",
+                "unsupported" if unsupported else fmt(med) if med is not None else "INVALID",
                 f"{fmt(min(vals))} {DASH} {fmt(max(vals))}" if vals else DASH,
                 ", ".join(r.cell() for r in mine),
                 *rss_cols,
+                *(counter_cells(mine) if workload.counters else []),
                 " / ".join(cpu),
                 " / ".join(gen),
                 f"{len(ok)}/{len(mine)}",
-                f"{med / ref:.2f}x" if med is not None and ref else DASH,
-                f"{med / best:.2f}x ({best_peer})" if med is not None and best else DASH,
-                "; ".join(notes),
+                ratio(med, ref),
+                f"{ratio(med, best)} ({best_peer})" if med is not None and best else DASH,
+                "; ".join(notes_for(workload, mine, ok)),
             ]
         )
     return rows
+
+
+def summary_rows(all_runs: dict[str, list[Run]], server_order: list[str]) -> list[list[str]]:
+    """One row per workload: every server's median, then hyperws's ratios to Bun and to the best Python peer."""
+    rows = []
+    for wname, runs in all_runs.items():
+        workload = WORKLOADS[wname]
+        medians = medians_of(runs, server_order)
+        best_peer = best_python_peer(workload, medians)
+        cells = []
+        for name in server_order:
+            mine = [r for r in runs if r.server == name]
+            if not mine:
+                cells.append(DASH)
+            elif all(r.unsupported for r in mine):
+                cells.append("unsupported")
+            else:
+                cells.append(fmt(medians[name]) if name in medians else "INVALID")
+        subject = medians.get(SUBJECT)
+        better = "higher" if workload.higher_is_better else "lower"
+        rows.append(
+            [
+                f"{wname} ({workload.unit}, {better} is better)",
+                *cells,
+                ratio(subject, medians.get(REFERENCE)),
+                f"{ratio(subject, medians.get(best_peer))} ({best_peer})" if best_peer else DASH,
+            ]
+        )
+    return rows
+
+
+def summary_headers(server_order: list[str]) -> list[str]:
+    return [
+        "workload",
+        *server_order,
+        f"{SUBJECT} / {REFERENCE}",
+        f"{SUBJECT} / best Python peer",
+    ]
 
 
 def mib(kib: int | None) -> str:
@@ -558,11 +929,20 @@ HEADERS = [
 
 
 RSS_HEADERS = ["peak RSS MiB (each rep)", "RSS at start MiB"]
+COUNTER_HEADERS = [
+    "write syscalls/msg",
+    "read syscalls/msg",
+    "epoll waits/msg",
+    "hyperws loop wake-ups",
+]
 
 
 def headers(workload: Workload) -> list[str]:
-    """The table's columns: the peak-RSS ones go after "each rep" for the workloads that show them."""
-    return HEADERS[:4] + RSS_HEADERS + HEADERS[4:] if workload.peak_rss else HEADERS
+    """The table's columns: the peak-RSS and counter ones go after "each rep" for the workloads that have them."""
+    extra = (RSS_HEADERS if workload.peak_rss else []) + (
+        COUNTER_HEADERS if workload.counters else []
+    )
+    return HEADERS[:4] + extra + HEADERS[4:]
 
 
 def text_table(rows: list[list[str]], heads: list[str]) -> str:
@@ -579,17 +959,39 @@ def md_table(rows: list[list[str]], heads: list[str]) -> str:
     return "\n".join(out)
 
 
+PY_PACKAGES = (
+    "hyperws",
+    "websockets",
+    "picows",
+    "aiohttp",
+    "socketify",
+    "granian",
+    "uvicorn",
+    "uvloop",
+)
+
+
 def versions(python: str) -> str:
     code = (
         "import importlib.metadata as m, platform\n"
         "out = ['Python ' + platform.python_version()]\n"
-        "for p in ('hyperws', 'websockets', 'picows', 'uvloop'):\n"
+        f"for p in {PY_PACKAGES!r}:\n"
         "    try: out.append(p + ' ' + m.version(p))\n"
         "    except Exception: pass\n"
         "print(', '.join(out))"
     )
     r = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
-    return r.stdout.strip() or "?"
+    out = [r.stdout.strip() or "?"]
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
+    try:
+        ws = json.loads((NODE_MODULES / "ws" / "package.json").read_text())["version"]
+        out.append(f"Node {node.stdout.strip()} with ws {ws}")
+    except (OSError, ValueError, KeyError):
+        pass
+    bun = subprocess.run([str(BUN), "--version"], capture_output=True, text=True, check=False)
+    if bun.returncode == 0:
+        out.append(f"Bun {bun.stdout.strip()}")
+    return ", ".join(out)
 
 
 def machine() -> str:
@@ -665,6 +1067,12 @@ def main() -> int:
     p.add_argument(
         "--out", type=Path, default=None, help="markdown file (default benches/results/<date>.md)"
     )
+    p.add_argument(
+        "--no-counters",
+        dest="counters",
+        action="store_false",
+        help="do not count the server's syscalls (perf stat) and hyperws's wake-ups in the echo workloads",
+    )
     args = p.parse_args()
 
     global NICE
@@ -680,22 +1088,18 @@ def main() -> int:
     if not args.loadgen.exists():
         p.error(f"no load generator at {args.loadgen}: run benches/setup_peers.sh first")
 
+    os.environ["LD_LIBRARY_PATH"] = ":".join(
+        p for p in (str(LIBUV_DIR), os.environ.get("LD_LIBRARY_PATH", "")) if p
+    )
     skipped: dict[str, str] = {}
     servers = []
     for s in SERVERS:
         if s.name not in wanted:
             continue
-        r = subprocess.run(
-            [args.python, "-c", f"import {s.module}"],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd="/",
-        )
-        if r.returncode != 0:
-            last = (r.stderr.strip().splitlines() or ["?"])[-1]
-            skipped[s.name] = f"not installed in {args.python} ({last}); run benches/setup_peers.sh"
-            print(f"SKIP {s.name}: {skipped[s.name]}", flush=True)
+        why = unavailable(s, args.python)
+        if why:
+            skipped[s.name] = why
+            print(f"SKIP {s.name}: {why}", flush=True)
         else:
             servers.append(s)
 
@@ -739,6 +1143,11 @@ def main() -> int:
                     extra.append(
                         f"server RSS {mib(run.rss_start_kib)} MiB at start, peak {mib(run.rss_peak_kib)} MiB"
                     )
+                if run.counters:
+                    extra.append(
+                        ", ".join(f"{k} {v:.3g}" for k, v in run.counters.items())
+                        + " (per message)"
+                    )
                 print(f"{run.cell()} {workload.unit}  ({', '.join(extra)})", flush=True)
                 if not run.valid and run.note:
                     print(f"      {run.note}", flush=True)
@@ -762,6 +1171,7 @@ def main() -> int:
             f"repetitions, servers interleaved, a fresh server process per run, warm-up {args.warmup:g} s"
         ),
         f"- median and min {DASH} max over valid repetitions; a repetition with any error or loss is INVALID",
+        f"- ratios: against {REFERENCE}, and against the best Python peer of that workload",
         "- server CPU s: CPU the server process used while the generator ran, per repetition",
     ]
     for name, why in skipped.items():
@@ -775,6 +1185,10 @@ def main() -> int:
         heads = headers(workload)
         md += ["", f"## {title}", "", md_table(rows, heads) if rows else "(no runs)"]
         text += ["", title, text_table(rows, heads) if rows else "(no runs)"]
+    if all_runs and order:
+        rows, heads = summary_rows(all_runs, order), summary_headers(order)
+        md += ["", "## Summary (medians)", "", md_table(rows, heads)]
+        text += ["", "Summary (medians)", text_table(rows, heads)]
     print("\n".join(text))
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")

@@ -17,6 +17,32 @@ def parse_args(description: str) -> argparse.Namespace:
     return p.parse_args()
 
 
+# /slow: the flood target. Each binary message costs the handler this long (an `await` of a sleep, or the peer's
+# equivalent); a text message asks for the tally, answered as "<messages> <bytes>" once every binary message
+# before it has been handled.
+SLOW_DELAY = 0.001
+
+
+class Tally:
+    """What /slow counts: binary messages and their bytes."""
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.bytes = 0
+
+    def add(self, message: bytes | bytearray | memoryview | str) -> None:
+        self.messages += 1
+        self.bytes += len(message)
+
+    def answer(self) -> str:
+        return f"{self.messages} {self.bytes}"
+
+
+def unsupported(route: str, why: str) -> None:
+    """Tells the driver (before READY) that a route of the bench app is not served, e.g. no compression."""
+    print(f"UNSUPPORTED {route} {why}", flush=True)
+
+
 def ready(name: str, loop_name: str) -> None:
     """The driver waits for this exact line on stdout."""
     print(f"{name}: listening ({loop_name})", file=sys.stderr, flush=True)

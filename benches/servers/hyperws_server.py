@@ -1,18 +1,25 @@
 """The benchmark app on hyperws, with ordinary Python handlers (the number a user gets with Python in the loop).
 
 /echo: every message back with the same type; /sub: subscribes to topic "bench"; /pub: every message received is
-published to "bench". Prints READY once listening. If this hyperws has no pub/sub yet, /echo is still served and
-/sub, /pub say so on stderr.
+published to "bench"; /slow: an `async def` listener that sleeps SLOW_DELAY per binary message and answers a text
+message with the tally (hyperws's read-side flow control pauses the socket while it is busy); /echoz: /echo with
+`compression="shared"` and every echo sent with `compress=True` (skipped, with UNSUPPORTED on stdout, while this hyperws has no compression). Prints READY
+once listening. If this hyperws has no pub/sub yet, /echo is still served and /sub, /pub say so on stderr.
+
+SIGUSR1 prints `STATS <json of server.stats()>` on stderr: the driver sends it at the start and the end of the
+measured window to count loop wake-ups and events handed to Python.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
 import sys
 from typing import Any
 
 import hyperws
-from _common import loop_name, parse_args, ready, run
+from _common import SLOW_DELAY, Tally, loop_name, parse_args, ready, run, unsupported
 
 MAX = 16 * 1024 * 1024
 TOPIC = "bench"
@@ -48,8 +55,39 @@ def pub(ws: Any) -> None:
         missing("ws.publish (/pub drops every message)")
 
 
+@server.ws("/slow", max_payload_length=MAX)
+def slow(ws: Any) -> None:
+    tally = Tally()
+
+    async def on_message(message: Any, is_binary: bool) -> None:
+        if is_binary:
+            tally.add(message)
+            await asyncio.sleep(SLOW_DELAY)
+        else:
+            ws.send(tally.answer(), False)
+
+    ws.on("message", on_message)
+
+
+def echoz(ws: Any) -> None:
+    # compress=True: like uWebSockets, hyperws compresses only the sends that ask for it
+    ws.on("message", lambda message, is_binary: ws.send(message, is_binary, True))
+
+
+try:
+    server.ws("/echoz", echoz, max_payload_length=MAX, compression="shared")
+except ValueError as e:  # this hyperws has no compression yet
+    print(f"hyperws: /echoz not served: {e}", file=sys.stderr, flush=True)
+    unsupported("/echoz", "no compression route option in this hyperws")
+
+
+def print_stats() -> None:
+    print("STATS " + json.dumps(server.stats()), file=sys.stderr, flush=True)
+
+
 async def main(host: str, port: int) -> None:
     await server.listen(port, host)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, print_stats)
     ready("hyperws", loop_name())
     await asyncio.Event().wait()
 

@@ -1,12 +1,17 @@
 """The benchmark app on picows.
 
 /echo: every frame back with the same type; /sub: joins the subscriber set; /pub: every message received is sent
-to every subscriber transport in a plain loop (picows has no pub/sub of its own). Prints READY once listening.
+to every subscriber transport in a plain loop (picows has no pub/sub of its own); /slow: frames go to a queue that
+a task works through, SLOW_DELAY per binary message, with the socket's reading paused while 16 or more wait (the
+flow control picows leaves to the app); a text message is answered with the tally. No /echoz: picows has no
+permessage-deflate. Prints READY once listening.
 """
 
 from __future__ import annotations
 
-from _common import loop_name, parse_args, ready, run
+import asyncio
+
+from _common import SLOW_DELAY, Tally, loop_name, parse_args, ready, run, unsupported
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest, ws_create_server
 
 SUBSCRIBERS: set[WSTransport] = set()
@@ -48,7 +53,45 @@ class Pub(Base):
                 sub.send(msg_type, payload)
 
 
-ROUTES = {b"/echo": Echo, b"/sub": Sub, b"/pub": Pub}
+class Slow(Base):
+    PAUSE_AT = 16
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[WSMsgType, bytes]] = asyncio.Queue()
+        self.paused = False
+        self.worker: asyncio.Task[None] | None = None
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.worker = asyncio.get_running_loop().create_task(self.work(transport))
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if self.worker:
+            self.worker.cancel()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type == WSMsgType.CLOSE:
+            self.on_close_frame(transport, frame)
+        elif frame.msg_type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            self.queue.put_nowait((frame.msg_type, frame.get_payload_as_bytes()))
+            if self.queue.qsize() >= self.PAUSE_AT and not self.paused:
+                self.paused = True
+                transport.underlying_transport.pause_reading()
+
+    async def work(self, transport: WSTransport) -> None:
+        tally = Tally()
+        while True:
+            msg_type, payload = await self.queue.get()
+            if msg_type == WSMsgType.TEXT:
+                transport.send(WSMsgType.TEXT, tally.answer().encode())
+            else:
+                tally.add(payload)
+                await asyncio.sleep(SLOW_DELAY)
+            if self.paused and self.queue.qsize() < self.PAUSE_AT // 2:
+                self.paused = False
+                transport.underlying_transport.resume_reading()
+
+
+ROUTES = {b"/echo": Echo, b"/sub": Sub, b"/pub": Pub, b"/slow": Slow}
 
 
 def listener_factory(request: WSUpgradeRequest) -> WSListener | None:
@@ -65,6 +108,7 @@ async def main(host: str, port: int) -> None:
         websocket_handshake_timeout=None,
     )
     async with server:
+        unsupported("/echoz", "picows has no permessage-deflate")
         ready("picows", loop_name())
         await server.serve_forever()
 

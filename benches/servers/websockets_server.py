@@ -1,7 +1,10 @@
 """The benchmark app on the `websockets` asyncio server.
 
 /echo: every message back with the same type; /sub: joins the broadcast set; /pub: every message received is
-sent to every /sub connection with `websockets.asyncio.server.broadcast`. Prints READY once listening.
+sent to every /sub connection with `websockets.asyncio.server.broadcast`; /slow: `await asyncio.sleep(SLOW_DELAY)`
+per binary message in the receive loop, a text message answered with the tally; /echoz: /echo, where the client
+negotiated permessage-deflate (websockets enables compression per server, not per path: it is negotiated only
+when a client offers it, and the load generator offers it only to /echoz). Prints READY once listening.
 """
 
 from __future__ import annotations
@@ -9,17 +12,17 @@ from __future__ import annotations
 import asyncio
 import http
 
-from _common import loop_name, parse_args, ready, run
+from _common import SLOW_DELAY, Tally, loop_name, parse_args, ready, run
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.http11 import Request, Response
 
 SUBSCRIBERS: set[ServerConnection] = set()
-ROUTES = {"/echo", "/sub", "/pub"}
+ROUTES = {"/echo", "/sub", "/pub", "/slow", "/echoz"}
 
 
 async def handler(ws: ServerConnection) -> None:
     path = ws.request.path if ws.request else ""
-    if path == "/echo":
+    if path in ("/echo", "/echoz"):
         async for message in ws:
             await ws.send(message)
     elif path == "/sub":
@@ -31,6 +34,14 @@ async def handler(ws: ServerConnection) -> None:
     elif path == "/pub":
         async for message in ws:
             broadcast(SUBSCRIBERS, message)
+    elif path == "/slow":
+        tally = Tally()
+        async for message in ws:
+            if isinstance(message, str):
+                await ws.send(tally.answer())
+            else:
+                tally.add(message)
+                await asyncio.sleep(SLOW_DELAY)
 
 
 def route(ws: ServerConnection, request: Request) -> Response | None:
@@ -45,7 +56,7 @@ async def main(host: str, port: int) -> None:
         host,
         port,
         process_request=route,
-        compression=None,
+        compression="deflate",
         max_size=16 * 1024 * 1024,
         ping_interval=None,
     ):

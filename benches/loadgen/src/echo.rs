@@ -1,5 +1,6 @@
 //! `echo`: N connections, each with a closed-loop window of messages in flight; every echo is checked
-//! (opcode, length, sequence in order, exact bytes).
+//! (opcode, length, sequence in order, exact bytes). With `--deflate` every message goes out compressed
+//! (permessage-deflate) and each echo is decompressed when the server sent it compressed.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -9,11 +10,31 @@ use tokio::task::JoinSet;
 
 use crate::ws::{self, Conn, Expect, Io, Template, OP_BINARY, OP_TEXT, SEQ_LEN};
 use crate::{connect_many, run_phases, Args, Outcome, Phase, Report, Usage};
+use std::sync::atomic::Ordering;
 
 struct Cfg {
     inflight: u32,
     size: usize,
     binary: bool,
+}
+
+/// How a connection queues its next message: a pre-masked template patched with the sequence number, or (with
+/// permessage-deflate) the payload patched, then compressed and masked.
+enum Sender {
+    Plain(Template),
+    Deflate { opcode: u8, payload: Vec<u8> },
+}
+
+impl Sender {
+    fn push(&mut self, c: &mut Conn, seq: u32) {
+        match self {
+            Sender::Plain(t) => t.push(&mut c.wbuf, seq),
+            Sender::Deflate { opcode, payload } => {
+                payload[..SEQ_LEN].copy_from_slice(&ws::seq_digits(seq));
+                c.push_message(*opcode, payload);
+            }
+        }
+    }
 }
 
 pub async fn run(a: &mut Args) -> Result<Report, Usage> {
@@ -26,6 +47,7 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
     let warmup = a.secs("warmup", 2.0)?;
     let drain = a.secs("drain", 5.0)?;
     let binary = a.flag("binary")?;
+    let deflate = a.flag("deflate")?;
     a.finish()?;
     if size < SEQ_LEN {
         return Err(Usage(format!("--size must be at least {SEQ_LEN}")));
@@ -39,12 +61,13 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
         .int("conns", conns as u64)
         .int("inflight", inflight as u64)
         .int("size", size as u64)
-        .boolean("binary", binary);
+        .boolean("binary", binary)
+        .boolean("deflate", deflate);
 
     // Room for a whole window of echoes, so one read can take everything the server has written.
     let rbuf = ((size + 14) * inflight * 2).clamp(64 * 1024, 4 << 20);
     let mut rng = ws::Rng::from_time();
-    let (opened, errors) = connect_many(&url, conns, rbuf, 64, &mut rng).await;
+    let (opened, errors) = connect_many(&url, conns, rbuf, 64, &mut rng, deflate).await;
     for e in errors {
         rep.error(e);
     }
@@ -87,6 +110,10 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
         .int("writes", win.writes)
         .float("msgs_per_read", per(win.reads))
         .float("msgs_per_write", per(win.writes));
+    if deflate {
+        // Servers may send small messages uncompressed: say how many echoes came compressed (whole run).
+        rep.int("compressed_in", ws::COMPRESSED_IN.load(Ordering::Relaxed));
+    }
     if messages == 0 {
         rep.valid = false;
     }
@@ -105,10 +132,17 @@ async fn conn_loop(
         opcode,
         payload: ws::make_payload(cfg.size, id, cfg.binary),
     };
-    let tmpl = Template::new(opcode, &expect.payload, c.mask);
+    let mut sender = if c.deflate.is_some() {
+        Sender::Deflate {
+            opcode,
+            payload: expect.payload.clone(),
+        }
+    } else {
+        Sender::Plain(Template::new(opcode, &expect.payload, c.mask))
+    };
     let (mut sent, mut recvd) = (0u32, 0u32);
     while sent < cfg.inflight {
-        tmpl.push(&mut c.wbuf, sent);
+        sender.push(&mut c, sent);
         sent += 1;
     }
     loop {
@@ -125,7 +159,7 @@ async fn conn_loop(
             return out;
         }
         let r = match c.io(&mut phase).await {
-            Ok(Io::Read) => on_read(&mut c, &tmpl, &expect, &mut sent, &mut recvd, &phase),
+            Ok(Io::Read) => on_read(&mut c, &mut sender, &expect, &mut sent, &mut recvd, &phase),
             Ok(Io::Wrote) | Ok(Io::Phase) => Ok(0),
             Err(e) => Err(e),
         };
@@ -151,7 +185,7 @@ async fn conn_loop(
 /// Parses every complete frame in the read buffer; each echo releases the next message (unless draining).
 fn on_read(
     c: &mut Conn,
-    tmpl: &Template,
+    sender: &mut Sender,
     expect: &Expect,
     sent: &mut u32,
     recvd: &mut u32,
@@ -164,11 +198,11 @@ fn on_read(
             if *recvd == *sent {
                 return Err(format!("unsolicited message (all {sent} echoed already)"));
             }
-            expect.check(f.opcode, c.payload(f), *recvd)?;
+            expect.check(f.opcode, c.message(f)?, *recvd)?;
             *recvd += 1;
             n += 1;
             if sending {
-                tmpl.push(&mut c.wbuf, *sent);
+                sender.push(c, *sent);
                 *sent += 1;
             }
         } else {

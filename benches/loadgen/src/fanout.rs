@@ -57,7 +57,7 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
         .boolean("binary", binary);
 
     let mut rng = ws::Rng::from_time();
-    let (opened, errors) = connect_many(&sub_url, subs, 64 * 1024, 64, &mut rng).await;
+    let (opened, errors) = connect_many(&sub_url, subs, 64 * 1024, 64, &mut rng, false).await;
     for e in errors {
         rep.error(format!("subscriber {e}"));
     }
@@ -68,7 +68,7 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
         return Ok(rep);
     }
     // The slow subscribers: a small read buffer, never read from; held (unread) until the report is made.
-    let (slow_conns, errors) = connect_many(&sub_url, slow, 4096, 64, &mut rng).await;
+    let (slow_conns, errors) = connect_many(&sub_url, slow, 4096, 64, &mut rng, false).await;
     for e in errors {
         rep.error(format!("slow subscriber {e}"));
     }

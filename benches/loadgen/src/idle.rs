@@ -52,7 +52,7 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
     rep.str("url", &url_s).int("conns", conns as u64);
     let mut rng = ws::Rng::from_time();
     let t0 = Instant::now();
-    let (opened, errors) = connect_many(&url, conns, 1024, concurrency, &mut rng).await;
+    let (opened, errors) = connect_many(&url, conns, 1024, concurrency, &mut rng, false).await;
     let open_secs = t0.elapsed().as_secs_f64();
     for e in errors {
         rep.error(e);

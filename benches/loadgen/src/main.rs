@@ -6,13 +6,17 @@
 //!                 [--slow 10]   (subscribers that never read)
 //! loadgen connect --url ws://.../echo --duration 5 --concurrency 16
 //! loadgen idle    --url ws://.../echo --conns 10000 --hold 5
+//! loadgen flood   --url ws://.../slow --total-mib 200 --size 65536
 //! ```
-//! Prints one line of JSON on stdout at the end (`"valid": false` on any error or loss); `idle` prints
+//! Timed modes print `WINDOW start` and `WINDOW end` on stdout around the measured window. Prints one line of
+//! JSON on stdout at the end (`"valid": false` on any error or loss); `idle` prints
 //! `READY <n>` first, once every connection is open. Exit status: 0 valid, 1 invalid, 2 usage error.
 
 mod connect;
+mod deflate;
 mod echo;
 mod fanout;
+mod flood;
 mod idle;
 mod ws;
 
@@ -37,10 +41,12 @@ pub enum Phase {
 
 const USAGE: &str = "usage: loadgen MODE [--option value ...]
   echo    --url URL [--conns 64] [--inflight 16] [--size 32] [--duration 10] [--warmup 2] [--drain 5] [--binary]
+          [--deflate]   (permessage-deflate, no context takeover either way: every message compressed)
   fanout  --pub-url URL --sub-url URL [--subs 1000] [--slow 0] [--size 32] [--window 32] [--duration 10]
           [--warmup 2] [--drain 5] [--settle-ms 200] [--binary]
   connect --url URL [--concurrency 16] [--size 16] [--duration 5] [--warmup 1]
   idle    --url URL [--conns 10000] [--hold 5] [--connect-concurrency 128]
+  flood   --url URL [--total-mib 200] [--size 65536] [--timeout 120]
 URLs are ws://host:port/path. Output: one JSON line on stdout.";
 
 fn main() {
@@ -60,6 +66,7 @@ fn main() {
             "fanout" => fanout::run(&mut args).await,
             "connect" => connect::run(&mut args).await,
             "idle" => idle::run(&mut args).await,
+            "flood" => flood::run(&mut args).await,
             m => Err(Usage(format!("unknown mode {m:?}"))),
         }
     });
@@ -93,7 +100,7 @@ pub struct Args {
     opts: HashMap<String, String>,
 }
 
-const FLAGS: &[&str] = &["binary"];
+const FLAGS: &[&str] = &["binary", "deflate"];
 
 impl Args {
     fn parse(argv: &[String]) -> Result<Args, String> {
@@ -315,12 +322,15 @@ pub async fn run_phases(
     drain: Duration,
 ) -> (Vec<Outcome>, Window) {
     tokio::time::sleep(warmup).await;
+    // Markers for the driver, which samples the server's counters at both ends of the window.
+    println!("WINDOW start");
     let (r0, w0) = ws::syscalls();
     let t0 = Instant::now();
     tx.send_replace(Phase::Measure);
     tokio::time::sleep(duration).await;
     tx.send_replace(Phase::Drain);
     let seconds = t0.elapsed().as_secs_f64();
+    println!("WINDOW end");
     let (r1, w1) = ws::syscalls();
     let mut outs = Vec::new();
     let drained = tokio::time::timeout(drain, async {
@@ -361,6 +371,7 @@ pub async fn connect_many(
     rbuf_size: usize,
     concurrency: usize,
     rng: &mut ws::Rng,
+    deflate: bool,
 ) -> (Vec<Option<ws::Conn>>, Vec<String>) {
     let sem = Rc::new(Semaphore::new(concurrency.max(1)));
     let url = Rc::new(url.clone());
@@ -371,7 +382,7 @@ pub async fn connect_many(
             let _permit = sem.acquire().await.expect("semaphore");
             let r = timed(
                 Duration::from_secs(30),
-                ws::Conn::connect(&url, rbuf_size, mask),
+                ws::Conn::connect_ext(&url, rbuf_size, mask, deflate),
             )
             .await;
             (i, r)

@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::deflate::{self, Inflater};
 use crate::Phase;
 
 pub const OP_TEXT: u8 = 0x1;
@@ -24,6 +25,8 @@ const MAX_FRAME: u64 = 64 << 20;
 /// Read and write syscalls done on WebSocket connections (whole process; single-threaded, so relaxed is exact).
 pub static READS: AtomicU64 = AtomicU64::new(0);
 pub static WRITES: AtomicU64 = AtomicU64::new(0);
+/// Data frames received with RSV1 set (compressed), when permessage-deflate was negotiated.
+pub static COMPRESSED_IN: AtomicU64 = AtomicU64::new(0);
 
 pub fn syscalls() -> (u64, u64) {
     (
@@ -119,7 +122,12 @@ impl Rng {
 
 /// Appends a masked client frame (FIN set) to `out`.
 pub fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
-    out.push(0x80 | opcode);
+    encode_frame_rsv(out, opcode, false, payload, mask);
+}
+
+/// Appends a masked client frame (FIN set), with RSV1 (a permessage-deflate message) when `rsv1`.
+pub fn encode_frame_rsv(out: &mut Vec<u8>, opcode: u8, rsv1: bool, payload: &[u8], mask: [u8; 4]) {
+    out.push(0x80 | if rsv1 { 0x40 } else { 0 } | opcode);
     let len = payload.len();
     if len < 126 {
         out.push(0x80 | len as u8);
@@ -261,6 +269,8 @@ impl Expect {
 #[derive(Clone, Copy, Debug)]
 pub struct Frame {
     pub opcode: u8,
+    /// RSV1 set: a compressed message (permessage-deflate).
+    pub compressed: bool,
     pub start: usize,
     pub end: usize,
 }
@@ -276,11 +286,20 @@ pub enum Header {
 
 /// Parses the header at the start of `b`. Errors on anything this benchmark never expects from a server: RSV
 /// bits, a mask, non-minimal lengths, reserved opcodes, fragmentation, bad control frames.
+#[cfg(test)]
 pub fn parse_header(b: &[u8]) -> Result<Header, String> {
+    parse_header_rsv(b, false).map(|(h, _)| h)
+}
+
+/// `parse_header`, also accepting RSV1 on data frames when `deflate` (permessage-deflate negotiated); the flag
+/// returned says whether RSV1 was set.
+pub fn parse_header_rsv(b: &[u8], deflate: bool) -> Result<(Header, bool), String> {
     if b.len() < 2 {
-        return Ok(Header::Partial);
+        return Ok((Header::Partial, false));
     }
     let (b0, b1) = (b[0], b[1]);
+    let rsv1 = deflate && b0 & 0x40 != 0 && matches!(b0 & 0x0F, OP_TEXT | OP_BINARY);
+    let b0 = if rsv1 { b0 & !0x40 } else { b0 };
     if b0 & 0x70 != 0 {
         return Err(format!(
             "server frame with RSV bits set (first byte {b0:#04x})"
@@ -292,7 +311,7 @@ pub fn parse_header(b: &[u8]) -> Result<Header, String> {
     let (len, hlen) = match b1 & 0x7F {
         126 => {
             if b.len() < 4 {
-                return Ok(Header::Partial);
+                return Ok((Header::Partial, false));
             }
             let l = u16::from_be_bytes([b[2], b[3]]) as u64;
             if l < 126 {
@@ -302,7 +321,7 @@ pub fn parse_header(b: &[u8]) -> Result<Header, String> {
         }
         127 => {
             if b.len() < 10 {
-                return Ok(Header::Partial);
+                return Ok((Header::Partial, false));
             }
             let l = u64::from_be_bytes(b[2..10].try_into().expect("8 bytes"));
             if l <= 0xFFFF {
@@ -332,11 +351,14 @@ pub fn parse_header(b: &[u8]) -> Result<Header, String> {
         }
         _ => return Err(format!("reserved opcode {opcode}")),
     }
-    Ok(Header::Complete {
-        opcode,
-        hlen,
-        len: len as usize,
-    })
+    Ok((
+        Header::Complete {
+            opcode,
+            hlen,
+            len: len as usize,
+        },
+        rsv1,
+    ))
 }
 
 pub enum Io {
@@ -359,11 +381,31 @@ pub struct Conn {
     pub wbuf: Vec<u8>,
     pub wpos: usize,
     pub mask: [u8; 4],
+    /// Set when permessage-deflate was negotiated.
+    pub deflate: Option<Box<Compression>>,
+}
+
+/// A connection's permessage-deflate state.
+#[derive(Default)]
+pub struct Compression {
+    pub inflater: Inflater,
+    /// Scratch for the message being compressed.
+    pub scratch: Vec<u8>,
 }
 
 impl Conn {
     /// TCP connect and the WebSocket upgrade; checks `101` and `Sec-WebSocket-Accept`.
     pub async fn connect(url: &Url, rbuf_size: usize, mask: [u8; 4]) -> Result<Conn, String> {
+        Conn::connect_ext(url, rbuf_size, mask, false).await
+    }
+
+    /// `connect`, offering permessage-deflate (`deflate::OFFER`) when `deflate`: the server must accept it.
+    pub async fn connect_ext(
+        url: &Url,
+        rbuf_size: usize,
+        mask: [u8; 4],
+        deflate: bool,
+    ) -> Result<Conn, String> {
         let stream = TcpStream::connect(url.addr)
             .await
             .map_err(|e| format!("connect {}: {e}", url.addr))?;
@@ -379,16 +421,22 @@ impl Conn {
             wbuf: Vec::new(),
             wpos: 0,
             mask,
+            deflate: None,
         };
-        c.handshake(url).await?;
+        c.handshake(url, deflate).await?;
         Ok(c)
     }
 
-    async fn handshake(&mut self, url: &Url) -> Result<(), String> {
+    async fn handshake(&mut self, url: &Url, offer_deflate: bool) -> Result<(), String> {
         let key = tungstenite::handshake::client::generate_key();
+        let ext = if offer_deflate {
+            format!("Sec-WebSocket-Extensions: {}\r\n", deflate::OFFER)
+        } else {
+            String::new()
+        };
         let req = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n",
             url.path,
             url.host_header()
         );
@@ -449,8 +497,21 @@ impl Conn {
                     if !header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
                         return Err("handshake: no `Upgrade: websocket` header".into());
                     }
-                    if let Some(ext) = header("sec-websocket-extensions") {
-                        return Err(format!("handshake: unrequested extension {ext:?}"));
+                    match header("sec-websocket-extensions") {
+                        Some(ext) if offer_deflate => {
+                            deflate::check_response(&ext).map_err(|e| format!("handshake: {e}"))?;
+                            self.deflate = Some(Box::default());
+                        }
+                        Some(ext) => {
+                            return Err(format!("handshake: unrequested extension {ext:?}"))
+                        }
+                        None if offer_deflate => {
+                            return Err(
+                                "handshake: permessage-deflate offered, the server declined it"
+                                    .into(),
+                            )
+                        }
+                        None => {}
                     }
                     self.rstart = len;
                     return Ok(());
@@ -530,7 +591,9 @@ impl Conn {
 
     /// The next complete frame in the read buffer, if any. Errors on anything this benchmark never expects.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, String> {
-        match parse_header(&self.rbuf[self.rstart..self.rend])? {
+        let (header, compressed) =
+            parse_header_rsv(&self.rbuf[self.rstart..self.rend], self.deflate.is_some())?;
+        match header {
             Header::Partial => Ok(None),
             Header::Complete { opcode, hlen, len } => {
                 let avail = self.rend - self.rstart;
@@ -543,6 +606,7 @@ impl Conn {
                 self.need = 0;
                 Ok(Some(Frame {
                     opcode,
+                    compressed,
                     start,
                     end: start + len,
                 }))
@@ -552,6 +616,31 @@ impl Conn {
 
     pub fn payload(&self, f: Frame) -> &[u8] {
         &self.rbuf[f.start..f.end]
+    }
+
+    /// A data frame's message: its payload, decompressed when it was sent compressed.
+    pub fn message(&mut self, f: Frame) -> Result<&[u8], String> {
+        if !f.compressed {
+            return Ok(&self.rbuf[f.start..f.end]);
+        }
+        COMPRESSED_IN.fetch_add(1, Ordering::Relaxed);
+        let z = self
+            .deflate
+            .as_mut()
+            .ok_or("compressed frame without permessage-deflate")?;
+        z.inflater.inflate(&self.rbuf[f.start..f.end])
+    }
+
+    /// Queues one data message, compressed (RSV1) when permessage-deflate was negotiated.
+    pub fn push_message(&mut self, opcode: u8, payload: &[u8]) {
+        match self.deflate.as_mut() {
+            Some(z) => {
+                z.scratch.clear();
+                deflate::deflate_literals(payload, &mut z.scratch);
+                encode_frame_rsv(&mut self.wbuf, opcode, true, &z.scratch, self.mask);
+            }
+            None => encode_frame(&mut self.wbuf, opcode, payload, self.mask),
+        }
     }
 
     /// Handles a control frame: answers pings, ignores pongs, turns a close into an error.

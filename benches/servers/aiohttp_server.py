@@ -1,0 +1,102 @@
+"""The benchmark app on aiohttp's web server.
+
+/echo: `async for msg in ws` and `send_str`/`send_bytes` back; /sub: joins the subscriber set; /pub: every message
+received is sent to every subscriber with `send_str`/`send_bytes` in a loop (aiohttp has no pub/sub or broadcast
+of its own); /slow: `await asyncio.sleep(SLOW_DELAY)` per binary message in the receive loop, a text message
+answered with the tally; /echoz: /echo with `compress=True` (permessage-deflate when the client offers it).
+Prints READY once listening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from _common import SLOW_DELAY, Tally, loop_name, parse_args, ready, run
+from aiohttp import WSMsgType, web
+
+MAX = 16 * 1024 * 1024
+SUBSCRIBERS: set[web.WebSocketResponse] = set()
+
+
+async def open_ws(request: web.Request, compress: bool = False) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(compress=compress, max_msg_size=MAX, autoping=True)
+    await ws.prepare(request)
+    return ws
+
+
+async def send(ws: web.WebSocketResponse, msg_type: WSMsgType, data: str | bytes) -> None:
+    if msg_type == WSMsgType.TEXT:
+        await ws.send_str(data)  # type: ignore[arg-type]
+    else:
+        await ws.send_bytes(data)  # type: ignore[arg-type]
+
+
+async def echo_loop(ws: web.WebSocketResponse) -> web.WebSocketResponse:
+    async for msg in ws:
+        if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            await send(ws, msg.type, msg.data)
+    return ws
+
+
+async def echo(request: web.Request) -> web.WebSocketResponse:
+    return await echo_loop(await open_ws(request))
+
+
+async def echoz(request: web.Request) -> web.WebSocketResponse:
+    return await echo_loop(await open_ws(request, compress=True))
+
+
+async def sub(request: web.Request) -> web.WebSocketResponse:
+    ws = await open_ws(request)
+    SUBSCRIBERS.add(ws)
+    try:
+        async for _ in ws:
+            pass
+    finally:
+        SUBSCRIBERS.discard(ws)
+    return ws
+
+
+async def pub(request: web.Request) -> web.WebSocketResponse:
+    ws = await open_ws(request)
+    async for msg in ws:
+        if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            for s in list(SUBSCRIBERS):
+                if not s.closed:
+                    await send(s, msg.type, msg.data)
+    return ws
+
+
+async def slow(request: web.Request) -> web.WebSocketResponse:
+    ws = await open_ws(request)
+    tally = Tally()
+    async for msg in ws:
+        if msg.type == WSMsgType.TEXT:
+            await ws.send_str(tally.answer())
+        elif msg.type == WSMsgType.BINARY:
+            tally.add(msg.data)
+            await asyncio.sleep(SLOW_DELAY)
+    return ws
+
+
+async def main(host: str, port: int) -> None:
+    app = web.Application()
+    app.add_routes(
+        [
+            web.get("/echo", echo),
+            web.get("/echoz", echoz),
+            web.get("/sub", sub),
+            web.get("/pub", pub),
+            web.get("/slow", slow),
+        ]
+    )
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    ready("aiohttp", loop_name())
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    args = parse_args(__doc__ or "")
+    run(main(args.host, args.port), args.no_uvloop)
