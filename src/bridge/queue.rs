@@ -122,8 +122,8 @@ impl EventQueue {
     /// to, for the turn's first event. Elsewhere the wake-up is now.
     fn wake_consumer(&self, wake: bool, waiting: usize) {
         if wake {
-            match self.me.upgrade() {
-                Some(queue) if self.is_own_io_thread() => {
+            match self.is_own_io_thread().then(|| self.me.upgrade()).flatten() {
+                Some(queue) => {
                     self.wake_deferred.store(true, Ordering::Release);
                     // Yielding puts the task behind every task that is ready now: it runs when they ran.
                     tokio::spawn(async move {

@@ -85,7 +85,7 @@ pub struct Publication<'a> {
     pub payload: &'a [u8],
     /// Compress it for the receivers that negotiated compression.
     pub compress: bool,
-    plain: OnceCell<Bytes>,
+    plain: Bytes,
     shared: OnceCell<Bytes>,
 }
 
@@ -95,15 +95,14 @@ impl<'a> Publication<'a> {
             opcode,
             payload,
             compress,
-            plain: OnceCell::new(),
+            plain: encode::frame_bytes(opcode, payload),
             shared: OnceCell::new(),
         }
     }
 
     /// The uncompressed frame.
     pub fn plain(&self) -> &Bytes {
-        self.plain
-            .get_or_init(|| encode::frame_bytes(self.opcode, self.payload))
+        &self.plain
     }
 
     /// The frame compressed on its own with a full window: valid for every receiver that keeps no server
@@ -195,14 +194,18 @@ impl ConnHandle {
     /// negotiated compression (the frame compressed once for all, when this connection can take it;
     /// otherwise compressed here, with its own context), plain otherwise. Held while a message is streamed.
     pub fn send_published(&self, publication: &Publication<'_>) -> Queued {
-        let deflate = match self.compressing(publication.payload) {
-            Some(deflate) if publication.compress => deflate,
-            _ => return self.send_encoded(publication.plain()),
-        };
-        if deflate.takes_shared_frames() {
-            return self.send_encoded(publication.shared());
+        if !publication.compress {
+            return self.send_encoded(publication.plain());
         }
-        self.queue_compressed(deflate, publication.opcode, publication.payload)
+        match self.compressing(publication.payload) {
+            Some(deflate) if deflate.takes_shared_frames() => {
+                self.send_encoded(publication.shared())
+            }
+            Some(deflate) => {
+                self.queue_compressed(deflate, publication.opcode, publication.payload)
+            }
+            None => self.send_encoded(publication.plain()),
+        }
     }
 
     /// The negotiated compression, unless `payload` is too short to be worth compressing on its own.
@@ -215,21 +218,23 @@ impl ConnHandle {
         if self.over_limit() {
             return self.refuse();
         }
-        // A kept context must see messages in the order they go out, and only those that do: compress
-        // under the queue's lock, once the message is sure to be queued.
+        let bits = deflate.server_max_window_bits;
+        let alone = deflate.server_no_context_takeover;
+        let mut compressed = Vec::new();
+        if alone {
+            // Compressed on its own, a message has no order to keep: the writer need not wait for it.
+            compress_shared(bits, payload, &mut compressed);
+        }
         let mut state = self.state();
         if state.phase != Phase::Open {
             return Queued::Closed;
         }
-        let mut compressed = Vec::new();
-        if deflate.server_no_context_takeover {
-            compress_shared(deflate.server_max_window_bits, payload, &mut compressed);
-        } else {
+        if !alone {
+            // A kept context must see messages in the order they go out, and only those that do:
+            // compress under the queue's lock, once the message is sure to be queued.
             state
                 .compressor
-                .get_or_insert_with(|| {
-                    Box::new(Compressor::new(deflate.server_max_window_bits, false))
-                })
+                .get_or_insert_with(|| Box::new(Compressor::new(bits, false)))
                 .compress(payload, &mut compressed);
         }
         let frame = encode::frame_bytes(opcode | encode::RSV1, &compressed);

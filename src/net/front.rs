@@ -13,8 +13,8 @@ use tokio::time::timeout;
 
 use super::handshake::{self, Outcome, Rejection, BAD_REQUEST, TOO_LARGE};
 use super::http::{
-    format_response, http_response, read_body, read_head, Answer, BodyError, Framing, HeadRead,
-    HttpRoute, Persistence, Request, Routed, MAX_HEADERS,
+    format_response, has_token, http_response, read_body, read_head, Answer, BodyError, Framing,
+    HeadRead, HttpRoute, Persistence, Request, Routed, MAX_HEADERS,
 };
 use super::proxy::{read_proxy_header, ClientAddr, Peer};
 use super::server::Shared;
@@ -207,17 +207,6 @@ fn body_rejection(error: BodyError) -> Option<Rejection> {
         BodyError::UnsupportedCoding => Some(UNSUPPORTED_CODING),
         BodyError::Closed => None,
     }
-}
-
-fn has_token(request: &httparse::Request<'_, '_>, name: &str, token: &str) -> bool {
-    request
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case(name))
-        .any(|h| {
-            std::str::from_utf8(h.value)
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
 }
 
 /// A WebSocket upgrade request (whether valid is for the handshake to say).

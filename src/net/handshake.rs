@@ -8,7 +8,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tungstenite::handshake::derive_accept_key;
 
-use super::http::{http_response, Request};
+use super::http::{has_token, http_response, Request};
 use super::proxy::ClientAddr;
 use super::upgrade::switching_protocols;
 use super::RouteConfig;
@@ -144,19 +144,9 @@ pub(super) fn evaluate(
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value)
     };
-    let has_token = |name: &str, token: &str| {
-        request
-            .headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case(name))
-            .any(|h| {
-                std::str::from_utf8(h.value)
-                    .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-            })
-    };
     let is_upgrade = request.method == Some("GET")
-        && has_token("upgrade", "websocket")
-        && has_token("connection", "upgrade");
+        && has_token(request, "upgrade", "websocket")
+        && has_token(request, "connection", "upgrade");
     if !is_upgrade {
         return Err(Rejection {
             headers: &[("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")],

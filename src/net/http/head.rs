@@ -42,3 +42,15 @@ pub async fn read_head(
         }
     }
 }
+
+/// Whether a `name` header lists `token` (comma-separated, case-insensitive), in any of its lines.
+pub fn has_token(request: &httparse::Request<'_, '_>, name: &str, token: &str) -> bool {
+    request
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .any(|h| {
+            std::str::from_utf8(h.value)
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+}

@@ -10,7 +10,7 @@ mod response;
 mod routes;
 
 pub use body::{read_body, BodyError, Framing};
-pub use head::{read_head, HeadRead, MAX_HEADERS};
+pub use head::{has_token, read_head, HeadRead, MAX_HEADERS};
 pub use request::{Answer, Request};
 pub use response::{format_response, http_response, Persistence};
 pub use routes::{HttpRoute, HttpRoutes, Routed};
