@@ -3,9 +3,9 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::Notify;
 
 use super::RouteConfig;
 use crate::protocol::deflate::{
@@ -32,7 +32,6 @@ pub struct ConnHandle {
     /// permessage-deflate, when negotiated.
     pub deflate: Option<DeflateParams>,
     out: Mutex<OutState>,
-    wake: Notify,
     /// Bytes queued or being written and not yet accepted by the socket.
     buffered: AtomicUsize,
     /// A send was refused (or `drain()` awaited) above `max_backpressure`: report when back below.
@@ -48,6 +47,10 @@ struct OutState {
     chunks: VecDeque<Bytes>,
     /// The task will not look at the queue again unless woken.
     writer_parked: bool,
+    /// A wake-up is due that the task has not seen yet (it may come while the task is busy).
+    woken: bool,
+    /// Wakes the connection's task (one task waits: a waker costs less per connection than a `Notify`).
+    waker: Option<Waker>,
     phase: Phase,
     destroy: bool,
     /// While a fragmented message is streamed: the published frames that must wait for its end (data
@@ -61,8 +64,9 @@ struct OutState {
 enum Phase {
     #[default]
     Open,
-    /// A close frame is queued: nothing more may be sent. Holds what was sent.
-    Closing { code: u16, reason: Bytes },
+    /// A close frame is queued: nothing more may be sent. Holds what was sent (boxed rather than `Bytes`:
+    /// every connection carries this enum, few ever close with a reason).
+    Closing { code: u16, reason: Box<[u8]> },
     /// The socket is gone.
     Ended,
 }
@@ -151,7 +155,6 @@ impl ConnHandle {
                 writer_parked: true,
                 ..OutState::default()
             }),
-            wake: Notify::new(),
             buffered: AtomicUsize::new(0),
             drain_wanted: AtomicBool::new(false),
             inbound: AtomicUsize::new(0),
@@ -397,7 +400,7 @@ impl ConnHandle {
             .fetch_add(2 + payload.len(), Ordering::Relaxed);
         state.phase = Phase::Closing {
             code,
-            reason: Bytes::copy_from_slice(&payload[2..]),
+            reason: payload[2..].into(),
         };
         state.writer_parked = false;
         drop(state);
@@ -423,7 +426,14 @@ impl ConnHandle {
 
     /// Wakes the task so it writes what is queued.
     pub fn wake(&self) {
-        self.wake.notify_one();
+        let waker = {
+            let mut state = self.state();
+            state.woken = true;
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     pub fn buffered(&self) -> usize {
@@ -435,8 +445,17 @@ impl ConnHandle {
         self.state().phase == Phase::Open
     }
 
-    pub(super) async fn woken(&self) {
-        self.wake.notified().await;
+    /// Task side: ready once `wake` was called since the last time this was ready.
+    pub(super) fn poll_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.state();
+        if std::mem::take(&mut state.woken) {
+            return Poll::Ready(());
+        }
+        match &mut state.waker {
+            Some(waker) => waker.clone_from(cx.waker()),
+            None => state.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// Task side: moves everything queued to `into`; parks the writer when there was nothing.
@@ -450,7 +469,7 @@ impl ConnHandle {
             state.writer_parked = true;
         }
         let closing = match &state.phase {
-            Phase::Closing { code, reason } => Some((*code, reason.clone())),
+            Phase::Closing { code, reason } => Some((*code, Bytes::copy_from_slice(reason))),
             _ => None,
         };
         Taken {
@@ -473,6 +492,7 @@ impl ConnHandle {
         state.chunks.clear();
         state.tail = BytesMut::new();
         state.compressor = None;
+        state.waker = None;
         drop(state);
         self.buffered.store(0, Ordering::Relaxed);
     }
@@ -518,4 +538,16 @@ fn push_frame(
 fn reserve_tail(tail: &mut BytesMut, needed: usize) {
     let start = if tail.capacity() == 0 { TAIL_START } else { 0 };
     tail.reserve(needed.max(start));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConnHandle;
+
+    #[test]
+    fn a_connection_handle_fits_a_256_byte_allocation() {
+        // Every connection holds one in an `Arc` (two counters more) for as long as it lives.
+        let size = std::mem::size_of::<ConnHandle>() + 2 * std::mem::size_of::<usize>();
+        assert!(size <= 256, "ConnHandle in its Arc takes {size} bytes");
+    }
 }

@@ -2,14 +2,18 @@
 //! vectored writes, answers pings, runs the close handshake and the idle timer.
 
 use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
+use std::net::Shutdown;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
+use socket2::SockRef;
 use tokio::net::TcpStream;
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{sleep_until, Instant, Sleep};
 
 use super::{ConnHandle, Queued, ServerConfig};
 use crate::bridge::{Event, EventQueue, Traffic};
@@ -26,49 +30,13 @@ const READS_PER_TURN: usize = 4;
 /// Buffers handed to one vectored write.
 const WRITE_SLICES: usize = 64;
 
-/// Runs the connection until it ends; returns the code and reason for the 'close' event.
-pub(super) async fn run(
-    stream: TcpStream,
-    conn: Arc<ConnHandle>,
-    early_bytes: BytesMut,
-    events: &EventQueue,
-    config: &ServerConfig,
-) -> (u16, Bytes) {
-    let mut connection = Connection {
-        decoder: Decoder::new(conn.route.max_payload_length).with_deflate(conn.deflate),
-        stream,
-        conn,
-        events,
-        close_timeout: config.close_timeout,
-        // The handshake's buffer is kept only if the client sent frames right behind its request.
-        read_buf: if early_bytes.is_empty() {
-            BytesMut::new()
-        } else {
-            early_bytes
-        },
-        read_size: READ_CHUNK,
-        in_flight: VecDeque::new(),
-        last_read: Instant::now(),
-        started: Instant::now(),
-        pinged: false,
-        outcome: None,
-        sent_close: false,
-        received_close: false,
-        undecodable: false,
-        write_shut: false,
-        close_deadline: None,
-    };
-    let outcome = connection.serve().await;
-    connection.conn.end();
-    outcome
-}
-
-struct Connection<'a> {
+/// One upgraded connection, served by its task until it ends.
+pub(super) struct Connection<'a> {
     stream: TcpStream,
     conn: Arc<ConnHandle>,
     events: &'a EventQueue,
     decoder: Decoder,
-    close_timeout: Duration,
+    config: &'a ServerConfig,
     /// Empty (no allocation) while the connection is idle.
     read_buf: BytesMut,
     /// Bytes asked of the socket per read (adapts between READ_CHUNK and MAX_READ).
@@ -93,55 +61,139 @@ enum Wake {
     Readable,
     Writable,
     Timer,
+    /// The socket reported an error while waiting for readiness.
+    Failed,
 }
 
-impl Connection<'_> {
-    async fn serve(&mut self) -> (u16, Bytes) {
+/// What the task waits for between turns.
+struct Waiting<'c> {
+    conn: &'c ConnHandle,
+    stream: &'c TcpStream,
+    /// Input is wanted (Python is not behind).
+    read: bool,
+    /// Output is in flight, waiting for room in the socket.
+    write: bool,
+    /// The timer is armed.
+    timed: bool,
+}
+
+impl Waiting<'_> {
+    /// What needs the task next, in order: queued output, input, room to write, the timer.
+    fn poll(&self, cx: &mut Context<'_>, timer: Pin<&mut Sleep>) -> Poll<Wake> {
+        if self.conn.poll_woken(cx).is_ready() {
+            return Poll::Ready(Wake::Queue);
+        }
+        if self.read {
+            if let Poll::Ready(ready) = self.stream.poll_read_ready(cx) {
+                return Poll::Ready(ready.map_or(Wake::Failed, |()| Wake::Readable));
+            }
+        }
+        if self.write {
+            if let Poll::Ready(ready) = self.stream.poll_write_ready(cx) {
+                return Poll::Ready(ready.map_or(Wake::Failed, |()| Wake::Writable));
+            }
+        }
+        if self.timed {
+            return timer.poll(cx).map(|()| Wake::Timer);
+        }
+        Poll::Pending
+    }
+}
+
+impl<'a> Connection<'a> {
+    pub(super) fn new(
+        stream: TcpStream,
+        conn: Arc<ConnHandle>,
+        early_bytes: BytesMut,
+        events: &'a EventQueue,
+        config: &'a ServerConfig,
+    ) -> Self {
+        Self {
+            decoder: Decoder::new(conn.route.max_payload_length).with_deflate(conn.deflate),
+            stream,
+            conn,
+            events,
+            config,
+            read_buf: keep_if_frames(early_bytes),
+            read_size: READ_CHUNK,
+            in_flight: VecDeque::new(),
+            last_read: Instant::now(),
+            started: Instant::now(),
+            pinged: false,
+            outcome: None,
+            sent_close: false,
+            received_close: false,
+            undecodable: false,
+            write_shut: false,
+            close_deadline: None,
+        }
+    }
+
+    /// Serves the connection until it ends; returns the code and reason for the 'close' event.
+    pub(super) async fn serve(&mut self) -> (u16, Bytes) {
+        let outcome = self.exchange().await;
+        self.conn.end();
+        outcome
+    }
+
+    // The task of every connection keeps this future's state for as long as the connection lives, idle or
+    // not: readiness is polled in place (no readiness futures kept) and the task is woken through a waker
+    // in its `ConnHandle` (no `Notify` future), which keeps an idle connection's task small.
+    async fn exchange(&mut self) -> (u16, Bytes) {
         let mut deadline = self.next_deadline();
         let timer = sleep_until(deadline.unwrap_or_else(far_future));
         tokio::pin!(timer);
+        let mut fired = false;
         if !self.read_buf.is_empty() {
             self.decode_input();
         }
         loop {
-            if let Some(end) = self.after_activity().await {
+            if let Some(end) = self.after_activity() {
                 return end;
             }
-            let next = self.next_deadline();
-            if next != deadline {
+            // Reads push the deadline later all the time: the timer is moved only when the deadline comes
+            // earlier or the timer fired (firing early finds nothing due and re-arms it), which keeps the
+            // timer wheel out of the read path.
+            {
+                let next = self.next_deadline();
+                if next != deadline && (fired || comes_earlier(next, deadline)) {
+                    timer.as_mut().reset(next.unwrap_or_else(far_future));
+                }
                 deadline = next;
-                timer.as_mut().reset(deadline.unwrap_or_else(far_future));
+                fired = false;
             }
-            let wake = tokio::select! {
-                biased;
-                _ = self.conn.woken() => Wake::Queue,
-                ready = self.stream.readable(), if self.may_read() => match ready {
-                    Ok(()) => Wake::Readable,
-                    Err(_) => return self.abnormal(),
-                },
-                ready = self.stream.writable(), if !self.in_flight.is_empty() => match ready {
-                    Ok(()) => Wake::Writable,
-                    Err(_) => return self.abnormal(),
-                },
-                () = &mut timer, if deadline.is_some() => Wake::Timer,
+            let waiting = Waiting {
+                conn: &self.conn,
+                stream: &self.stream,
+                read: self.may_read(),
+                write: !self.in_flight.is_empty(),
+                timed: deadline.is_some(),
             };
+            let wake = poll_fn(|cx| waiting.poll(cx, timer.as_mut())).await;
             match wake {
                 Wake::Readable => match self.read_input() {
                     Ok(true) => {}
                     Ok(false) | Err(_) => return self.abnormal(),
                 },
                 Wake::Timer => {
+                    fired = true;
                     if self.on_timer() {
                         return self.abnormal();
                     }
                 }
+                Wake::Failed => return self.abnormal(),
                 Wake::Queue | Wake::Writable => {}
             }
         }
     }
 
+    /// Ends our side of the stream (FIN); the socket stays open for reading.
+    fn shut_write(&self) {
+        let _ = SockRef::from(&self.stream).shutdown(Shutdown::Write);
+    }
+
     /// Writes what is queued and decides whether the connection is over.
-    async fn after_activity(&mut self) -> Option<(u16, Bytes)> {
+    fn after_activity(&mut self) -> Option<(u16, Bytes)> {
         let taken = match self.flush() {
             Ok(taken) => taken,
             Err(_) => return Some(self.abnormal()),
@@ -153,21 +205,26 @@ impl Connection<'_> {
             if !self.sent_close {
                 self.sent_close = true;
                 self.outcome.get_or_insert((code, reason));
-                self.close_deadline = Some(Instant::now() + self.close_timeout);
+                self.close_deadline = self.deadline_to_close();
             }
         }
         let close_written = self.sent_close && self.in_flight.is_empty();
         if close_written && self.received_close {
-            let _ = self.stream.shutdown().await;
+            self.shut_write();
             return self.outcome.take();
         }
         if close_written && self.undecodable && !self.write_shut {
             // The client's close frame cannot be framed after a protocol error: end our side (FIN) so the
             // client closes too, and wait for its end of stream, bounded by the close deadline.
             self.write_shut = true;
-            let _ = self.stream.shutdown().await;
+            self.shut_write();
         }
         None
+    }
+
+    /// When a close handshake started now must be over.
+    fn deadline_to_close(&self) -> Option<Instant> {
+        Some(Instant::now() + self.config.close_timeout)
     }
 
     /// The connection ended without a completed close handshake.
@@ -311,7 +368,7 @@ impl Connection<'_> {
                                     close.code
                                 };
                                 self.outcome.get_or_insert((close.code, close.reason));
-                                self.close_deadline = Some(Instant::now() + self.close_timeout);
+                                self.close_deadline = self.deadline_to_close();
                                 let conn = Arc::clone(&self.conn);
                                 batch.push(Event::Shutdown {
                                     conn,
@@ -334,7 +391,7 @@ impl Connection<'_> {
                 Err(error) => {
                     self.undecodable = true;
                     self.read_buf.clear();
-                    self.close_deadline = Some(Instant::now() + self.close_timeout);
+                    self.close_deadline = self.deadline_to_close();
                     let (code, reason) = (error.code, error.reason);
                     batch.push(Event::Shutdown {
                         conn: Arc::clone(&self.conn),
@@ -404,6 +461,24 @@ impl Connection<'_> {
     }
 }
 
+/// The handshake's buffer, kept only if the client sent frames right behind its request.
+fn keep_if_frames(early_bytes: BytesMut) -> BytesMut {
+    if early_bytes.is_empty() {
+        BytesMut::new()
+    } else {
+        early_bytes
+    }
+}
+
+/// Whether deadline `a` is before `b` (no deadline is the latest).
+fn comes_earlier(a: Option<Instant>, b: Option<Instant>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a < b,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86400 * 365)
 }
@@ -445,10 +520,14 @@ mod tests {
             ));
             let events = EventQueue::new(1024, 1024).unwrap();
             let config = ServerConfig::default();
-            let task = run(stream, conn, BytesMut::new(), &events, &config);
-            let size = std::mem::size_of_val(&task);
+            let mut connection = Connection::new(stream, conn, BytesMut::new(), &events, &config);
+            let serving = connection.serve();
+            let size = std::mem::size_of::<Connection>() + std::mem::size_of_val(&serving);
+            println!("connection state {size} bytes");
+            // What every connection's task keeps while it lives (the spawned future adds the accepted
+            // socket's address and the server's handle): keep the task in a small allocation class.
             assert!(
-                size <= 1536,
+                size <= 512,
                 "the per-connection task state grew to {size} bytes"
             );
         });

@@ -11,10 +11,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio::sync::{oneshot, watch};
 
+use super::connection::Connection;
 use super::handshake::Outcome;
 use super::http::{http_response, Answer, HttpRoutes, Request};
 use super::upgrade::{switching_protocols, Decision};
-use super::{connection, front, ConnHandle, RouteConfig, ServerConfig};
+use super::{front, ConnHandle, RouteConfig, ServerConfig};
 use crate::bridge::{Event, EventQueue};
 use crate::protocol::deflate::DeflateParams;
 use crate::routing::RouteTable;
@@ -223,48 +224,69 @@ async fn ask_python(
     false
 }
 
-async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let _ = stream.set_nodelay(true);
+async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    // Boxed: the HTTP side's buffers and header arrays live in their own allocation, freed once the
-    // connection upgrades, instead of enlarging the state every idle connection's task keeps.
-    let requests = Box::pin(front::serve_requests(&mut stream, peer, &shared));
-    let (route, deflate, early_bytes, client) = match requests.await {
-        Some((
-            Outcome::Upgraded {
-                route,
-                deflate,
-                early,
-            },
-            client,
-        )) => (route, deflate, early, client),
-        Some((
-            Outcome::Intercepted {
-                route,
-                accept_key,
-                deflate,
-                request,
-                early,
-            },
-            client,
-        )) => {
-            let decided = Box::pin(ask_python(
-                &mut stream,
-                id,
-                &route,
-                &accept_key,
-                deflate.as_ref(),
-                request,
-                &shared,
-            ));
-            if !decided.await {
-                shared.events.push(Event::UpgradeEnded { id });
-                return;
-            }
-            (route, deflate, early, client)
-        }
-        None => return,
+    // Boxed: the handshake's state (HTTP buffers, header arrays, Python's decision) lives in its own
+    // allocation, freed once the connection upgrades, instead of enlarging the state that every
+    // connection's task keeps for as long as it lives.
+    let Some(mut connection) = Box::pin(upgrade(stream, peer, id, &shared)).await else {
+        return;
     };
+    let (code, reason) = connection.serve().await;
+    shared
+        .connections
+        .lock()
+        .expect("connection registry poisoned")
+        .remove(&id);
+    shared.events.push(Event::Close { id, code, reason });
+}
+
+/// Serves HTTP requests until one upgrades, then opens the connection: registered, announced to Python.
+/// `None`: the client left, was answered over HTTP, or was refused.
+async fn upgrade(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    shared: &Shared,
+) -> Option<Connection<'_>> {
+    let _ = stream.set_nodelay(true);
+    let (route, deflate, early_bytes, client) =
+        match front::serve_requests(&mut stream, peer, shared).await? {
+            (
+                Outcome::Upgraded {
+                    route,
+                    deflate,
+                    early,
+                },
+                client,
+            ) => (route, deflate, early, client),
+            (
+                Outcome::Intercepted {
+                    route,
+                    accept_key,
+                    deflate,
+                    request,
+                    early,
+                },
+                client,
+            ) => {
+                let decided = ask_python(
+                    &mut stream,
+                    id,
+                    &route,
+                    &accept_key,
+                    deflate.as_ref(),
+                    request,
+                    shared,
+                )
+                .await;
+                if !decided {
+                    shared.events.push(Event::UpgradeEnded { id });
+                    return None;
+                }
+                (route, deflate, early, client)
+            }
+        };
     let index = route.index;
     let conn =
         Arc::new(ConnHandle::new(id, client.addr, route, deflate).with_proxy_ip(client.proxy_ip));
@@ -277,18 +299,11 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         conn: Arc::clone(&conn),
         route: index,
     });
-    let (code, reason) = connection::run(
+    Some(Connection::new(
         stream,
-        Arc::clone(&conn),
+        conn,
         early_bytes,
         &shared.events,
         &shared.config,
-    )
-    .await;
-    shared
-        .connections
-        .lock()
-        .expect("connection registry poisoned")
-        .remove(&id);
-    shared.events.push(Event::Close { id, code, reason });
+    ))
 }
