@@ -15,7 +15,7 @@ use socket2::SockRef;
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant, Sleep};
 
-use super::{ConnHandle, Queued, ServerConfig};
+use super::{ConnHandle, Queued};
 use crate::bridge::{Event, EventQueue, Traffic};
 use crate::protocol::{
     encode, Decoder, Inbound, CLOSE_ABNORMAL, CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_NO_STATUS,
@@ -31,12 +31,12 @@ const READS_PER_TURN: usize = 4;
 const WRITE_SLICES: usize = 64;
 
 /// One upgraded connection, served by its task until it ends.
-pub(super) struct Connection<'a> {
+pub(super) struct Connection {
     stream: TcpStream,
     conn: Arc<ConnHandle>,
-    events: &'a EventQueue,
+    events: Arc<EventQueue>,
     decoder: Decoder,
-    config: &'a ServerConfig,
+    close_timeout: Duration,
     /// Empty (no allocation) while the connection is idle.
     read_buf: BytesMut,
     /// Bytes asked of the socket per read (adapts between READ_CHUNK and MAX_READ).
@@ -100,20 +100,20 @@ impl Waiting<'_> {
     }
 }
 
-impl<'a> Connection<'a> {
+impl Connection {
     pub(super) fn new(
         stream: TcpStream,
         conn: Arc<ConnHandle>,
         early_bytes: BytesMut,
-        events: &'a EventQueue,
-        config: &'a ServerConfig,
+        events: Arc<EventQueue>,
+        close_timeout: Duration,
     ) -> Self {
         Self {
             decoder: Decoder::new(conn.route.max_payload_length).with_deflate(conn.deflate),
             stream,
             conn,
             events,
-            config,
+            close_timeout,
             read_buf: keep_if_frames(early_bytes),
             read_size: READ_CHUNK,
             in_flight: VecDeque::new(),
@@ -127,6 +127,10 @@ impl<'a> Connection<'a> {
             write_shut: false,
             close_deadline: None,
         }
+    }
+
+    pub(super) fn id(&self) -> u64 {
+        self.conn.id
     }
 
     /// Serves the connection until it ends; returns the code and reason for the 'close' event.
@@ -224,7 +228,7 @@ impl<'a> Connection<'a> {
 
     /// When a close handshake started now must be over.
     fn deadline_to_close(&self) -> Option<Instant> {
-        Some(Instant::now() + self.config.close_timeout)
+        Some(Instant::now() + self.close_timeout)
     }
 
     /// The connection ended without a completed close handshake.
@@ -486,7 +490,7 @@ fn far_future() -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::RouteConfig;
+    use crate::net::{RouteConfig, ServerConfig};
 
     #[test]
     fn an_idle_connection_task_holds_little_state() {
@@ -519,8 +523,9 @@ mod tests {
                 None,
             ));
             let events = EventQueue::new(1024, 1024).unwrap();
-            let config = ServerConfig::default();
-            let mut connection = Connection::new(stream, conn, BytesMut::new(), &events, &config);
+            let close_timeout = ServerConfig::default().close_timeout;
+            let mut connection =
+                Connection::new(stream, conn, BytesMut::new(), events, close_timeout);
             let serving = connection.serve();
             let size = std::mem::size_of::<Connection>() + std::mem::size_of_val(&serving);
             println!("connection state {size} bytes");

@@ -1,6 +1,8 @@
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -177,7 +179,12 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
-                tokio::spawn(serve(stream, peer, Arc::clone(&shared)));
+                let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+                // Boxed: the handshake's state (HTTP buffers, header arrays, Python's decision) lives in
+                // its own allocation, freed once the connection upgrades, instead of enlarging the task
+                // that every connection keeps for as long as it lives.
+                let upgrading = Box::pin(upgrade(stream, peer, id, Arc::clone(&shared)));
+                tokio::spawn(serve(upgrading, Arc::clone(&shared)));
             }
             // Out of descriptors or memory: back off instead of spinning on the error.
             Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -224,14 +231,12 @@ async fn ask_python(
     false
 }
 
-async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    // Boxed: the handshake's state (HTTP buffers, header arrays, Python's decision) lives in its own
-    // allocation, freed once the connection upgrades, instead of enlarging the state that every
-    // connection's task keeps for as long as it lives.
-    let Some(mut connection) = Box::pin(upgrade(stream, peer, id, &shared)).await else {
+/// A connection's task: the upgrade, then the WebSocket until it ends.
+async fn serve(upgrading: Pin<Box<impl Future<Output = Option<Connection>>>>, shared: Arc<Shared>) {
+    let Some(mut connection) = upgrading.await else {
         return;
     };
+    let id = connection.id();
     let (code, reason) = connection.serve().await;
     shared
         .connections
@@ -247,8 +252,9 @@ async fn upgrade(
     mut stream: TcpStream,
     peer: SocketAddr,
     id: u64,
-    shared: &Shared,
-) -> Option<Connection<'_>> {
+    shared: Arc<Shared>,
+) -> Option<Connection> {
+    let shared = &*shared;
     let _ = stream.set_nodelay(true);
     let (route, deflate, early_bytes, client) =
         match front::serve_requests(&mut stream, peer, shared).await? {
@@ -303,7 +309,7 @@ async fn upgrade(
         stream,
         conn,
         early_bytes,
-        &shared.events,
-        &shared.config,
+        Arc::clone(&shared.events),
+        shared.config.close_timeout,
     ))
 }
