@@ -31,11 +31,18 @@ struct PyRoute {
     message_type: MessageType,
 }
 
+/// What the engine shares with each of its `Websocket`s (one pointer per connection, not three).
+pub struct EngineShared {
+    pub events: Arc<EventQueue>,
+    /// The Python runtime helper (`hyperws._runtime.Hooks`): error reporting and async chains.
+    pub hooks: Py<PyAny>,
+    pub topics: Arc<Topics>,
+}
+
 /// The native half of a `hyperws.Server`.
 #[pyclass(module = "hyperws._core")]
 pub struct Engine {
-    events: Arc<EventQueue>,
-    hooks: Py<PyAny>,
+    shared: Arc<EngineShared>,
     table: RouteTable<Arc<RouteConfig>>,
     routes: Vec<PyRoute>,
     /// Plain HTTP routes (their handlers stay on the Python side, by index).
@@ -43,7 +50,6 @@ pub struct Engine {
     http_count: usize,
     server: Option<NetServer>,
     sockets: SocketMap,
-    topics: Arc<Topics>,
     /// Upgrades handed to the Python upgrade handlers, until their connection opens or they end.
     pending: ConnIdMap<Py<PendingUpgrade>>,
     /// Messages refused over a connection's `max_backpressure` (by send or publish).
@@ -62,15 +68,17 @@ impl Engine {
         let events = EventQueue::new(max_pending_bytes, max_pending_bytes_total)
             .map_err(|e| PyOSError::new_err(format!("cannot create eventfd: {e}")))?;
         Ok(Self {
-            events,
-            hooks,
+            shared: Arc::new(EngineShared {
+                events,
+                hooks,
+                topics: Arc::new(Topics::new()),
+            }),
             table: RouteTable::new(),
             routes: Vec::new(),
             http: HttpRoutes::default(),
             http_count: 0,
             server: None,
             sockets: SocketMap::default(),
-            topics: Arc::new(Topics::new()),
             pending: ConnIdMap::default(),
             dropped: 0,
         })
@@ -191,7 +199,7 @@ impl Engine {
             (
                 std::mem::take(&mut this.table),
                 std::mem::take(&mut this.http),
-                Arc::clone(&this.events),
+                Arc::clone(&this.shared.events),
             )
         };
         let server = slf
@@ -205,12 +213,12 @@ impl Engine {
 
     /// The descriptor to watch with `loop.add_reader(fd, engine.drain)`.
     fn fileno(&self) -> i32 {
-        self.events.fd()
+        self.shared.events.fd()
     }
 
     /// Dispatches every waiting event to Python: the message listeners are called right here.
     fn drain(slf: &Bound<'_, Self>) {
-        let events = Arc::clone(&slf.borrow().events);
+        let events = Arc::clone(&slf.borrow().shared.events);
         events.begin_drain();
         let _cork = CorkGuard::begin();
         let mut batch = Vec::new();
@@ -268,7 +276,10 @@ impl Engine {
         // No borrow of the engine is held while the GIL is released: other threads publish too.
         let (topics, events) = {
             let this = slf.borrow();
-            (Arc::clone(&this.topics), Arc::clone(&this.events))
+            (
+                Arc::clone(&this.shared.topics),
+                Arc::clone(&this.shared.events),
+            )
         };
         publish::publish(
             slf.py(),
@@ -284,22 +295,23 @@ impl Engine {
 
     /// How many connections a publish to `topic` would reach.
     fn num_subscribers(&self, topic: &str) -> PyResult<usize> {
-        self.topics
+        self.shared
+            .topics
             .count_matches(topic)
             .map_err(|e| PyValueError::new_err(e.to_string()))
     }
 
     /// Counters: wake-ups of the loop and events handed over.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let stats = self.events.stats();
+        let stats = self.shared.events.stats();
         let dict = PyDict::new(py);
         dict.set_item("connections", self.connections())?;
         dict.set_item("loop_wakeups", stats.wakeups)?;
         dict.set_item("events", stats.events)?;
-        dict.set_item("subscriptions", self.topics.len())?;
+        dict.set_item("subscriptions", self.shared.topics.len())?;
         dict.set_item("dropped", self.dropped)?;
-        dict.set_item("pending_bytes", self.events.backlog().total())?;
-        let traffic = self.events.traffic();
+        dict.set_item("pending_bytes", self.shared.events.backlog().total())?;
+        let traffic = self.shared.events.traffic();
         dict.set_item("messages_in", Traffic::read(&traffic.messages_in))?;
         dict.set_item("bytes_in", Traffic::read(&traffic.bytes_in))?;
         dict.set_item("messages_out", Traffic::read(&traffic.messages_out))?;
@@ -308,7 +320,7 @@ impl Engine {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.hooks)?;
+        visit.call(&self.shared.hooks)?;
         for route in &self.routes {
             visit.call(&route.handler)?;
         }
@@ -333,22 +345,17 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
     let cost = event.cost();
     match event {
         Event::Open { conn, route } => {
-            let (handler, message_type, topics, hooks) = {
+            let (handler, message_type, shared) = {
                 let this = engine.borrow();
                 let route = &this.routes[route];
-                let topics = (Arc::clone(&this.topics), Arc::clone(&this.events));
                 (
                     route.handler.clone_ref(py),
                     route.message_type,
-                    topics,
-                    this.hooks.clone_ref(py),
+                    Arc::clone(&this.shared),
                 )
             };
             let id = conn.id;
-            let ws = match Bound::new(
-                py,
-                Websocket::new(conn, message_type, topics.0, topics.1, hooks),
-            ) {
+            let ws = match Bound::new(py, Websocket::new(conn, message_type, shared)) {
                 Ok(ws) => ws,
                 Err(error) => return error.write_unraisable(py, None),
             };
@@ -369,15 +376,30 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
         }
         Event::Message { id, data, binary } => match socket(engine, id) {
             Some(ws) => websocket::deliver_message(ws.bind(py), &data, binary, cost),
-            None => engine.borrow().events.backlog().consumed_orphan(cost),
+            None => engine
+                .borrow()
+                .shared
+                .events
+                .backlog()
+                .consumed_orphan(cost),
         },
         Event::Ping { id, data } => match socket(engine, id) {
             Some(ws) => websocket::deliver_control(ws.bind(py), "ping", &data, cost),
-            None => engine.borrow().events.backlog().consumed_orphan(cost),
+            None => engine
+                .borrow()
+                .shared
+                .events
+                .backlog()
+                .consumed_orphan(cost),
         },
         Event::Pong { id, data } => match socket(engine, id) {
             Some(ws) => websocket::deliver_control(ws.bind(py), "pong", &data, cost),
-            None => engine.borrow().events.backlog().consumed_orphan(cost),
+            None => engine
+                .borrow()
+                .shared
+                .events
+                .backlog()
+                .consumed_orphan(cost),
         },
         Event::Upgrade {
             id,
@@ -385,7 +407,7 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
             request,
             reply,
         } => {
-            let hooks = engine.borrow().hooks.clone_ref(py);
+            let hooks = engine.borrow().shared.hooks.clone_ref(py);
             let pending = match Py::new(py, PendingUpgrade::new(request, route, reply)) {
                 Ok(pending) => pending,
                 Err(error) => return error.write_unraisable(py, None),
@@ -406,7 +428,7 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
             request,
             reply,
         } => {
-            let hooks = engine.borrow().hooks.clone_ref(py);
+            let hooks = engine.borrow().shared.hooks.clone_ref(py);
             let pending = match Py::new(py, PendingRequest::new(request, route, reply)) {
                 Ok(pending) => pending,
                 Err(error) => return error.write_unraisable(py, None),
@@ -438,7 +460,7 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
         Event::Close { id, code, reason } => {
             let removed = {
                 let mut this = engine.borrow_mut();
-                this.topics.unsubscribe_all(id);
+                this.shared.topics.unsubscribe_all(id);
                 this.sockets.remove(&id)
             };
             if let Some(ws) = removed {

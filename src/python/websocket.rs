@@ -11,13 +11,13 @@ use pyo3::{intern, PyTraverseError, PyVisit};
 
 use super::awaitable::is_awaitable;
 use super::cork::{self, CorkGuard};
+use super::engine::EngineShared;
 use super::listeners::{Callbacks, Listeners};
 use super::payload::{extract_message, extract_typed_message, MessageType};
 use super::publish;
-use crate::bridge::{Event, EventQueue, Traffic};
+use crate::bridge::{Event, Traffic};
 use crate::net::{ConnHandle, Fragment, Queued};
 use crate::protocol::{encode, is_valid_sent_close_code, Utf8Validator};
-use crate::pubsub::Topics;
 
 /// A WebSocket connection. Safe to use after it closed: `send`/`ping` return False, `close`/`destroy` do
 /// nothing.
@@ -29,11 +29,9 @@ use crate::pubsub::Topics;
 pub struct Websocket {
     conn: Arc<ConnHandle>,
     message_type: MessageType,
-    topics: Arc<Topics>,
-    /// The server's event queue: refused sends are reported through it as 'dropped' events.
-    events: Arc<EventQueue>,
-    /// The Python runtime helper (`hyperws._runtime.Hooks`): error reporting and async chains.
-    hooks: Py<PyAny>,
+    /// The server's event queue (refused sends are reported through it as 'dropped' events), its
+    /// topics and the Python runtime helper.
+    shared: Arc<EngineShared>,
     /// Created on first access: an idle connection that never uses it holds no dict.
     context: Option<Py<PyAny>>,
     listeners: Listeners,
@@ -44,7 +42,7 @@ pub struct Websocket {
     /// While a message is streamed (`stream()`/`writable`): its UTF-8 check when it is text.
     stream: Option<Utf8Validator>,
     /// The subprotocol chosen at upgrade ("" when none).
-    protocol: String,
+    protocol: Box<str>,
     close_fired: bool,
 }
 
@@ -52,22 +50,18 @@ impl Websocket {
     pub fn new(
         conn: Arc<ConnHandle>,
         message_type: MessageType,
-        topics: Arc<Topics>,
-        events: Arc<EventQueue>,
-        hooks: Py<PyAny>,
+        shared: Arc<EngineShared>,
     ) -> Self {
         Self {
             conn,
             message_type,
-            topics,
-            events,
-            hooks,
+            shared,
             context: None,
             listeners: Listeners::default(),
             chain: None,
             iterator: None,
             stream: None,
-            protocol: String::new(),
+            protocol: Box::default(),
             close_fired: false,
         }
     }
@@ -75,7 +69,7 @@ impl Websocket {
     /// What the upgrade handler accepted the connection with.
     pub fn set_upgrade(&mut self, context: Py<PyAny>, protocol: String) {
         self.context = Some(context);
-        self.protocol = protocol;
+        self.protocol = protocol.into_boxed_str();
     }
 }
 
@@ -280,7 +274,7 @@ fn consume(ws: &Bound<'_, Websocket>, cost: usize) {
         return;
     }
     let this = ws.borrow();
-    let backlog = this.events.backlog();
+    let backlog = this.shared.events.backlog();
     backlog.consumed(&this.conn, cost);
     backlog.resume_ready();
 }
@@ -325,7 +319,7 @@ pub fn schedule_one<'py>(ws: &Bound<'py, Websocket>, awaitable: Bound<'py, PyAny
         let this = ws.borrow();
         (
             this.chain.as_ref().map(|c| c.clone_ref(py)),
-            this.hooks.clone_ref(py),
+            this.shared.hooks.clone_ref(py),
         )
     };
     let result = match chain {
@@ -348,7 +342,7 @@ pub fn schedule_one<'py>(ws: &Bound<'py, Websocket>, awaitable: Bound<'py, PyAny
 /// Logs an exception raised by user code through the hooks (Python `logging`); never raises.
 pub fn report(ws: &Bound<'_, Websocket>, event: &str, error: PyErr) {
     let py = ws.py();
-    let hooks = ws.borrow().hooks.clone_ref(py);
+    let hooks = ws.borrow().shared.hooks.clone_ref(py);
     if let Err(failure) = hooks
         .bind(py)
         .call_method1(intern!(py, "report"), (ws, event, error.into_value(py)))
@@ -406,27 +400,29 @@ impl Websocket {
     /// Topic filters this connection is subscribed to, in subscription order.
     #[getter]
     fn topics(&self) -> Vec<String> {
-        self.topics.topics(self.conn.id)
+        self.shared.topics.topics(self.conn.id)
     }
 
     /// Subscribes to `topic` (MQTT syntax: `+` matches one level, a final `#` any number). Returns whether
     /// it was a new subscription; False after the connection closed.
     fn subscribe(&self, topic: &str) -> PyResult<bool> {
-        self.topics
+        self.shared
+            .topics
             .subscribe(&self.conn, topic)
             .map_err(|e| PyValueError::new_err(e.to_string()))
     }
 
     /// Removes a subscription; returns whether there was one.
     fn unsubscribe(&self, topic: &str) -> PyResult<bool> {
-        self.topics
+        self.shared
+            .topics
             .unsubscribe(self.conn.id, topic)
             .map_err(|e| PyValueError::new_err(e.to_string()))
     }
 
     /// Whether this connection is subscribed to exactly this topic filter.
     fn is_subscribed(&self, topic: &str) -> bool {
-        self.topics.is_subscribed(self.conn.id, topic)
+        self.shared.topics.is_subscribed(self.conn.id, topic)
     }
 
     /// Publishes to every subscriber of `topic` except this connection. Returns whether any was reached.
@@ -442,8 +438,8 @@ impl Websocket {
         let (topics, events, id) = {
             let this = slf.borrow();
             (
-                Arc::clone(&this.topics),
-                Arc::clone(&this.events),
+                Arc::clone(&this.shared.topics),
+                Arc::clone(&this.shared.events),
                 this.conn.id,
             )
         };
@@ -484,7 +480,7 @@ impl Websocket {
         };
         if let Queued::Full = queued {
             let data = Bytes::copy_from_slice(outgoing.bytes());
-            self.events.push(Event::Dropped {
+            self.shared.events.push(Event::Dropped {
                 id: self.conn.id,
                 data,
                 binary,
@@ -536,7 +532,7 @@ impl Websocket {
         {
             let this = slf.borrow();
             this.conn.destroy();
-            this.topics.unsubscribe_all(this.conn.id);
+            this.shared.topics.unsubscribe_all(this.conn.id);
         }
         deliver_close_now(slf);
     }
@@ -547,7 +543,7 @@ impl Websocket {
         let py = slf.py();
         let (must_wait, hooks) = {
             let this = slf.borrow();
-            (this.conn.want_drain(), this.hooks.clone_ref(py))
+            (this.conn.want_drain(), this.shared.hooks.clone_ref(py))
         };
         hooks
             .bind(py)
@@ -564,7 +560,7 @@ impl Websocket {
         is_binary: Option<bool>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        let hooks = slf.borrow().hooks.clone_ref(py);
+        let hooks = slf.borrow().shared.hooks.clone_ref(py);
         hooks
             .bind(py)
             .call_method1(intern!(py, "stream"), (slf, readable, is_binary))
@@ -574,7 +570,7 @@ impl Websocket {
     #[getter]
     fn writable<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        let hooks = slf.borrow().hooks.clone_ref(py);
+        let hooks = slf.borrow().shared.hooks.clone_ref(py);
         hooks.bind(py).call_method1(intern!(py, "writable"), (slf,))
     }
 
@@ -641,7 +637,7 @@ impl Websocket {
         if self.conn.end_stream() {
             cork::wake(&self.conn);
         }
-        Traffic::add(&self.events.traffic().messages_out, 1);
+        Traffic::add(&self.shared.events.traffic().messages_out, 1);
     }
 
     /// `async for message in ws:` yields the messages in order and ends when the connection closes.
@@ -651,7 +647,12 @@ impl Websocket {
             let this = slf.borrow();
             let existing = this.iterator.as_ref().map(|it| it.clone_ref(py));
             let chain = this.chain.as_ref().map(|c| c.clone_ref(py));
-            (existing, this.hooks.clone_ref(py), chain, this.close_fired)
+            (
+                existing,
+                this.shared.hooks.clone_ref(py),
+                chain,
+                this.close_fired,
+            )
         };
         if let Some(iterator) = existing {
             return Ok(iterator.into_bound(py));
@@ -756,7 +757,6 @@ impl Websocket {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.hooks)?;
         if let Some(context) = &self.context {
             visit.call(context)?;
         }
@@ -786,7 +786,7 @@ impl Websocket {
     fn counted(&self, opcode: u8, queued: Queued) -> Queued {
         if let Queued::Yes { wake } = queued {
             if opcode != encode::PING {
-                Traffic::add(&self.events.traffic().messages_out, 1);
+                Traffic::add(&self.shared.events.traffic().messages_out, 1);
             }
             if wake {
                 cork::wake(&self.conn);
