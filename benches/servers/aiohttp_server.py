@@ -2,7 +2,8 @@
 
 /echo: `async for msg in ws` and `send_str`/`send_bytes` back; /sub: joins the subscriber set; /pub: every message
 received is sent to every subscriber with `send_str`/`send_bytes` in a loop (aiohttp has no pub/sub or broadcast
-of its own); /slow: `await asyncio.sleep(SLOW_DELAY)` per binary message in the receive loop, a text message
+of its own), skipping a subscriber whose transport is above its high-water mark (awaiting its drain would stall every
+other subscriber: what `websockets.broadcast` does); /slow: `await asyncio.sleep(SLOW_DELAY)` per binary message in the receive loop, a text message
 answered with the tally; /echoz: /echo with `compress=True` (permessage-deflate when the client offers it).
 Prints READY once listening.
 """
@@ -15,7 +16,7 @@ from _common import SLOW_DELAY, Tally, loop_name, parse_args, ready, run
 from aiohttp import WSMsgType, web
 
 MAX = 16 * 1024 * 1024
-SUBSCRIBERS: set[web.WebSocketResponse] = set()
+SUBSCRIBERS: dict[web.WebSocketResponse, asyncio.Transport] = {}
 
 
 async def open_ws(request: web.Request, compress: bool = False) -> web.WebSocketResponse:
@@ -48,21 +49,29 @@ async def echoz(request: web.Request) -> web.WebSocketResponse:
 
 async def sub(request: web.Request) -> web.WebSocketResponse:
     ws = await open_ws(request)
-    SUBSCRIBERS.add(ws)
+    transport = request.transport
+    if transport is not None:  # (uvloop's transports are not asyncio.Transport subclasses: no isinstance)
+        SUBSCRIBERS[ws] = transport
     try:
         async for _ in ws:
             pass
     finally:
-        SUBSCRIBERS.discard(ws)
+        SUBSCRIBERS.pop(ws, None)
     return ws
+
+
+def can_take(transport: asyncio.Transport, size: int) -> bool:
+    """Whether `size` more bytes stay under the transport's high-water mark (so the send does not wait)."""
+    return transport.get_write_buffer_size() + size + 16 < transport.get_write_buffer_limits()[1]
 
 
 async def pub(request: web.Request) -> web.WebSocketResponse:
     ws = await open_ws(request)
     async for msg in ws:
         if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-            for s in list(SUBSCRIBERS):
-                if not s.closed:
+            size = len(msg.data)
+            for s, transport in list(SUBSCRIBERS.items()):
+                if not s.closed and can_take(transport, size):
                     await send(s, msg.type, msg.data)
     return ws
 

@@ -1,8 +1,9 @@
 """The benchmark app as a plain ASGI app served by uvicorn (no framework in between).
 
 /echo: `receive()` and `send()` each message back with the same type; /sub: joins the subscriber set and waits for
-the disconnect; /pub: every message received is sent to every subscriber's ASGI `send` in a loop (ASGI has no
-pub/sub); /slow: `await asyncio.sleep(SLOW_DELAY)` per binary message in the receive loop, a text message answered
+the disconnect; /pub: every message received is queued to every subscriber (ASGI has no pub/sub, and an ASGI
+`send` may wait for a slow client, so each subscriber has its own sender task and a bounded queue; a message that
+finds it full is dropped); /slow: `await asyncio.sleep(SLOW_DELAY)` per binary message in the receive loop, a text message answered
 with the tally; /echoz: /echo (uvicorn enables permessage-deflate per server with `ws_per_message_deflate`, so it
 is negotiated on any path where the client offers it: the load generator offers it only to /echoz).
 
@@ -23,7 +24,28 @@ from _common import SLOW_DELAY, Tally
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
-SUBSCRIBERS: set[Send] = set()
+QUEUE_BOUND = 1024
+
+
+class Subscriber:
+    """One subscriber's bounded queue and the task that sends from it."""
+
+    def __init__(self, send: Send) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_BOUND)
+        self.task = asyncio.create_task(self.pump(send))
+
+    async def pump(self, send: Send) -> None:
+        while True:
+            await send(await self.queue.get())
+
+    def offer(self, event: dict[str, Any]) -> None:
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            pass  # a slow subscriber loses what its queue cannot hold
+
+
+SUBSCRIBERS: set[Subscriber] = set()
 ROUTES = {"/echo", "/echoz", "/sub", "/pub", "/slow"}
 
 
@@ -47,8 +69,9 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         await send({"type": "websocket.close", "code": 1008})
         return
     await send({"type": "websocket.accept"})
-    if path == "/sub":
-        SUBSCRIBERS.add(send)
+    subscriber = Subscriber(send) if path == "/sub" else None
+    if subscriber:
+        SUBSCRIBERS.add(subscriber)
     tally = Tally()
     try:
         while True:
@@ -59,8 +82,8 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
                 await send(out(message))
             elif path == "/pub":
                 event = out(message)
-                for s in list(SUBSCRIBERS):
-                    await s(event)
+                for s in SUBSCRIBERS:
+                    s.offer(event)
             elif path == "/slow":
                 if message.get("text") is not None:
                     await send({"type": "websocket.send", "text": tally.answer()})
@@ -68,7 +91,9 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
                     tally.add(message.get("bytes") or b"")
                     await asyncio.sleep(SLOW_DELAY)
     finally:
-        SUBSCRIBERS.discard(send)
+        if subscriber:
+            SUBSCRIBERS.discard(subscriber)
+            subscriber.task.cancel()
 
 
 async def main(host: str, port: int, ws: str, loop: str) -> None:
