@@ -144,8 +144,8 @@ impl Connection {
     // not: readiness is polled in place (no readiness futures kept) and the task is woken through a waker
     // in its `ConnHandle` (no `Notify` future), which keeps an idle connection's task small.
     async fn exchange(&mut self) -> (u16, Bytes) {
-        let mut deadline = self.next_deadline();
-        let timer = sleep_until(deadline.unwrap_or_else(far_future));
+        let mut plan = TimerPlan::new(self.next_deadline());
+        let timer = sleep_until(plan.at());
         tokio::pin!(timer);
         let mut fired = false;
         if !self.read_buf.is_empty() {
@@ -155,23 +155,16 @@ impl Connection {
             if let Some(end) = self.after_activity() {
                 return end;
             }
-            // Reads push the deadline later all the time: the timer is moved only when the deadline comes
-            // earlier or the timer fired (firing early finds nothing due and re-arms it), which keeps the
-            // timer wheel out of the read path.
-            {
-                let next = self.next_deadline();
-                if next != deadline && (fired || comes_earlier(next, deadline)) {
-                    timer.as_mut().reset(next.unwrap_or_else(far_future));
-                }
-                deadline = next;
-                fired = false;
+            if plan.moves(self.next_deadline(), fired) {
+                timer.as_mut().reset(plan.at());
             }
+            fired = false;
             let waiting = Waiting {
                 conn: &self.conn,
                 stream: &self.stream,
                 read: self.may_read(),
                 write: !self.in_flight.is_empty(),
-                timed: deadline.is_some(),
+                timed: plan.is_armed(),
             };
             let wake = poll_fn(|cx| waiting.poll(cx, timer.as_mut())).await;
             match wake {
@@ -474,12 +467,40 @@ fn keep_if_frames(early_bytes: BytesMut) -> BytesMut {
     }
 }
 
-/// Whether deadline `a` is before `b` (no deadline is the latest).
-fn comes_earlier(a: Option<Instant>, b: Option<Instant>) -> bool {
-    match (a, b) {
-        (Some(a), Some(b)) => a < b,
-        (Some(_), None) => true,
-        (None, _) => false,
+/// When the connection's one timer moves. Reads push the deadline later all the time; the timer stays where
+/// it is then, and moves only when it fired (firing early finds nothing due and re-arms it from the latest
+/// deadline) or when the deadline comes earlier (a close handshake started). That keeps the timer wheel out
+/// of the read path.
+#[derive(Debug, Clone, Copy)]
+struct TimerPlan {
+    /// The deadline the timer is set to.
+    armed: Option<Instant>,
+}
+
+impl TimerPlan {
+    fn new(deadline: Option<Instant>) -> Self {
+        Self { armed: deadline }
+    }
+
+    /// Takes the current deadline; returns true when the timer must be reset to `at()`.
+    fn moves(&mut self, next: Option<Instant>, fired: bool) -> bool {
+        let earlier = match (next, self.armed) {
+            (Some(next), Some(armed)) => next < armed,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if fired || earlier {
+            self.armed = next;
+        }
+        fired || earlier
+    }
+
+    fn at(&self) -> Instant {
+        self.armed.unwrap_or_else(far_future)
+    }
+
+    fn is_armed(&self) -> bool {
+        self.armed.is_some()
     }
 }
 
@@ -491,6 +512,43 @@ fn far_future() -> Instant {
 mod tests {
     use super::*;
     use crate::net::{RouteConfig, ServerConfig};
+
+    #[test]
+    fn the_timer_stays_while_deadlines_move_later_and_moves_after_it_fired() {
+        let start = Instant::now();
+        let at = |secs| Some(start + Duration::from_secs(secs));
+        let mut plan = TimerPlan::new(at(10));
+        assert!(
+            !plan.moves(at(12), false),
+            "a read moved the deadline later"
+        );
+        assert!(!plan.moves(at(15), false));
+        assert_eq!(plan.at(), start + Duration::from_secs(10));
+        // It fired at 10 with nothing due: re-armed from the latest deadline, even one seen before.
+        assert!(plan.moves(at(15), true));
+        assert_eq!(plan.at(), start + Duration::from_secs(15));
+        assert!(!plan.moves(at(15), false));
+    }
+
+    #[test]
+    fn the_timer_moves_when_the_deadline_comes_earlier_or_goes() {
+        let start = Instant::now();
+        let at = |secs| Some(start + Duration::from_secs(secs));
+        let mut plan = TimerPlan::new(None);
+        assert!(!plan.is_armed());
+        assert!(plan.moves(at(30), false), "a first deadline arms it");
+        assert!(
+            plan.moves(at(5), false),
+            "a close handshake's deadline comes first"
+        );
+        assert_eq!(plan.at(), start + Duration::from_secs(5));
+        assert!(
+            !plan.moves(None, false),
+            "kept: firing with nothing due re-arms it"
+        );
+        assert!(plan.moves(None, true));
+        assert!(!plan.is_armed());
+    }
 
     #[test]
     fn an_idle_connection_task_holds_little_state() {
