@@ -274,23 +274,8 @@ impl Engine {
         compress: bool,
     ) -> PyResult<bool> {
         // No borrow of the engine is held while the GIL is released: other threads publish too.
-        let (topics, events) = {
-            let this = slf.borrow();
-            (
-                Arc::clone(&this.shared.topics),
-                Arc::clone(&this.shared.events),
-            )
-        };
-        publish::publish(
-            slf.py(),
-            &topics,
-            &events,
-            topic,
-            message,
-            is_binary,
-            compress,
-            None,
-        )
+        let shared = Arc::clone(&slf.borrow().shared);
+        publish::publish(slf.py(), &shared, topic, message, is_binary, compress, None)
     }
 
     /// How many connections a publish to `topic` would reach.

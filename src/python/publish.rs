@@ -4,20 +4,17 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::cork;
+use super::engine::EngineShared;
 use super::payload::extract_typed_message;
-use crate::bridge::{Event, EventQueue, Traffic};
+use crate::bridge::{Event, Traffic};
 use crate::protocol::encode;
-use crate::pubsub::Topics;
 
 /// Publishes `message` to every subscriber of `topic` but `exclude`; returns whether any was reached.
 /// With `compress`, it goes compressed to the subscribers that negotiated compression: one frame compressed
 /// once for those that keep no context, each with its own context for the others.
-// One argument per parameter of the Python method.
-#[allow(clippy::too_many_arguments)]
 pub fn publish(
     py: Python<'_>,
-    topics: &Topics,
-    events: &EventQueue,
+    shared: &EngineShared,
     topic: &str,
     message: &Bound<'_, PyAny>,
     is_binary: Option<bool>,
@@ -27,6 +24,7 @@ pub fn publish(
     let (outgoing, binary) = extract_typed_message(message, is_binary)?;
     let opcode = if binary { encode::BINARY } else { encode::TEXT };
     let payload = outgoing.bytes();
+    let EngineShared { topics, events, .. } = shared;
     let published = py
         .detach(|| topics.publish(topic, opcode, payload, compress, exclude))
         .map_err(|e| PyValueError::new_err(e.to_string()))?;

@@ -435,18 +435,13 @@ impl Websocket {
         compress: bool,
     ) -> PyResult<bool> {
         // No borrow of the socket is held while the GIL is released.
-        let (topics, events, id) = {
+        let (shared, id) = {
             let this = slf.borrow();
-            (
-                Arc::clone(&this.shared.topics),
-                Arc::clone(&this.shared.events),
-                this.conn.id,
-            )
+            (Arc::clone(&this.shared), this.conn.id)
         };
         publish::publish(
             slf.py(),
-            &topics,
-            &events,
+            &shared,
             topic,
             message,
             is_binary,
