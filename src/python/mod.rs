@@ -33,6 +33,7 @@ fn join_prefix(prefix: &str, pattern: &str) -> String {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::Engine>()?;
     m.add_class::<websocket::Websocket>()?;
+    m.add_class::<request::PendingHead>()?;
     m.add_class::<upgrade::PendingUpgrade>()?;
     m.add_class::<request::PendingRequest>()?;
     m.add_function(wrap_pyfunction!(check_pattern, m)?)?;

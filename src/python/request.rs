@@ -1,36 +1,34 @@
-//! `PendingRequest`: a request to a plain HTTP route, handed to its Python handler, and its one answer.
+//! `PendingRequest`: a request to a plain HTTP route, handed to its Python handler, and its one answer;
+//! `PendingHead`: what it has in common with an upgrade request (`PendingUpgrade`).
 
 use std::sync::Mutex;
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::pyclass_init::PyClassInitializer;
 use pyo3::types::PyBytes;
 use tokio::sync::oneshot;
 
 use super::websocket::display_ip;
 use crate::net::{Answer, Request};
 
-/// The request of an HTTP route waiting for its handler, as the Python `Request`/`Response` wrap it.
-#[pyclass(module = "hyperws._core", frozen)]
-pub struct PendingRequest {
-    request: Box<Request>,
+/// A request waiting for the app (an HTTP route's or an upgrade), as the Python `Request` reads it: the base
+/// of `PendingRequest` and `PendingUpgrade`.
+#[pyclass(module = "hyperws._core", frozen, subclass)]
+pub struct PendingHead {
+    pub(super) request: Box<Request>,
     #[pyo3(get)]
     route: usize,
-    reply: Mutex<Option<oneshot::Sender<Answer>>>,
 }
 
-impl PendingRequest {
-    pub fn new(request: Box<Request>, route: usize, reply: oneshot::Sender<Answer>) -> Self {
-        Self {
-            request,
-            route,
-            reply: Mutex::new(Some(reply)),
-        }
+impl PendingHead {
+    pub fn new(request: Box<Request>, route: usize) -> Self {
+        Self { request, route }
     }
 }
 
 #[pymethods]
-impl PendingRequest {
+impl PendingHead {
     #[getter]
     fn method(&self) -> &str {
         &self.request.method
@@ -53,20 +51,47 @@ impl PendingRequest {
         self.request.params.clone()
     }
 
+    /// The client's address (as a trusted proxy named it, or the peer's).
     #[getter]
     fn ip(&self) -> String {
-        client_ip(&self.request)
+        display_ip(self.request.client.addr.ip())
     }
 
+    /// The proxy that named the client ("" when none did).
     #[getter]
     fn proxy_ip(&self) -> String {
-        proxy_ip(&self.request)
+        self.request
+            .client
+            .proxy_ip
+            .map(display_ip)
+            .unwrap_or_default()
     }
+}
 
+/// The request of an HTTP route waiting for its handler, as the Python `Request`/`Response` wrap it.
+#[pyclass(module = "hyperws._core", frozen, extends = PendingHead)]
+pub struct PendingRequest {
+    reply: Mutex<Option<oneshot::Sender<Answer>>>,
+}
+
+impl PendingRequest {
+    pub fn new(
+        request: Box<Request>,
+        route: usize,
+        reply: oneshot::Sender<Answer>,
+    ) -> PyClassInitializer<Self> {
+        PyClassInitializer::from(PendingHead::new(request, route)).add_subclass(Self {
+            reply: Mutex::new(Some(reply)),
+        })
+    }
+}
+
+#[pymethods]
+impl PendingRequest {
     /// The request body (read whole by the engine, at most `max_body_length` bytes).
     #[getter]
-    fn body<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.request.body)
+    fn body<'py>(slf: &Bound<'py, Self>) -> Bound<'py, PyBytes> {
+        PyBytes::new(slf.py(), &slf.as_super().get().request.body)
     }
 
     /// Answers; the engine writes the response.
@@ -107,14 +132,4 @@ pub fn check_status(status: u16) -> PyResult<()> {
             "an HTTP status is 200-599, got {status}"
         )))
     }
-}
-
-/// The client's address (as a trusted proxy named it, or the peer's).
-pub fn client_ip(request: &Request) -> String {
-    display_ip(request.client.addr.ip())
-}
-
-/// The proxy that named the client ("" when none did).
-pub fn proxy_ip(request: &Request) -> String {
-    request.client.proxy_ip.map(display_ip).unwrap_or_default()
 }

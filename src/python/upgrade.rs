@@ -4,31 +4,31 @@ use std::sync::Mutex;
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::pyclass_init::PyClassInitializer;
 use pyo3::{PyTraverseError, PyVisit};
 use tokio::sync::oneshot;
 
-use super::request::{check_status, client_ip, proxy_ip};
+use super::request::{check_status, PendingHead};
 use crate::net::{Answer, Decision, Request};
 
 /// The request of an upgrade waiting for the app, as the Python `Request`/`Response` wrap it.
-#[pyclass(module = "hyperws._core", frozen)]
+#[pyclass(module = "hyperws._core", frozen, extends = PendingHead)]
 pub struct PendingUpgrade {
-    request: Box<Request>,
-    #[pyo3(get)]
-    route: usize,
     reply: Mutex<Option<oneshot::Sender<Decision>>>,
     /// Set by `accept`: what the connection's `Websocket` starts with.
     accepted: Mutex<Option<(Py<PyAny>, String)>>,
 }
 
 impl PendingUpgrade {
-    pub fn new(request: Box<Request>, route: usize, reply: oneshot::Sender<Decision>) -> Self {
-        Self {
-            request,
-            route,
+    pub fn new(
+        request: Box<Request>,
+        route: usize,
+        reply: oneshot::Sender<Decision>,
+    ) -> PyClassInitializer<Self> {
+        PyClassInitializer::from(PendingHead::new(request, route)).add_subclass(Self {
             reply: Mutex::new(Some(reply)),
             accepted: Mutex::new(None),
-        }
+        })
     }
 
     /// The context and subprotocol given to `accept`, for the new connection.
@@ -52,10 +52,11 @@ impl PendingUpgrade {
             )
         })
     }
+}
 
-    fn offered_protocols(&self) -> Vec<String> {
-        header_tokens(&self.request.headers, "sec-websocket-protocol")
-    }
+/// The subprotocols the client offered, in its order.
+fn offered_protocols(request: &Request) -> Vec<String> {
+    header_tokens(&request.headers, "sec-websocket-protocol")
 }
 
 /// The comma-separated tokens of every header named `name`.
@@ -70,79 +71,51 @@ fn header_tokens(headers: &[(String, String)], name: &str) -> Vec<String> {
 
 #[pymethods]
 impl PendingUpgrade {
-    #[getter]
-    fn method(&self) -> &str {
-        &self.request.method
-    }
-
-    #[getter]
-    fn target(&self) -> &str {
-        &self.request.target
-    }
-
-    /// (name, value) pairs, names lower-cased, in the order received.
-    #[getter]
-    fn headers(&self) -> Vec<(String, String)> {
-        self.request.headers.clone()
-    }
-
-    /// The route pattern's parameters, percent-decoded.
-    #[getter]
-    fn params(&self) -> Vec<(String, String)> {
-        self.request.params.clone()
-    }
-
-    #[getter]
-    fn ip(&self) -> String {
-        client_ip(&self.request)
-    }
-
-    #[getter]
-    fn proxy_ip(&self) -> String {
-        proxy_ip(&self.request)
-    }
-
     /// The subprotocols the client offered, in its order.
     #[getter]
-    fn protocols(&self) -> Vec<String> {
-        self.offered_protocols()
+    fn protocols(slf: &Bound<'_, Self>) -> Vec<String> {
+        offered_protocols(&slf.as_super().get().request)
     }
 
     /// The extension names the client offered.
     #[getter]
-    fn extensions(&self) -> Vec<String> {
-        header_tokens(&self.request.headers, "sec-websocket-extensions")
-            .into_iter()
-            .map(|offer| {
-                offer
-                    .split(';')
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_owned()
-            })
-            .collect()
+    fn extensions(slf: &Bound<'_, Self>) -> Vec<String> {
+        header_tokens(
+            &slf.as_super().get().request.headers,
+            "sec-websocket-extensions",
+        )
+        .into_iter()
+        .map(|offer| {
+            offer
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        })
+        .collect()
     }
 
     /// Accepts: the 101 goes out with `protocol` (one the client offered) and `headers`.
     #[pyo3(signature = (context, protocol, headers))]
     fn accept(
-        &self,
+        slf: &Bound<'_, Self>,
         context: Py<PyAny>,
         protocol: Option<String>,
         headers: Vec<(String, String)>,
     ) -> PyResult<()> {
         if let Some(chosen) = &protocol {
-            if !self.offered_protocols().contains(chosen) {
+            let offered = offered_protocols(&slf.as_super().get().request);
+            if !offered.contains(chosen) {
                 return Err(PyValueError::new_err(format!(
-                    "the client did not offer the subprotocol {chosen:?} (it offered {:?})",
-                    self.offered_protocols()
+                    "the client did not offer the subprotocol {chosen:?} (it offered {offered:?})"
                 )));
             }
         }
+        let this = slf.get();
         let chosen = protocol.clone().unwrap_or_default();
-        self.decide(Decision::Accept { protocol, headers })?;
-        *self.accepted.lock().expect("pending upgrade poisoned") = Some((context, chosen));
+        this.decide(Decision::Accept { protocol, headers })?;
+        *this.accepted.lock().expect("pending upgrade poisoned") = Some((context, chosen));
         Ok(())
     }
 
