@@ -202,7 +202,7 @@ impl Connection {
             if !self.sent_close {
                 self.sent_close = true;
                 self.outcome.get_or_insert((code, reason));
-                self.close_deadline = self.deadline_to_close();
+                self.start_close_deadline();
             }
         }
         let close_written = self.sent_close && self.in_flight.is_empty();
@@ -219,9 +219,9 @@ impl Connection {
         None
     }
 
-    /// When a close handshake started now must be over.
-    fn deadline_to_close(&self) -> Option<Instant> {
-        Some(Instant::now() + self.close_timeout)
+    /// A close handshake starts now: it must be over within `close_timeout`.
+    fn start_close_deadline(&mut self) {
+        self.close_deadline = Some(Instant::now() + self.close_timeout);
     }
 
     /// The connection ended without a completed close handshake.
@@ -365,7 +365,7 @@ impl Connection {
                                     close.code
                                 };
                                 self.outcome.get_or_insert((close.code, close.reason));
-                                self.close_deadline = self.deadline_to_close();
+                                self.start_close_deadline();
                                 let conn = Arc::clone(&self.conn);
                                 batch.push(Event::Shutdown {
                                     conn,
@@ -388,7 +388,7 @@ impl Connection {
                 Err(error) => {
                     self.undecodable = true;
                     self.read_buf.clear();
-                    self.close_deadline = self.deadline_to_close();
+                    self.start_close_deadline();
                     let (code, reason) = (error.code, error.reason);
                     batch.push(Event::Shutdown {
                         conn: Arc::clone(&self.conn),

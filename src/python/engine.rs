@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyString};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
 use super::awaitable::is_awaitable;
@@ -361,30 +361,15 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
         }
         Event::Message { id, data, binary } => match socket(engine, id) {
             Some(ws) => websocket::deliver_message(ws.bind(py), &data, binary, cost),
-            None => engine
-                .borrow()
-                .shared
-                .events
-                .backlog()
-                .consumed_orphan(cost),
+            None => consumed_orphan(engine, cost),
         },
         Event::Ping { id, data } => match socket(engine, id) {
             Some(ws) => websocket::deliver_control(ws.bind(py), "ping", &data, cost),
-            None => engine
-                .borrow()
-                .shared
-                .events
-                .backlog()
-                .consumed_orphan(cost),
+            None => consumed_orphan(engine, cost),
         },
         Event::Pong { id, data } => match socket(engine, id) {
             Some(ws) => websocket::deliver_control(ws.bind(py), "pong", &data, cost),
-            None => engine
-                .borrow()
-                .shared
-                .events
-                .backlog()
-                .consumed_orphan(cost),
+            None => consumed_orphan(engine, cost),
         },
         Event::Upgrade {
             id,
@@ -392,7 +377,6 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
             request,
             reply,
         } => {
-            let hooks = engine.borrow().shared.hooks.clone_ref(py);
             let pending = match Py::new(py, PendingUpgrade::new(request, route, reply)) {
                 Ok(pending) => pending,
                 Err(error) => return error.write_unraisable(py, None),
@@ -401,30 +385,16 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
                 .borrow_mut()
                 .pending
                 .insert(id, pending.clone_ref(py));
-            if let Err(error) = hooks
-                .bind(py)
-                .call_method1(intern!(py, "upgrade"), (pending,))
-            {
-                error.write_unraisable(py, Some(engine.as_any()));
-            }
+            hand_to_hooks(engine, intern!(py, "upgrade"), pending.into_any());
         }
         Event::Http {
             route,
             request,
             reply,
-        } => {
-            let hooks = engine.borrow().shared.hooks.clone_ref(py);
-            let pending = match Py::new(py, PendingRequest::new(request, route, reply)) {
-                Ok(pending) => pending,
-                Err(error) => return error.write_unraisable(py, None),
-            };
-            if let Err(error) = hooks
-                .bind(py)
-                .call_method1(intern!(py, "request"), (pending,))
-            {
-                error.write_unraisable(py, Some(engine.as_any()));
-            }
-        }
+        } => match Py::new(py, PendingRequest::new(request, route, reply)) {
+            Ok(pending) => hand_to_hooks(engine, intern!(py, "request"), pending.into_any()),
+            Err(error) => error.write_unraisable(py, None),
+        },
         Event::UpgradeEnded { id } => {
             engine.borrow_mut().pending.remove(&id);
         }
@@ -480,6 +450,26 @@ fn trust(hops: usize, networks: &[String], header: &str) -> PyResult<Trust> {
         }
     };
     Ok(Trust { proxies, header })
+}
+
+/// Python is done with an event whose connection is gone: its cost leaves the backlog all the same.
+fn consumed_orphan(engine: &Bound<'_, Engine>, cost: usize) {
+    engine
+        .borrow()
+        .shared
+        .events
+        .backlog()
+        .consumed_orphan(cost);
+}
+
+/// Hands a pending request to the Python runtime's `method` (`upgrade` or `request`); a failure there is
+/// reported as unraisable, never raised into the drain.
+fn hand_to_hooks(engine: &Bound<'_, Engine>, method: &Bound<'_, PyString>, pending: Py<PyAny>) {
+    let py = engine.py();
+    let hooks = engine.borrow().shared.hooks.clone_ref(py);
+    if let Err(error) = hooks.bind(py).call_method1(method, (pending,)) {
+        error.write_unraisable(py, Some(engine.as_any()));
+    }
 }
 
 fn socket(engine: &Bound<'_, Engine>, id: u64) -> Option<Py<Websocket>> {
