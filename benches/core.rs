@@ -1,5 +1,5 @@
 //! Benchmarks of the pieces that carry the per-message cost: frame decoding with unmasking, UTF-8
-//! validation, frame encoding into an outbound queue, and the fan-out of one publish to 10 000 queues.
+//! validation, frame encoding into an outbound queue, and the fan-out of runs of publishes to 10 000 queues.
 //!
 //! Run with `cargo bench --bench core` (add `-- --quick` for a short run).
 
@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use hyperws::net::{ConnHandle, RouteConfig};
 use hyperws::protocol::{apply_mask, encode, Decoder, Utf8Validator};
-use hyperws::pubsub::Topics;
+use hyperws::pubsub::{PublishRun, Topics};
 
 const KEY: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
 
@@ -109,33 +109,43 @@ fn send(c: &mut Criterion) {
 
 fn fanout(c: &mut Criterion) {
     const RECEIVERS: u64 = 10_000;
-    let addr: SocketAddr = "127.0.0.1:1".parse().expect("address");
     let mut group = c.benchmark_group("fanout");
-    group.throughput(Throughput::Elements(RECEIVERS));
     group.sample_size(20);
-    group.bench_function("one 32 B publish to 10 000 queues", |b| {
-        b.iter_batched(
-            || {
-                let topics = Topics::new();
-                for id in 0..RECEIVERS {
-                    let conn = Arc::new(ConnHandle::new(id, addr, route(), None));
+    for messages in [1u64, 16] {
+        group.throughput(Throughput::Elements(RECEIVERS * messages));
+        let name = format!("a run of {messages} x 32 B publishes to 10 000 queues");
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let mut run = PublishRun::new("bench/fanout", None).expect("valid topic");
+                    for _ in 0..messages {
+                        run.push(encode::TEXT, &[b'x'; 32]);
+                    }
+                    (subscribed(RECEIVERS), run)
+                },
+                |(topics, run)| {
+                    let published = topics.publish_run(run);
+                    assert_eq!(published.delivered, (RECEIVERS * messages) as usize);
                     topics
-                        .subscribe(&conn, "bench/fanout")
-                        .expect("valid filter");
-                }
-                topics
-            },
-            |topics| {
-                let published = topics
-                    .publish("bench/fanout", encode::TEXT, &[b'x'; 32], false, None)
-                    .expect("valid topic");
-                assert_eq!(published.delivered, RECEIVERS as usize);
-                topics
-            },
-            BatchSize::PerIteration,
-        );
-    });
+                },
+                BatchSize::PerIteration,
+            );
+        });
+    }
     group.finish();
+}
+
+/// A registry with `receivers` connections subscribed to `bench/fanout`.
+fn subscribed(receivers: u64) -> Topics {
+    let addr: SocketAddr = "127.0.0.1:1".parse().expect("address");
+    let topics = Topics::new();
+    for id in 0..receivers {
+        let conn = Arc::new(ConnHandle::new(id, addr, route(), None));
+        topics
+            .subscribe(&conn, "bench/fanout")
+            .expect("valid filter");
+    }
+    topics
 }
 
 criterion_group!(benches, decode, utf8, send, fanout);

@@ -146,6 +146,74 @@ async def test_close_on_backpressure_limit_closes_with_1008(slow_client):
         assert len(rec.of("dropped")) == 1
 
 
+def publish_in_one_batch(server: hyperws.Server, ws: hyperws.Websocket, count: int) -> list[bool]:
+    """Publishes `count` numbered messages to 'feed' inside one batch (held, then fanned out together);
+    returns what each publish returned."""
+    ws.subscribe("feed")
+    return ws.atomic(lambda: [server.publish("feed", numbered(n)) for n in range(count)])
+
+
+async def test_publishes_in_one_batch_are_refused_past_the_limit_as_one_by_one(slow_client):
+    server, opened, rec = slow_client
+    async with await RawWebSocket.connect(server.port, "/slow") as raw:
+        await until(lambda: opened)
+        ws = opened[0]
+        await until(lambda: ws.buffered == 0)
+        assert publish_in_one_batch(server, ws, 10) == [True] * 10
+        # a message is refused once more than LIMIT bytes wait before it: 4 frames of 64 KiB + 10 fit
+        await rec.wait("dropped", 6)
+        assert [struct.unpack(">Q", m[:8])[0] for m, _ in rec.of("dropped")] == list(range(4, 10))
+        assert await read_numbers(raw, 4) == [0, 1, 2, 3]
+        await rec.wait("drain")
+        assert server.stats()["dropped"] == 6
+        assert ws.send(b"after") is True
+        assert await raw.read_message() == (BINARY, b"after")
+
+
+async def test_publishes_in_one_batch_past_a_strict_limit_close_with_1008(slow_client):
+    server, opened, rec = slow_client
+    async with await RawWebSocket.connect(server.port, "/strict") as raw:
+        await until(lambda: opened)
+        ws = opened[0]
+        await until(lambda: ws.buffered == 0)
+        # the fifth is refused and closes the connection: the publishes after it reach nobody
+        assert publish_in_one_batch(server, ws, 10) == [True] * 5 + [False] * 5
+        assert ws.closed
+        assert await read_numbers(raw, 4) == [0, 1, 2, 3]
+        frame = await raw.read_frame()
+        assert frame.opcode == CLOSE and frame.close_code == 1008
+        await raw.send_close(1008)
+        await rec.first("close")
+        assert len(rec.of("dropped")) == 1, (
+            "the first refused one; the rest met a closed connection"
+        )
+
+
+async def test_small_publishes_in_one_batch_are_refused_past_the_limit_as_one_by_one(serve):
+    opened: list[hyperws.Websocket] = []
+    dropped: list[bytes] = []
+
+    def on_open(ws: hyperws.Websocket) -> None:
+        ws.subscribe("feed")
+        ws.on("dropped", lambda message, is_binary: dropped.append(bytes(message)))
+        opened.append(ws)
+
+    server = hyperws.Server()
+    server.ws("/tiny", on_open, max_backpressure=1000)
+    await serve(server)
+    async with await RawWebSocket.connect(server.port, "/tiny") as raw:
+        await until(lambda: opened)
+        ws = opened[0]
+        await until(lambda: ws.buffered == 0)
+        messages = [f"{n:02d}".encode() * 49 for n in range(20)]  # 98 bytes: 100-byte frames
+        assert ws.atomic(lambda: [server.publish("feed", m) for m in messages]) == [True] * 20
+        # message n goes out when at most 1000 bytes wait before it: n * 100 <= 1000
+        await until(lambda: len(dropped) == 9)
+        assert dropped == messages[11:]
+        for message in messages[:11]:
+            assert await raw.read_message() == (BINARY, message)
+
+
 async def test_slow_subscriber_misses_messages_while_others_get_all(serve):
     subscribers: dict[str, hyperws.Websocket] = {}
     dropped: list[int] = []

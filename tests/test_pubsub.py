@@ -401,6 +401,125 @@ async def test_concurrent_publishers_each_keep_their_order(hub):
     assert await delivered_to(peers) == [[], [], []]
 
 
+# -- publishes inside a batch (a message handler or ws.atomic) -------------------------------------
+# Plain publishes made one after another while a batch runs are fanned out together; whatever a user can
+# observe is as if each had gone out at once.
+
+
+async def test_publishes_sends_and_publishes_of_others_in_one_batch_keep_call_order(hub):
+    first, second = await hub.peers(2)
+    first.ws.subscribe("t")
+    second.ws.subscribe("t")
+    second.ws.subscribe("u")
+
+    def batch() -> None:
+        assert hub.server.publish("t", "p0") is True
+        assert hub.server.publish("t", "p1") is True
+        assert first.ws.send("direct to first") is True
+        assert hub.server.publish("t", "p2") is True
+        assert first.ws.publish("t", "from first") is True  # not to first itself
+        assert hub.server.publish("u", "on u") is True
+        assert hub.server.publish("t", "p3") is True
+        assert hub.server.publish("t", b"binary p4") is True
+
+    first.ws.atomic(batch)
+    assert await delivered_to([first, second]) == [
+        ["p0", "p1", "direct to first", "p2", "p3", b"binary p4"],
+        ["p0", "p1", "p2", "from first", "on u", "p3", b"binary p4"],
+    ]
+
+
+async def test_subscription_changes_inside_a_batch_apply_in_call_order(hub):
+    early, late = await hub.peers(2)
+    early.ws.subscribe("news")
+
+    def batch() -> None:
+        assert hub.server.publish("news", "before") is True
+        assert late.ws.subscribe("news") is True
+        assert hub.server.publish("news", "both") is True
+        assert early.ws.unsubscribe("news") is True
+        assert hub.server.publish("news", "late only") is True
+        assert late.ws.unsubscribe("news") is True
+        assert hub.server.publish("news", "nobody") is False
+
+    early.ws.atomic(batch)
+    assert await delivered_to([early, late]) == [["before", "both"], ["both", "late only"]]
+
+
+async def test_publish_inside_a_batch_returns_whether_it_reaches_anyone(hub):
+    alone, listener = await hub.peers(2)
+    alone.ws.subscribe("own")
+    listener.ws.subscribe("shared")
+
+    def batch() -> list[bool]:
+        return [
+            hub.server.publish("empty", "x"),
+            alone.ws.publish("own", "only the sender is subscribed"),
+            hub.server.publish("shared", "y"),
+            hub.server.publish("shared", "z"),
+            alone.ws.publish("shared", "w"),
+        ]
+
+    assert alone.ws.atomic(batch) == [False, False, True, True, True]
+    with pytest.raises(ValueError):
+        alone.ws.atomic(lambda: hub.server.publish("bad/#", "x"))
+    assert await delivered_to([alone, listener]) == [[], ["y", "z", "w"]]
+
+
+async def test_buffered_and_stats_see_publishes_held_in_a_batch(hub):
+    (peer,) = await hub.peers(1)
+    peer.ws.subscribe("t")
+    await until(lambda: peer.ws.buffered == 0)
+    before = hub.server.stats()["messages_out"]
+
+    def batch() -> tuple[int, int]:
+        hub.server.publish("t", "x" * 100)
+        hub.server.publish("t", "y" * 100)
+        # the writer is woken when the batch ends: nothing of it can have been written yet
+        return peer.ws.buffered, hub.server.stats()["messages_out"] - before
+
+    assert peer.ws.atomic(batch) == (2 * 102, 2)
+    assert await peer.recv_n(2) == ["x" * 100, "y" * 100]
+
+
+async def test_a_long_batch_of_publishes_arrives_whole_and_in_order(hub):
+    count = 500  # 500 KiB: more than one run holds
+    peers = await hub.peers(2)
+    for peer in peers:
+        peer.ws.subscribe("bulk")
+    expected = [f"{i:04d}" + "." * 1020 for i in range(count)]
+
+    def batch() -> None:
+        for message in expected:
+            hub.server.publish("bulk", message)
+
+    peers[0].ws.atomic(batch)
+    received = await asyncio.wait_for(asyncio.gather(*(p.recv_n(count) for p in peers)), 30)
+    assert received == [expected, expected]
+
+
+async def test_publishes_to_two_servers_in_one_batch_reach_each_its_own(serve):
+    hubs = [Hub(), Hub()]
+    for each in hubs:
+        await serve(each.server)
+    try:
+        (a,) = await hubs[0].peers(1)
+        (b,) = await hubs[1].peers(1)
+        a.ws.subscribe("t")
+        b.ws.subscribe("t")
+
+        def batch() -> None:
+            hubs[0].server.publish("t", "a1")
+            hubs[1].server.publish("t", "b1")
+            hubs[0].server.publish("t", "a2")
+
+        a.ws.atomic(batch)
+        assert await delivered_to([a, b]) == [["a1", "a2"], ["b1"]]
+    finally:
+        for each in hubs:
+            await each.aclose()
+
+
 # -- unsubscribe, topics, is_subscribed ----------------------------------------------------------
 
 

@@ -50,7 +50,9 @@ async def echoz(request: web.Request) -> web.WebSocketResponse:
 async def sub(request: web.Request) -> web.WebSocketResponse:
     ws = await open_ws(request)
     transport = request.transport
-    if transport is not None:  # (uvloop's transports are not asyncio.Transport subclasses: no isinstance)
+    if (
+        transport is not None
+    ):  # (uvloop's transports are not asyncio.Transport subclasses: no isinstance)
         SUBSCRIBERS[ws] = transport
     try:
         async for _ in ws:

@@ -31,6 +31,26 @@ pub struct RouteConfig {
     pub compression: Compression,
 }
 
+#[cfg(test)]
+impl RouteConfig {
+    /// A plain route for unit tests: 1 KiB messages, automatic pings, 1 MiB of backpressure, no timeouts.
+    pub(crate) fn for_tests() -> Self {
+        Self {
+            index: 0,
+            max_payload_length: 1024,
+            idle_timeout: None,
+            max_lifetime: None,
+            send_pings_automatically: true,
+            max_backpressure: 1 << 20,
+            close_on_backpressure_limit: false,
+            intercept: false,
+            upgrade_timeout: Duration::from_secs(10),
+            origins: None,
+            compression: Compression::Disabled,
+        }
+    }
+}
+
 /// Server-wide limits.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {

@@ -83,22 +83,30 @@ pub enum Queued {
     Closed,
 }
 
+/// What an open connection took of a run of published messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunQueued {
+    /// The leading messages queued.
+    pub accepted: usize,
+    /// The messages after them refused over `max_backpressure`, to be reported as dropped.
+    pub refused: usize,
+    /// The task is parked and must be woken.
+    pub wake: bool,
+}
+
 /// One published message, encoded once for every receiver that takes it as it is.
 pub struct Publication<'a> {
     pub opcode: u8,
     pub payload: &'a [u8],
-    /// Compress it for the receivers that negotiated compression.
-    pub compress: bool,
     plain: Bytes,
     shared: OnceCell<Bytes>,
 }
 
 impl<'a> Publication<'a> {
-    pub fn new(opcode: u8, payload: &'a [u8], compress: bool) -> Self {
+    pub fn new(opcode: u8, payload: &'a [u8]) -> Self {
         Self {
             opcode,
             payload,
-            compress,
             plain: encode::frame_bytes(opcode, payload),
             shared: OnceCell::new(),
         }
@@ -193,13 +201,10 @@ impl ConnHandle {
         }
     }
 
-    /// Queues a published message: compressed when the publication asks for it and this connection
-    /// negotiated compression (the frame compressed once for all, when this connection can take it;
-    /// otherwise compressed here, with its own context), plain otherwise. Held while a message is streamed.
+    /// Queues a message published with compression: compressed when this connection negotiated it (the
+    /// frame compressed once for all, when this connection can take it; otherwise compressed here, with its
+    /// own context), plain otherwise. Held while a message is streamed.
     pub fn send_published(&self, publication: &Publication<'_>) -> Queued {
-        if !publication.compress {
-            return self.send_encoded(publication.plain());
-        }
         match self.compressing(publication.payload) {
             Some(deflate) if deflate.takes_shared_frames() => {
                 self.send_encoded(publication.shared())
@@ -241,7 +246,7 @@ impl ConnHandle {
                 .compress(payload, &mut compressed);
         }
         let frame = encode::frame_bytes(opcode | encode::RSV1, &compressed);
-        self.queue_encoded_locked(&mut state, &frame)
+        self.queue_encoded_locked(&mut state, &frame, frame.len())
     }
 
     /// Queues one frame (FIN as given) if the connection is open.
@@ -280,19 +285,55 @@ impl ConnHandle {
         if state.phase != Phase::Open {
             return Queued::Closed;
         }
-        self.queue_encoded_locked(&mut state, frame)
+        self.queue_encoded_locked(&mut state, frame, frame.len())
     }
 
-    /// Queues an encoded frame, or holds it while a message is streamed (data frames cannot interleave
-    /// with its fragments).
-    fn queue_encoded_locked(&self, state: &mut OutState, frame: &Bytes) -> Queued {
+    /// Queues the leading messages of a run of frames encoded back to back (`ends`: where each ends, at
+    /// least one) that sending them one by one would have queued: a message is refused, with every one
+    /// after it, once more than `max_backpressure` bytes wait before it. None when the connection is
+    /// closing or closed.
+    pub fn send_run(&self, frames: &Bytes, ends: &[usize]) -> Option<RunQueued> {
+        let mut state = self.state();
+        if state.phase != Phase::Open {
+            return None;
+        }
+        let accepted = match self.route.max_backpressure.checked_sub(self.buffered()) {
+            Some(room) => 1 + ends[..ends.len() - 1].partition_point(|&end| end <= room),
+            None => 0,
+        };
+        let wake = accepted > 0
+            && matches!(
+                self.queue_encoded_locked(&mut state, frames, ends[accepted - 1]),
+                Queued::Yes { wake: true }
+            );
+        drop(state);
+        let refused = if accepted == ends.len() {
+            0
+        } else {
+            match self.refuse() {
+                // Refusing the first closed the connection: the rest meet a closed one, as one by one.
+                Queued::Full if self.route.close_on_backpressure_limit => 1,
+                Queued::Full => ends.len() - accepted,
+                _ => 0,
+            }
+        };
+        Some(RunQueued {
+            accepted,
+            refused,
+            wake,
+        })
+    }
+
+    /// Queues the first `len` bytes of `frames` (whole encoded frames), or holds them while a message is
+    /// streamed (data frames cannot interleave with its fragments).
+    fn queue_encoded_locked(&self, state: &mut OutState, frames: &Bytes, len: usize) -> Queued {
         if let Some(held) = state.streaming.as_mut() {
-            held.push(frame.clone());
-            self.count_queued(state, frame.len());
+            held.push(frames.slice(..len));
+            self.count_queued(state, len);
             return Queued::Yes { wake: false };
         }
-        push_encoded(state, frame);
-        self.count_queued(state, frame.len());
+        push_encoded(state, frames, len);
+        self.count_queued(state, len);
         Queued::Yes {
             wake: std::mem::take(&mut state.writer_parked),
         }
@@ -348,7 +389,7 @@ impl ConnHandle {
             return false;
         }
         for frame in &held {
-            push_encoded(&mut state, frame);
+            push_encoded(&mut state, frame, frame.len());
         }
         std::mem::take(&mut state.writer_parked)
     }
@@ -506,16 +547,17 @@ impl ConnHandle {
     }
 }
 
-fn push_encoded(state: &mut OutState, frame: &Bytes) {
-    if frame.len() < SEPARATE_PAYLOAD_AT {
-        reserve_tail(&mut state.tail, frame.len());
-        state.tail.extend_from_slice(frame);
+/// Queues the first `len` bytes of `frames`: copied into the tail when short, shared otherwise.
+fn push_encoded(state: &mut OutState, frames: &Bytes, len: usize) {
+    if len < SEPARATE_PAYLOAD_AT {
+        reserve_tail(&mut state.tail, len);
+        state.tail.extend_from_slice(&frames[..len]);
     } else {
         if !state.tail.is_empty() {
             let head = std::mem::take(&mut state.tail).freeze();
             state.chunks.push_back(head);
         }
-        state.chunks.push_back(frame.clone());
+        state.chunks.push_back(frames.slice(..len));
     }
 }
 
@@ -550,7 +592,70 @@ fn reserve_tail(tail: &mut BytesMut, needed: usize) {
 
 #[cfg(test)]
 mod tests {
-    use super::ConnHandle;
+    use super::*;
+
+    fn handle(max_backpressure: usize, close_on_backpressure_limit: bool) -> ConnHandle {
+        let route = RouteConfig {
+            max_backpressure,
+            close_on_backpressure_limit,
+            ..RouteConfig::for_tests()
+        };
+        let addr = "127.0.0.1:1".parse().expect("address");
+        ConnHandle::new(1, addr, Arc::new(route), None)
+    }
+
+    /// Five 100-byte frames back to back.
+    fn run_of_five() -> (Bytes, Vec<usize>) {
+        (Bytes::from(vec![0u8; 500]), vec![100, 200, 300, 400, 500])
+    }
+
+    #[test]
+    fn a_run_is_taken_while_at_most_the_limit_waits_before_each_message() {
+        let conn = handle(250, false);
+        let (frames, ends) = run_of_five();
+        // before the messages: 0, 100, 200 (taken), 300 (over 250: refused with the rest)
+        let queued = conn.send_run(&frames, &ends).expect("open");
+        assert_eq!(
+            queued,
+            RunQueued {
+                accepted: 3,
+                refused: 2,
+                wake: true
+            }
+        );
+        assert_eq!(conn.buffered(), 300);
+        let queued = conn.send_run(&frames, &ends).expect("open");
+        assert_eq!(
+            (queued.accepted, queued.refused),
+            (0, 5),
+            "300 already wait"
+        );
+    }
+
+    #[test]
+    fn a_run_over_a_strict_limit_reports_one_refusal_and_closes() {
+        let conn = handle(250, true);
+        let (frames, ends) = run_of_five();
+        let queued = conn.send_run(&frames, &ends).expect("open");
+        assert_eq!((queued.accepted, queued.refused), (3, 1));
+        assert!(!conn.is_open());
+        assert_eq!(conn.send_run(&frames, &ends), None, "closing");
+    }
+
+    #[test]
+    fn a_run_published_while_a_message_is_streamed_waits_for_its_end() {
+        let conn = handle(1 << 20, false);
+        let (frames, ends) = run_of_five();
+        conn.begin_stream().expect("open");
+        let queued = conn.send_run(&frames, &ends).expect("open");
+        assert_eq!((queued.accepted, queued.wake), (5, false));
+        let mut taken = VecDeque::new();
+        conn.take(&mut taken);
+        assert!(taken.is_empty(), "held while streaming");
+        assert!(conn.end_stream(), "the writer is woken for it");
+        conn.take(&mut taken);
+        assert_eq!(taken.iter().map(Bytes::len).sum::<usize>(), 500);
+    }
 
     #[test]
     fn a_connection_handle_fits_a_256_byte_allocation() {

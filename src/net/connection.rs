@@ -562,17 +562,9 @@ mod tests {
                 .await
                 .unwrap();
             let route = Arc::new(RouteConfig {
-                index: 0,
-                max_payload_length: 1024,
                 idle_timeout: Some(Duration::from_secs(30)),
-                max_lifetime: None,
-                send_pings_automatically: true,
                 max_backpressure: 1024,
-                close_on_backpressure_limit: false,
-                intercept: false,
-                upgrade_timeout: std::time::Duration::from_secs(10),
-                origins: None,
-                compression: crate::protocol::deflate::Compression::Disabled,
+                ..RouteConfig::for_tests()
             });
             let conn = Arc::new(ConnHandle::new(
                 1,

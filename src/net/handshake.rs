@@ -208,27 +208,12 @@ fn is_valid_key(key: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::net::http::MAX_HEADERS;
-    use crate::protocol::deflate::Compression;
-
-    fn route_config() -> RouteConfig {
-        RouteConfig {
-            index: 0,
-            max_payload_length: 1024,
-            idle_timeout: None,
-            max_lifetime: None,
-            send_pings_automatically: true,
-            max_backpressure: 1 << 20,
-            close_on_backpressure_limit: false,
-            intercept: false,
-            upgrade_timeout: std::time::Duration::from_secs(10),
-            origins: None,
-            compression: Compression::Disabled,
-        }
-    }
 
     fn routes() -> RouteTable<Arc<RouteConfig>> {
         let mut table = RouteTable::new();
-        table.insert("/ws", Arc::new(route_config())).unwrap();
+        table
+            .insert("/ws", Arc::new(RouteConfig::for_tests()))
+            .unwrap();
         table
     }
 
@@ -284,7 +269,7 @@ mod tests {
         let mut table = RouteTable::new();
         let config = RouteConfig {
             origins: Some(vec!["https://app.example".into()]),
-            ..route_config()
+            ..RouteConfig::for_tests()
         };
         table.insert("/ws", Arc::new(config)).unwrap();
         let check_origin = |origin: &str| {

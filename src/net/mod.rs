@@ -13,7 +13,7 @@ mod server;
 mod upgrade;
 
 pub use config::{RouteConfig, ServerConfig};
-pub use conn_handle::{ConnHandle, Fragment, Publication, Queued};
+pub use conn_handle::{ConnHandle, Fragment, Publication, Queued, RunQueued};
 pub use conn_id::ConnIdMap;
 pub use http::{Answer, HttpRoute, HttpRoutes, Request};
 pub use proxy::{ForwardHeader, Network, Trust, TrustProxy};

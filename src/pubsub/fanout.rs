@@ -1,12 +1,14 @@
 //! Fan-out of a publish to the subscribed connections: the frame is encoded once and the same bytes are
 //! queued to every receiver.
 
+use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use super::{validate_topic, Registry, TopicError};
+use super::{validate_topic, PublishRun, Registry, TopicError};
 use crate::net::{ConnHandle, ConnIdMap, Publication, Queued};
+use crate::protocol::encode;
 
 /// The subscriptions of one server's connections.
 #[derive(Debug, Default)]
@@ -21,9 +23,11 @@ struct State {
     subscribers: ConnIdMap<Arc<ConnHandle>>,
 }
 
-/// What a publish did.
+/// What a compressed publish did.
 #[derive(Debug, Default)]
 pub struct Published {
+    /// Open subscribers the publish matched (the excluded one aside).
+    pub matched: usize,
     /// Receivers the frame was queued to.
     pub delivered: usize,
     /// Receivers whose writer was parked: the caller wakes them (now, or at the end of its cork).
@@ -103,17 +107,16 @@ impl Topics {
     }
 
     /// Queues one message to every subscriber of `topic` but `exclude`, compressed for those that
-    /// negotiated compression when `compress` is set (see `ConnHandle::send_published`).
-    pub fn publish(
+    /// negotiated compression (see `ConnHandle::send_published`).
+    pub fn publish_compressed(
         &self,
         topic: &str,
         opcode: u8,
         payload: &[u8],
-        compress: bool,
         exclude: Option<u64>,
     ) -> Result<Published, TopicError> {
         validate_topic(topic)?;
-        let publication = Publication::new(opcode, payload, compress);
+        let publication = Publication::new(opcode, payload);
         let plain = publication.plain();
         let mut published = Published {
             payload: plain.slice(plain.len() - payload.len()..),
@@ -129,15 +132,114 @@ impl Topics {
             };
             match conn.send_published(&publication) {
                 Queued::Yes { wake } => {
+                    published.matched += 1;
                     published.delivered += 1;
                     if wake {
                         published.to_wake.push(Arc::clone(conn));
                     }
                 }
-                Queued::Full => published.dropped.push(id),
+                Queued::Full => {
+                    published.matched += 1;
+                    published.dropped.push(id);
+                }
                 Queued::Closed => {}
             }
         })?;
         Ok(published)
+    }
+
+    /// Whether a publish to `topic` would reach any open subscriber but `exclude`.
+    pub fn reaches(&self, topic: &str, exclude: Option<u64>) -> Result<bool, TopicError> {
+        let state = self.state();
+        let mut reaches = false;
+        state.registry.for_each_match(topic, |id| {
+            reaches = reaches
+                || Some(id) != exclude && state.subscribers.get(&id).is_some_and(|c| c.is_open());
+        })?;
+        Ok(reaches)
+    }
+
+    /// Queues a run of plain messages to every subscriber of its topic but the one it excludes: each
+    /// subscriber takes the run's leading messages that fit its `max_backpressure` under one lock.
+    pub fn publish_run(&self, run: PublishRun) -> RunPublished {
+        let exclude = run.exclude();
+        let topic: Box<str> = run.topic().into();
+        let (frames, ends, payloads) = run.into_parts();
+        let mut published = RunPublished {
+            matched: 0,
+            delivered: 0,
+            to_wake: Vec::new(),
+            refused: Vec::new(),
+            frames,
+            ends,
+            payloads,
+        };
+        let state = self.state();
+        let RunPublished {
+            matched,
+            delivered,
+            to_wake,
+            refused,
+            frames,
+            ends,
+            ..
+        } = &mut published;
+        state
+            .registry
+            .for_each_match(&topic, |id| {
+                if Some(id) == exclude {
+                    return;
+                }
+                let Some(conn) = state.subscribers.get(&id) else {
+                    return;
+                };
+                let Some(queued) = conn.send_run(frames, ends) else {
+                    return;
+                };
+                *matched += 1;
+                *delivered += queued.accepted;
+                if queued.wake {
+                    to_wake.push(Arc::clone(conn));
+                }
+                if queued.refused > 0 {
+                    refused.push((id, queued.accepted..queued.accepted + queued.refused));
+                }
+            })
+            .expect("a run's topic is validated when the run begins");
+        drop(state);
+        published
+    }
+}
+
+/// What the fan-out of a run did.
+#[derive(Debug)]
+pub struct RunPublished {
+    /// Open subscribers the run matched (the excluded one aside).
+    pub matched: usize,
+    /// Messages queued, one per message and receiver.
+    pub delivered: usize,
+    /// Receivers whose writer was parked: the caller wakes them.
+    pub to_wake: Vec<Arc<ConnHandle>>,
+    /// Receivers that refused messages of the run (over their `max_backpressure`), and which.
+    refused: Vec<(u64, Range<usize>)>,
+    frames: Bytes,
+    ends: Vec<usize>,
+    payloads: Vec<usize>,
+}
+
+impl RunPublished {
+    /// Each refused message: the receiver, the payload (a view of the run's frames) and whether it is binary.
+    pub fn dropped(&self) -> impl Iterator<Item = (u64, Bytes, bool)> + '_ {
+        self.refused.iter().flat_map(move |(id, messages)| {
+            messages.clone().map(move |m| {
+                let start = if m == 0 { 0 } else { self.ends[m - 1] };
+                let binary = self.frames[start] & 0x0f == encode::BINARY;
+                (
+                    *id,
+                    self.frames.slice(self.payloads[m]..self.ends[m]),
+                    binary,
+                )
+            })
+        })
     }
 }

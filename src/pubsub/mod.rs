@@ -23,9 +23,11 @@
 mod fanout;
 mod matches;
 mod registry;
+mod run;
 mod topic;
 mod trie;
 
-pub use fanout::{Published, Topics};
+pub use fanout::{Published, RunPublished, Topics};
 pub use registry::Registry;
+pub use run::PublishRun;
 pub use topic::{validate_filter, validate_topic, TopicError, TopicErrorKind};

@@ -1,19 +1,78 @@
-//! Defers writer wake-ups on the Python thread: while a batch of events is dispatched (or inside
-//! `ws.atomic`), each connection that got output is woken once, at the end, instead of once per send.
+//! Defers work on the Python thread while a batch of events is dispatched (or inside `ws.atomic`):
+//! each connection that got output is woken once, at the end, instead of once per send; and plain
+//! publishes to one topic made one after another wait in a run that is fanned out in one pass (each
+//! subscriber's queue locked once for the run instead of once per message).
+//!
+//! A held run goes out before anything that could see it missing: the end of the cork, and any send,
+//! close, subscription change or read of a connection's buffered bytes on this thread (`flush_publishes`).
 
 use std::cell::RefCell;
 use std::sync::Arc;
 
+use pyo3::Python;
+
+use super::engine::EngineShared;
+use super::publish;
 use crate::net::ConnHandle;
+use crate::pubsub::PublishRun;
 
 #[derive(Default)]
 struct Cork {
     depth: u32,
     pending: Vec<Arc<ConnHandle>>,
+    run: Option<HeldRun>,
+}
+
+/// A run of publishes and the engine whose subscribers it goes to.
+struct HeldRun {
+    shared: Arc<EngineShared>,
+    run: PublishRun,
 }
 
 thread_local! {
     static CORK: RefCell<Cork> = RefCell::new(Cork::default());
+}
+
+/// Whether this thread is corked.
+pub fn is_corked() -> bool {
+    CORK.with(|cork| cork.borrow().depth > 0)
+}
+
+/// Adds a plain publish to the held run when it continues it (same engine, topic and exclusion, room
+/// left). Returns whether it did.
+pub fn join_run(
+    shared: &Arc<EngineShared>,
+    topic: &str,
+    exclude: Option<u64>,
+    opcode: u8,
+    payload: &[u8],
+) -> bool {
+    CORK.with(|cork| match &mut cork.borrow_mut().run {
+        Some(held) if Arc::ptr_eq(&held.shared, shared) && held.run.takes(topic, exclude) => {
+            held.run.push(opcode, payload);
+            true
+        }
+        _ => false,
+    })
+}
+
+/// Holds `run` until the cork ends or something on this thread needs it out (none may be held already).
+pub fn hold_run(shared: &Arc<EngineShared>, run: PublishRun) {
+    CORK.with(|cork| {
+        let previous = cork.borrow_mut().run.replace(HeldRun {
+            shared: Arc::clone(shared),
+            run,
+        });
+        debug_assert!(previous.is_none(), "a held run was replaced, not flushed");
+    });
+}
+
+/// Fans out the held run, if any.
+pub fn flush_publishes() {
+    let Some(HeldRun { shared, run }) = CORK.with(|cork| cork.borrow_mut().run.take()) else {
+        return;
+    };
+    Python::attach(|py| publish::fan_out(py, &shared, run));
 }
 
 /// Wakes `conn`'s writer now, or when the outermost cork on this thread ends.
@@ -32,7 +91,7 @@ pub fn wake(conn: &Arc<ConnHandle>) {
     }
 }
 
-/// Holds wake-ups while alive; nests.
+/// Holds wake-ups and runs of publishes while alive; nests.
 pub struct CorkGuard(());
 
 impl CorkGuard {
@@ -44,6 +103,10 @@ impl CorkGuard {
 
 impl Drop for CorkGuard {
     fn drop(&mut self) {
+        if CORK.with(|cork| cork.borrow().depth == 1) {
+            // Still corked: the run's wake-ups join the others.
+            flush_publishes();
+        }
         let pending = CORK.with(|cork| {
             let mut cork = cork.borrow_mut();
             cork.depth -= 1;

@@ -9,7 +9,7 @@ use pyo3::types::{PyDict, PyString};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
 use super::awaitable::is_awaitable;
-use super::cork::CorkGuard;
+use super::cork::{self, CorkGuard};
 use super::payload::MessageType;
 use super::publish;
 use super::request::PendingRequest;
@@ -238,6 +238,7 @@ impl Engine {
 
     /// Starts the close handshake on every connection.
     fn close_all(&self, code: u16, reason: &str) {
+        cork::flush_publishes();
         if let Some(server) = &self.server {
             server.close_all(code, reason);
         }
@@ -288,6 +289,7 @@ impl Engine {
 
     /// Counters: wake-ups of the loop and events handed over.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        cork::flush_publishes();
         let stats = self.shared.events.stats();
         let dict = PyDict::new(py);
         dict.set_item("connections", self.connections())?;
@@ -410,9 +412,12 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
             }
         }
         Event::Shutdown { conn, code, reason } => {
+            cork::flush_publishes();
             conn.close(code, reason);
         }
         Event::Close { id, code, reason } => {
+            // The run's publishes came before the subscriber left.
+            cork::flush_publishes();
             let removed = {
                 let mut this = engine.borrow_mut();
                 this.shared.topics.unsubscribe_all(id);

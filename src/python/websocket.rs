@@ -394,7 +394,7 @@ impl Websocket {
     /// Bytes queued for this connection and not yet written to the socket.
     #[getter]
     fn buffered(&self) -> usize {
-        self.conn.buffered()
+        self.outbound().buffered()
     }
 
     /// Topic filters this connection is subscribed to, in subscription order.
@@ -406,6 +406,7 @@ impl Websocket {
     /// Subscribes to `topic` (MQTT syntax: `+` matches one level, a final `#` any number). Returns whether
     /// it was a new subscription; False after the connection closed.
     fn subscribe(&self, topic: &str) -> PyResult<bool> {
+        cork::flush_publishes();
         self.shared
             .topics
             .subscribe(&self.conn, topic)
@@ -414,6 +415,7 @@ impl Websocket {
 
     /// Removes a subscription; returns whether there was one.
     fn unsubscribe(&self, topic: &str) -> PyResult<bool> {
+        cork::flush_publishes();
         self.shared
             .topics
             .unsubscribe(self.conn.id, topic)
@@ -469,7 +471,10 @@ impl Websocket {
         let (outgoing, binary) = extract_typed_message(message, is_binary)?;
         let opcode = if binary { encode::BINARY } else { encode::TEXT };
         let queued = if compress {
-            self.counted(opcode, self.conn.send_compressed(opcode, outgoing.bytes()))
+            self.counted(
+                opcode,
+                self.outbound().send_compressed(opcode, outgoing.bytes()),
+            )
         } else {
             self.queue(opcode, outgoing.bytes())
         };
@@ -518,7 +523,7 @@ impl Websocket {
                 message.len()
             )));
         }
-        self.conn.close(code, message);
+        self.outbound().close(code, message);
         Ok(())
     }
 
@@ -526,7 +531,7 @@ impl Websocket {
     fn destroy(slf: &Bound<'_, Self>) {
         {
             let this = slf.borrow();
-            this.conn.destroy();
+            this.outbound().destroy();
             this.shared.topics.unsubscribe_all(this.conn.id);
         }
         deliver_close_now(slf);
@@ -538,7 +543,10 @@ impl Websocket {
         let py = slf.py();
         let (must_wait, hooks) = {
             let this = slf.borrow();
-            (this.conn.want_drain(), this.shared.hooks.clone_ref(py))
+            (
+                this.outbound().want_drain(),
+                this.shared.hooks.clone_ref(py),
+            )
         };
         hooks
             .bind(py)
@@ -576,7 +584,7 @@ impl Websocket {
                 "a message is already being streamed on this connection (one stream() or writable at a time)",
             ));
         }
-        self.conn
+        self.outbound()
             .begin_stream()
             .map_err(PyConnectionError::new_err)?;
         self.stream = Some(Utf8Validator::default());
@@ -595,6 +603,7 @@ impl Websocket {
         force: bool,
     ) -> PyResult<bool> {
         let outgoing = extract_message(chunk)?;
+        cork::flush_publishes();
         let Some(validator) = self.stream.as_mut() else {
             return Err(PyRuntimeError::new_err("no message is being streamed"));
         };
@@ -629,7 +638,7 @@ impl Websocket {
     /// Stream side: the streamed message is over (or abandoned).
     fn _stream_end(&mut self) {
         self.stream = None;
-        if self.conn.end_stream() {
+        if self.outbound().end_stream() {
             cork::wake(&self.conn);
         }
         Traffic::add(&self.shared.events.traffic().messages_out, 1);
@@ -774,7 +783,14 @@ impl Websocket {
 
 impl Websocket {
     fn queue(&self, opcode: u8, payload: &[u8]) -> Queued {
-        self.counted(opcode, self.conn.send(opcode, payload))
+        self.counted(opcode, self.outbound().send(opcode, payload))
+    }
+
+    /// The connection's outbound queue, once the publishes held on this thread are in it: they were
+    /// made before whatever is about to be queued or read.
+    fn outbound(&self) -> &ConnHandle {
+        cork::flush_publishes();
+        &self.conn
     }
 
     /// Counts a queued frame and wakes its writer (now, or at the end of the cork).
