@@ -8,11 +8,13 @@
 use std::collections::HashSet;
 use std::hash::Hash;
 
+use super::trie::Subscribers;
+
 /// The subscriber sets of the filters that match one published topic.
 #[derive(Debug)]
 pub(super) struct Matches<'a, K> {
-    largest: Option<&'a HashSet<K>>,
-    others: Vec<&'a HashSet<K>>,
+    largest: Option<&'a Subscribers<K>>,
+    others: Vec<&'a Subscribers<K>>,
 }
 
 impl<'a, K: Copy + Eq + Hash> Matches<'a, K> {
@@ -25,7 +27,7 @@ impl<'a, K: Copy + Eq + Hash> Matches<'a, K> {
     }
 
     /// Adds the subscribers of one more matching filter.
-    pub(super) fn add(&mut self, subscribers: &'a HashSet<K>) {
+    pub(super) fn add(&mut self, subscribers: &'a Subscribers<K>) {
         match self.largest {
             None => self.largest = Some(subscribers),
             Some(largest) if subscribers.len() > largest.len() => {
@@ -36,7 +38,7 @@ impl<'a, K: Copy + Eq + Hash> Matches<'a, K> {
         }
     }
 
-    /// Calls `f` once with each distinct subscriber, in no particular order.
+    /// Calls `f` once with each distinct subscriber: the largest set's in its order, then the others'.
     pub(super) fn for_each(&self, mut f: impl FnMut(K)) {
         let Some(largest) = self.largest else {
             return;
@@ -77,7 +79,7 @@ impl<'a, K: Copy + Eq + Hash> Matches<'a, K> {
 mod tests {
     use super::*;
 
-    fn set(keys: &[u32]) -> HashSet<u32> {
+    fn set(keys: &[u32]) -> Subscribers<u32> {
         keys.iter().copied().collect()
     }
 

@@ -183,6 +183,30 @@ mod tests {
     }
 
     #[test]
+    fn a_topic_reaches_its_subscribers_in_the_order_they_subscribed() {
+        let order: Vec<u64> = [40, 7, 1000, 3, 12].into();
+        let mut registry = Registry::new();
+        for &key in &order {
+            registry.subscribe(key, "news").expect("valid filter");
+        }
+        let mut reached = Vec::new();
+        registry
+            .for_each_match("news", |key| reached.push(key))
+            .expect("valid topic");
+        assert_eq!(reached, order, "the same order in every process");
+        registry.unsubscribe(7, "news").expect("valid filter");
+        reached.clear();
+        registry
+            .for_each_match("news", |key| reached.push(key))
+            .expect("valid topic");
+        assert_eq!(
+            reached,
+            [40, 12, 1000, 3],
+            "the last one takes the place of one that left"
+        );
+    }
+
+    #[test]
     fn exact_topics() {
         let registry = registry(&[
             (1, "chat/lobby"),

@@ -7,11 +7,18 @@
 //!
 //! The trie trusts its input: filters and topics are validated by the caller (see `topic.rs`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
 
+use indexmap::IndexSet;
+
 use super::topic::{MULTI_LEVEL, SEPARATOR, SINGLE_LEVEL};
+
+/// The subscribers of one filter, iterated in the order they subscribed (a removal moves the last one into
+/// the gap): a publish reaches them in an order that is the same in every run, not one that changes with
+/// each process's hash seed.
+pub(super) type Subscribers<K> = IndexSet<K>;
 
 /// Names a node of the trie: the node of a filter stays at the same id while it has subscribers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +52,7 @@ struct Node<K> {
     children: HashMap<Arc<str>, NodeId>,
     single_level: Option<NodeId>,
     multi_level: Option<NodeId>,
-    subscribers: HashSet<K>,
+    subscribers: Subscribers<K>,
 }
 
 impl<K> Node<K> {
@@ -56,7 +63,7 @@ impl<K> Node<K> {
             children: HashMap::new(),
             single_level: None,
             multi_level: None,
-            subscribers: HashSet::new(),
+            subscribers: Subscribers::default(),
         }
     }
 
@@ -112,7 +119,7 @@ impl<K: Copy + Eq + Hash> Trie<K> {
     }
 
     /// The subscribers of the filter whose node is `id`.
-    pub(super) fn subscribers(&self, id: NodeId) -> &HashSet<K> {
+    pub(super) fn subscribers(&self, id: NodeId) -> &Subscribers<K> {
         &self.node(id).subscribers
     }
 
@@ -176,7 +183,7 @@ impl<K: Copy + Eq + Hash> Trie<K> {
     /// subscribed there.
     pub(super) fn remove(&mut self, id: NodeId, key: K) -> bool {
         let subscribers = &mut self.node_mut(id).subscribers;
-        if !subscribers.remove(&key) {
+        if !subscribers.swap_remove(&key) {
             return false;
         }
         if is_sparse(subscribers.len(), subscribers.capacity()) {
@@ -233,7 +240,7 @@ impl<K: Copy + Eq + Hash> Trie<K> {
     pub(super) fn for_each_matching<'a>(
         &'a self,
         topic: &str,
-        mut found: impl FnMut(&'a HashSet<K>),
+        mut found: impl FnMut(&'a Subscribers<K>),
     ) {
         // Each state is a node and the topic levels left after it (`None` once all are consumed). The next state
         // is kept in a local and only the other branches of a wildcard fork go on the stack, so an exact topic

@@ -15,8 +15,8 @@ use crate::net::ConnHandle;
 use crate::protocol::encode;
 use crate::pubsub::{PublishRun, TopicError};
 
-/// Publishes `message` to every subscriber of `topic` but `exclude`; returns whether it matched any.
-/// With `compress`, it goes compressed to the subscribers that negotiated compression: one frame compressed
+/// Publishes `message` to every subscriber of `topic` but `exclude`; returns whether it reached an open
+/// subscriber (a held one: whether the run reaches one, see `cork`). With `compress`, it goes compressed to the subscribers that negotiated compression: one frame compressed
 /// once for those that keep no context, each with its own context for the others.
 pub fn publish(
     py: Python<'_>,
