@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use super::{validate_topic, PublishRun, Registry, TopicError};
+use super::{validate_topic, FrozenRun, PublishRun, Registry, TopicError};
 use crate::net::{ConnHandle, ConnIdMap, Publication, Queued};
 use crate::protocol::encode;
 
@@ -162,28 +162,18 @@ impl Topics {
     /// Queues a run of plain messages to every subscriber of its topic but the one it excludes: each
     /// subscriber takes the run's leading messages that fit its `max_backpressure` under one lock.
     pub fn publish_run(&self, run: PublishRun) -> RunPublished {
-        let exclude = run.exclude();
-        let topic: Box<str> = run.topic().into();
-        let (frames, ends, payloads) = run.into_parts();
-        let mut published = RunPublished {
-            matched: 0,
-            delivered: 0,
-            to_wake: Vec::new(),
-            refused: Vec::new(),
+        let FrozenRun {
+            topic,
+            exclude,
             frames,
             ends,
             payloads,
-        };
+        } = run.freeze();
+        let mut matched = 0;
+        let mut delivered = 0;
+        let mut to_wake = Vec::new();
+        let mut refused = Vec::new();
         let state = self.state();
-        let RunPublished {
-            matched,
-            delivered,
-            to_wake,
-            refused,
-            frames,
-            ends,
-            ..
-        } = &mut published;
         state
             .registry
             .for_each_match(&topic, |id| {
@@ -193,11 +183,11 @@ impl Topics {
                 let Some(conn) = state.subscribers.get(&id) else {
                     return;
                 };
-                let Some(queued) = conn.send_run(frames, ends) else {
+                let Some(queued) = conn.send_run(&frames, &ends) else {
                     return;
                 };
-                *matched += 1;
-                *delivered += queued.accepted;
+                matched += 1;
+                delivered += queued.accepted;
                 if queued.wake {
                     to_wake.push(Arc::clone(conn));
                 }
@@ -207,7 +197,15 @@ impl Topics {
             })
             .expect("a run's topic is validated when the run begins");
         drop(state);
-        published
+        RunPublished {
+            matched,
+            delivered,
+            to_wake,
+            refused,
+            frames,
+            ends,
+            payloads,
+        }
     }
 }
 

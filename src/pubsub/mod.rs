@@ -29,5 +29,5 @@ mod trie;
 
 pub use fanout::{Published, RunPublished, Topics};
 pub use registry::Registry;
-pub use run::PublishRun;
+pub use run::{FrozenRun, PublishRun};
 pub use topic::{validate_filter, validate_topic, TopicError, TopicErrorKind};

@@ -53,18 +53,28 @@ impl PublishRun {
         self.ends.push(self.frames.len());
     }
 
-    pub fn topic(&self) -> &str {
-        &self.topic
+    /// The run ready to fan out, its frames in shared bytes.
+    pub fn freeze(self) -> FrozenRun {
+        FrozenRun {
+            topic: self.topic,
+            exclude: self.exclude,
+            frames: self.frames.freeze(),
+            ends: self.ends,
+            payloads: self.payloads,
+        }
     }
+}
 
-    pub fn exclude(&self) -> Option<u64> {
-        self.exclude
-    }
-
-    /// The frames, where each ends and where each payload starts.
-    pub fn into_parts(self) -> (Bytes, Vec<usize>, Vec<usize>) {
-        (self.frames.freeze(), self.ends, self.payloads)
-    }
+/// A run being fanned out: each receiver queues a slice or a copy of `frames`.
+#[derive(Debug)]
+pub struct FrozenRun {
+    pub topic: Box<str>,
+    pub exclude: Option<u64>,
+    pub frames: Bytes,
+    /// Where each message's frame ends in `frames`.
+    pub ends: Vec<usize>,
+    /// Where each message's payload starts in `frames`.
+    pub payloads: Vec<usize>,
 }
 
 #[cfg(test)]
@@ -76,7 +86,12 @@ mod tests {
         let mut run = PublishRun::new("news", Some(7)).expect("valid topic");
         run.push(encode::TEXT, b"hi");
         run.push(encode::BINARY, &[0u8; 200]);
-        let (frames, ends, payloads) = run.into_parts();
+        let FrozenRun {
+            frames,
+            ends,
+            payloads,
+            ..
+        } = run.freeze();
         assert_eq!(ends, [4, 4 + 4 + 200]);
         assert_eq!(payloads, [2, 8]);
         assert_eq!(&frames[..4], &[0x81, 2, b'h', b'i']);
