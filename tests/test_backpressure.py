@@ -43,6 +43,21 @@ async def read_numbers(raw: RawWebSocket, count: int) -> list[int]:
     return numbers
 
 
+async def first_opened(opened: list[hyperws.Websocket]) -> hyperws.Websocket:
+    """The server's Websocket of the first connection, once its open handler ran."""
+    await until(lambda: opened)
+    return opened[0]
+
+
+async def answer_close_1008(raw: RawWebSocket, rec: Recorder) -> int:
+    """Reads the server's close frame (1008), answers it; returns the code 'close' fired with."""
+    frame = await raw.read_frame()
+    assert frame.opcode == CLOSE and frame.close_code == 1008
+    await raw.send_close(1008)
+    (code, _reason) = await rec.first("close")
+    return code
+
+
 @pytest.fixture
 async def slow_client(serve):
     """A server with one route limited to LIMIT bytes, and a raw client that does not read yet."""
@@ -67,8 +82,7 @@ async def slow_client(serve):
 async def test_refused_send_is_dropped_reported_and_drain_follows(slow_client):
     server, opened, rec = slow_client
     async with await RawWebSocket.connect(server.port, "/slow") as raw:
-        await until(lambda: opened)
-        ws = opened[0]
+        ws = await first_opened(opened)
         accepted = await fill_until_refused(ws)
         (dropped, is_binary) = await rec.first("dropped")
         assert is_binary is True and dropped == numbered(accepted)
@@ -85,8 +99,7 @@ async def test_refused_send_is_dropped_reported_and_drain_follows(slow_client):
 async def test_drain_fires_at_most_once_per_refusal(slow_client):
     server, opened, rec = slow_client
     async with await RawWebSocket.connect(server.port, "/slow") as raw:
-        await until(lambda: opened)
-        ws = opened[0]
+        ws = await first_opened(opened)
         accepted = await fill_until_refused(ws)
         refusals = 1
         extra = 0
@@ -108,8 +121,7 @@ async def test_drain_fires_at_most_once_per_refusal(slow_client):
 async def test_await_drain_waits_for_the_client_to_read(slow_client):
     server, opened, _ = slow_client
     async with await RawWebSocket.connect(server.port, "/slow") as raw:
-        await until(lambda: opened)
-        ws = opened[0]
+        ws = await first_opened(opened)
         await ws.drain()  # nothing queued: returns at once
         accepted = await fill_until_refused(ws)
         waiter = asyncio.ensure_future(ws.drain())
@@ -121,8 +133,7 @@ async def test_await_drain_waits_for_the_client_to_read(slow_client):
 async def test_drain_returns_when_the_connection_closes(slow_client):
     server, opened, _ = slow_client
     raw = await RawWebSocket.connect(server.port, "/slow")
-    await until(lambda: opened)
-    ws = opened[0]
+    ws = await first_opened(opened)
     await fill_until_refused(ws)
     waiter = asyncio.ensure_future(ws.drain())
     ws.destroy()
@@ -133,16 +144,11 @@ async def test_drain_returns_when_the_connection_closes(slow_client):
 async def test_close_on_backpressure_limit_closes_with_1008(slow_client):
     server, opened, rec = slow_client
     async with await RawWebSocket.connect(server.port, "/strict") as raw:
-        await until(lambda: opened)
-        ws = opened[0]
+        ws = await first_opened(opened)
         accepted = await fill_until_refused(ws)
         assert ws.closed
         assert await read_numbers(raw, accepted) == list(range(accepted))
-        frame = await raw.read_frame()
-        assert frame.opcode == CLOSE and frame.close_code == 1008
-        await raw.send_close(1008)
-        (code, _reason) = await rec.first("close")
-        assert code == 1008
+        assert await answer_close_1008(raw, rec) == 1008
         assert len(rec.of("dropped")) == 1
 
 
@@ -156,8 +162,7 @@ def publish_in_one_batch(server: hyperws.Server, ws: hyperws.Websocket, count: i
 async def test_publishes_in_one_batch_are_refused_past_the_limit_as_one_by_one(slow_client):
     server, opened, rec = slow_client
     async with await RawWebSocket.connect(server.port, "/slow") as raw:
-        await until(lambda: opened)
-        ws = opened[0]
+        ws = await first_opened(opened)
         await until(lambda: ws.buffered == 0)
         assert publish_in_one_batch(server, ws, 10) == [True] * 10
         # a message is refused once more than LIMIT bytes wait before it: 4 frames of 64 KiB + 10 fit
@@ -173,17 +178,13 @@ async def test_publishes_in_one_batch_are_refused_past_the_limit_as_one_by_one(s
 async def test_publishes_in_one_batch_past_a_strict_limit_close_with_1008(slow_client):
     server, opened, rec = slow_client
     async with await RawWebSocket.connect(server.port, "/strict") as raw:
-        await until(lambda: opened)
-        ws = opened[0]
+        ws = await first_opened(opened)
         await until(lambda: ws.buffered == 0)
         # the fifth is refused and closes the connection: the publishes after it reach nobody
         assert publish_in_one_batch(server, ws, 10) == [True] * 5 + [False] * 5
         assert ws.closed
         assert await read_numbers(raw, 4) == [0, 1, 2, 3]
-        frame = await raw.read_frame()
-        assert frame.opcode == CLOSE and frame.close_code == 1008
-        await raw.send_close(1008)
-        await rec.first("close")
+        await answer_close_1008(raw, rec)
         assert len(rec.of("dropped")) == 1, (
             "the first refused one; the rest met a closed connection"
         )
@@ -202,8 +203,7 @@ async def test_small_publishes_in_one_batch_are_refused_past_the_limit_as_one_by
     server.ws("/tiny", on_open, max_backpressure=1000)
     await serve(server)
     async with await RawWebSocket.connect(server.port, "/tiny") as raw:
-        await until(lambda: opened)
-        ws = opened[0]
+        ws = await first_opened(opened)
         await until(lambda: ws.buffered == 0)
         messages = [f"{n:02d}".encode() * 49 for n in range(20)]  # 98 bytes: 100-byte frames
         assert ws.atomic(lambda: [server.publish("feed", m) for m in messages]) == [True] * 20

@@ -26,8 +26,6 @@ struct State {
 /// What a compressed publish did.
 #[derive(Debug, Default)]
 pub struct Published {
-    /// Open subscribers the publish matched (the excluded one aside).
-    pub matched: usize,
     /// Receivers the frame was queued to.
     pub delivered: usize,
     /// Receivers whose writer was parked: the caller wakes them (now, or at the end of its cork).
@@ -132,16 +130,12 @@ impl Topics {
             };
             match conn.send_published(&publication) {
                 Queued::Yes { wake } => {
-                    published.matched += 1;
                     published.delivered += 1;
                     if wake {
                         published.to_wake.push(Arc::clone(conn));
                     }
                 }
-                Queued::Full => {
-                    published.matched += 1;
-                    published.dropped.push(id);
-                }
+                Queued::Full => published.dropped.push(id),
                 Queued::Closed => {}
             }
         })?;

@@ -85,7 +85,8 @@ fn publish_compressed(
         .iter()
         .map(|&id| (id, published.payload.clone(), binary));
     settle(shared, published.delivered, &published.to_wake, dropped);
-    Ok(published.matched > 0)
+    // An open subscriber either took the message or refused it.
+    Ok(published.delivered + published.dropped.len() > 0)
 }
 
 /// Counts what a publish queued, wakes the writers it found parked (now, or at the end of the cork) and
