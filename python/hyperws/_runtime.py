@@ -78,19 +78,12 @@ class Hooks:
         task.add_done_callback(self._tasks.discard)
         return chain
 
-    def wait_drain(self, ws: Websocket, must_wait: bool) -> asyncio.Future[None]:
-        """The awaitable of ``ws.drain()``: done at the next 'drain' (or 'close') when ``must_wait``."""
+    def drain_future(self, must_wait: bool) -> asyncio.Future[None]:
+        """The awaitable of ``ws.drain()``: done now, or (``must_wait``) by the engine at the
+        connection's next drain or end, never through its event chain."""
         future: asyncio.Future[None] = self._loop.create_future()
         if not must_wait:
             future.set_result(None)
-            return future
-
-        def done(*_: object) -> None:
-            if not future.done():
-                future.set_result(None)
-
-        ws.once("drain", done)
-        ws.once("close", done)
         return future
 
     async def stream(self, ws: Websocket, readable: Any, is_binary: bool | None) -> None:

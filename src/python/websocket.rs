@@ -37,8 +37,9 @@ pub struct Websocket {
     listeners: Listeners,
     /// While set, events wait in this Python chain behind an awaiting listener, to keep their order.
     chain: Option<Py<PyAny>>,
-    /// The `async for message in ws` iterator, fed directly (it may be consumed by the chain's head).
-    iterator: Option<Py<PyAny>>,
+    /// What Python code awaits on this connection, resolved by the engine directly (never through the
+    /// chain, whose head may be the very code that awaits). Boxed: most connections never use it.
+    waiters: Option<Box<Waiters>>,
     /// While a message is streamed (`stream()`/`writable`): its UTF-8 check when it is text.
     stream: Option<Utf8Validator>,
     /// The subprotocol chosen at upgrade ("" when none).
@@ -59,7 +60,7 @@ impl Websocket {
             context: None,
             listeners: Listeners::default(),
             chain: None,
-            iterator: None,
+            waiters: None,
             stream: None,
             protocol: Box::default(),
             close_fired: false,
@@ -70,6 +71,25 @@ impl Websocket {
     pub fn set_upgrade(&mut self, context: Py<PyAny>, protocol: String) {
         self.context = Some(context);
         self.protocol = protocol.into_boxed_str();
+    }
+}
+
+/// The awaitables of one connection that the engine resolves itself.
+#[derive(Default)]
+struct Waiters {
+    /// The `async for message in ws` iterator, fed directly (it may be consumed by the chain's head).
+    iterator: Option<Py<PyAny>>,
+    /// The futures of `await ws.drain()` calls: done at the next drain or at the connection's end.
+    drain: Vec<Py<PyAny>>,
+}
+
+impl Websocket {
+    fn iterator(&self) -> Option<&Py<PyAny>> {
+        self.waiters.as_ref()?.iterator.as_ref()
+    }
+
+    fn waiters_mut(&mut self) -> &mut Waiters {
+        self.waiters.get_or_insert_with(Box::default)
     }
 }
 
@@ -91,7 +111,7 @@ pub fn deliver_message(ws: &Bound<'_, Websocket>, data: &Bytes, binary: bool, co
         let this = ws.borrow();
         (
             this.message_type,
-            this.iterator.as_ref().map(|it| it.clone_ref(py)),
+            this.iterator().map(|it| it.clone_ref(py)),
             this.chain.as_ref().map(|c| c.clone_ref(py)),
         )
     };
@@ -122,7 +142,7 @@ pub fn deliver_message(ws: &Bound<'_, Websocket>, data: &Bytes, binary: bool, co
 /// Ends the `async for` over this connection's messages, if any.
 fn end_iterator(ws: &Bound<'_, Websocket>) {
     let py = ws.py();
-    let iterator = ws.borrow().iterator.as_ref().map(|it| it.clone_ref(py));
+    let iterator = ws.borrow().iterator().map(|it| it.clone_ref(py));
     if let Some(iterator) = iterator {
         if let Err(error) = iterator.bind(py).call_method0(intern!(py, "end")) {
             report(ws, "close", error);
@@ -143,9 +163,38 @@ pub fn deliver_control(ws: &Bound<'_, Websocket>, event: &str, data: &Bytes, cos
     }
 }
 
-/// Delivers 'drain': the queue is back below `max_backpressure` after a refusal.
+/// Delivers 'drain': the queue is back below `max_backpressure` after a refusal. The `drain()` awaitables
+/// are done now; the listeners may still wait behind the connection's async chain.
 pub fn deliver_drain(ws: &Bound<'_, Websocket>) {
+    release_drain_waiters(ws);
     deliver(ws, "drain", (), 0);
+}
+
+/// Completes every pending `await ws.drain()` of this connection.
+fn release_drain_waiters(ws: &Bound<'_, Websocket>) {
+    let py = ws.py();
+    let futures = match ws.borrow_mut().waiters.as_mut() {
+        Some(waiters) => std::mem::take(&mut waiters.drain),
+        None => return,
+    };
+    for future in futures {
+        let future = future.bind(py);
+        // A waiter cancelled meanwhile is done already and must not be set.
+        if is_done(future) {
+            continue;
+        }
+        if let Err(error) = future.call_method1(intern!(py, "set_result"), (py.None(),)) {
+            report(ws, "drain", error);
+        }
+    }
+}
+
+/// Whether an asyncio future is done (a future that cannot say is treated as done: nothing to wake).
+fn is_done(future: &Bound<'_, PyAny>) -> bool {
+    future
+        .call_method0(intern!(future.py(), "done"))
+        .and_then(|done| done.is_truthy())
+        .unwrap_or(true)
 }
 
 /// Delivers 'dropped' with a message that was refused over `max_backpressure`.
@@ -164,6 +213,7 @@ pub fn deliver_close(ws: &Bound<'_, Websocket>, code: u16, reason: &Bytes) {
         return;
     };
     end_iterator(ws);
+    release_drain_waiters(ws);
     match message_type.to_python(ws.py(), reason, true) {
         Ok(reason) => deliver(ws, "close", (code, reason), 0),
         Err(error) => report(ws, "close", error),
@@ -179,6 +229,7 @@ fn deliver_close_now(ws: &Bound<'_, Websocket>) {
         return;
     };
     end_iterator(ws);
+    release_drain_waiters(ws);
     let chain = ws.borrow().chain.as_ref().map(|c| c.clone_ref(py));
     if let Some(chain) = chain {
         match chain.bind(py).call_method0(intern!(py, "discard_events")) {
@@ -538,19 +589,28 @@ impl Websocket {
     }
 
     /// Waits until the bytes waiting to be written are at most `max_backpressure` (or the connection
-    /// closed). Returns an awaitable, like `asyncio.StreamWriter.drain`.
+    /// closed). Returns an awaitable, like `asyncio.StreamWriter.drain`. The engine completes it at the
+    /// drain itself, so it may be awaited from anywhere, the connection's own async handlers included.
     fn drain<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let (must_wait, hooks) = {
             let this = slf.borrow();
             (
-                this.outbound().want_drain(),
+                this.outbound().want_drain() && !this.close_fired,
                 this.shared.hooks.clone_ref(py),
             )
         };
-        hooks
+        let future = hooks
             .bind(py)
-            .call_method1(intern!(py, "wait_drain"), (slf, must_wait))
+            .call_method1(intern!(py, "drain_future"), (must_wait,))?;
+        if must_wait {
+            // Waits given up (cancelled, timed out) are let go here rather than kept until the drain.
+            let mut this = slf.borrow_mut();
+            let drain = &mut this.waiters_mut().drain;
+            drain.retain(|waiting| !is_done(waiting.bind(py)));
+            drain.push(future.clone().unbind());
+        }
+        Ok(future)
     }
 
     /// Streams one message, fragmented into frames as `readable` produces chunks: an async iterable of
@@ -649,7 +709,7 @@ impl Websocket {
         let py = slf.py();
         let (existing, hooks, chain, ended) = {
             let this = slf.borrow();
-            let existing = this.iterator.as_ref().map(|it| it.clone_ref(py));
+            let existing = this.iterator().map(|it| it.clone_ref(py));
             let chain = this.chain.as_ref().map(|c| c.clone_ref(py));
             (
                 existing,
@@ -664,7 +724,7 @@ impl Websocket {
         let iterator = hooks
             .bind(py)
             .call_method1(intern!(py, "message_iterator"), (slf,))?;
-        slf.borrow_mut().iterator = Some(iterator.clone().unbind());
+        slf.borrow_mut().waiters_mut().iterator = Some(iterator.clone().unbind());
         // Messages that arrived while an async handler ran belong to the iteration, in order.
         if let Some(chain) = chain {
             let waiting = chain.bind(py).call_method0(intern!(py, "take_messages"))?;
@@ -767,8 +827,13 @@ impl Websocket {
         if let Some(chain) = &self.chain {
             visit.call(chain)?;
         }
-        if let Some(iterator) = &self.iterator {
-            visit.call(iterator)?;
+        if let Some(waiters) = &self.waiters {
+            if let Some(iterator) = &waiters.iterator {
+                visit.call(iterator)?;
+            }
+            for future in &waiters.drain {
+                visit.call(future)?;
+            }
         }
         self.listeners.traverse(&visit)
     }
@@ -777,7 +842,7 @@ impl Websocket {
         self.listeners.clear();
         self.context = None;
         self.chain = None;
-        self.iterator = None;
+        self.waiters = None;
     }
 }
 
