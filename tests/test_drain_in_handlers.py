@@ -269,3 +269,31 @@ async def test_cancelled_drain_waits_are_let_go_and_a_later_wait_still_returns(s
     await app.finished()
     reader.cancel()
     assert results == ["drained"]
+
+
+@pytest.mark.parametrize("where", ["open", "message", "task", "other", "http"])
+async def test_async_for_echoes_every_message_in_order(serve, where):
+    """An iteration sees the messages that arrive from its start on (and, from the connection's own
+    async handler, those that waited for it)."""
+    iterating = asyncio.Event()
+
+    async def job(ws: hyperws.Websocket) -> None:
+        messages = aiter(ws)
+        iterating.set()
+        async for message in messages:
+            if message == b"go":
+                continue  # the trigger of the 'message' place
+            ws.send(message)
+            if message == b"last":
+                return
+
+    app, client = await connected(serve, where, job)
+    client.writer.transport.resume_reading()
+    await asyncio.wait_for(iterating.wait(), WAIT)
+    for n in range(100):
+        await client.send_binary(b"%d" % n)
+    await client.send_binary(b"last")
+    for n in range(100):
+        assert await client.read_message(timeout=WAIT) == (BINARY, b"%d" % n)
+    assert await client.read_message(timeout=WAIT) == (BINARY, b"last")
+    await app.finished()

@@ -1,0 +1,283 @@
+"""Every Python example in README.md runs, as written there, against real clients: the blocks are read
+from the README (not copied), so an example that raises, hangs or stops working fails the suite.
+
+Each block runs in its own namespace with the names it leaves to the reader (``load_user``, ``PAGE``,
+``updates()``...). Its server listens on a free port of 127.0.0.1 whatever port the block names, and
+its top-level publishes run once it listens. A block that defines routes needs a
+check below, found by a line of the block."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import builtins
+import json
+import re
+import struct
+import types
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+
+import hyperws
+
+from helpers import TIMEOUT, until, url
+from httpclient import request
+from rawws import BINARY, RawWebSocket, http_exchange
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+UPDATES = 16_000  # 16 MiB of 1 KiB updates for the Backpressure example: more than socket buffers
+WAIT = 30.0
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+
+
+class Example:
+    """One README block, run: its namespace, its server and the calls it makes once listening."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.servers: list[hyperws.Server] = []
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.deferred: list[ast.stmt] = []
+        self.namespace: dict[str, Any] = self._namespace()
+
+    def _namespace(self) -> dict[str, Any]:
+        servers = self.servers
+
+        class LocalServer(hyperws.Server):
+            """Listens on a free port of 127.0.0.1, whatever the example asks for."""
+
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                servers.append(self)
+
+            async def listen(self, port: int = 0, host: str = "0.0.0.0") -> None:
+                await super().listen(0, "127.0.0.1")
+
+        def run_in_background(coroutine: Awaitable[Any]) -> None:
+            self.tasks.append(asyncio.ensure_future(coroutine))
+
+        async def load_user(ip: str) -> str:
+            await asyncio.sleep(0)
+            return f"user at {ip}"
+
+        async def save(user: str, message: str | bytes) -> None:
+            await asyncio.sleep(0)
+
+        async def updates() -> AsyncIterator[bytes]:
+            for n in range(UPDATES):
+                yield struct.pack(">I", n) + bytes(1020)
+
+        def on_open(ws: hyperws.Websocket) -> None:
+            ws.send("welcome")
+
+        def authenticate(request: hyperws.Request, response: hyperws.Response) -> None:
+            """Lets every request through (the README's own is an upgrade handler)."""
+
+        shim = types.ModuleType("hyperws")
+        shim.__dict__.update(vars(hyperws))
+        shim.Server = LocalServer  # type: ignore[attr-defined]
+        asyncio_shim = types.ModuleType("asyncio")
+        asyncio_shim.__dict__.update(vars(asyncio))
+        asyncio_shim.run = run_in_background  # type: ignore[attr-defined]
+        shims = {"hyperws": shim, "asyncio": asyncio_shim}
+
+        def import_shims(name: str, *args: Any, **kwargs: Any) -> Any:
+            return shims.get(name) or builtins.__import__(name, *args, **kwargs)
+
+        return {
+            "__name__": "readme_example",
+            "__builtins__": {**vars(builtins), "__import__": import_shims},
+            "hyperws": shim,
+            "asyncio": asyncio_shim,
+            "server": LocalServer(),
+            "router": hyperws.Router(),
+            "load_user": load_user,
+            "save": save,
+            "updates": updates,
+            "on_open": on_open,
+            "authenticate": authenticate,
+            "PAGE": "<h1>hello</h1>",
+            "snapshot_json": json.dumps({"price": 1}),
+        }
+
+    def run_definitions(self) -> None:
+        """Runs the block but its top-level calls that need a listening server, kept for
+        ``run_deferred``."""
+        tree = ast.parse(self.source)
+        body = []
+        for statement in tree.body:
+            if _calls_server(statement):
+                self.deferred.append(statement)
+            else:
+                body.append(statement)
+        exec(compile(ast.Module(body, []), "README.md", "exec"), self.namespace)
+        if "server.use(" not in self.source:
+            self.namespace["server"].use(self.namespace["router"])
+
+    def run_deferred(self) -> list[Any]:
+        results = []
+        for statement in self.deferred:
+            expression = ast.Expression(statement.value)  # type: ignore[attr-defined]
+            results.append(eval(compile(expression, "README.md", "eval"), self.namespace))
+        return results
+
+    @property
+    def server(self) -> hyperws.Server:
+        return self.namespace["server"]
+
+    async def listen(self) -> hyperws.Server:
+        if self.tasks:  # the block listens by itself (asyncio.run(main()))
+            await until(lambda: self.server._port is not None)
+        else:
+            await self.server.listen()
+        return self.server
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for server in self.servers:
+            await asyncio.wait_for(server.close(timeout=2.0), WAIT)
+
+
+# What a server does only once it listens.
+WHEN_LISTENING = {"publish", "num_subscribers", "stats", "connections"}
+
+
+def _calls_server(statement: ast.stmt) -> bool:
+    """Whether ``statement`` is a call like ``server.publish(...)`` (needs a listening server)."""
+    if not (isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call)):
+        return False
+    method = statement.value.func
+    return (
+        isinstance(method, ast.Attribute)
+        and method.attr in WHEN_LISTENING
+        and isinstance(method.value, ast.Name)
+        and method.value.id == "server"
+    )
+
+
+# -- the checks, one per example that serves something --------------------------------------------
+
+
+async def check_use(example: Example) -> None:
+    server = await example.listen()
+    async with connect(url(server, "/ws/connect")) as client:
+        await client.send("hello")
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "hello"
+
+
+async def check_three_forms(example: Example) -> None:
+    server = await example.listen()
+    async with connect(url(server, "/chat")) as client:
+        await client.send("hello")
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "saved"
+
+
+async def check_upgrades(example: Example) -> None:
+    server = await example.listen()
+    refused = await http_exchange(server.port, _upgrade_request("/chat/lobby"))
+    assert (refused.status, refused.body) == (401, b"unauthorized")
+    async with connect(url(server, "/chat/lobby?token=secret")) as client:
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "welcome to lobby"
+
+
+async def check_http_routes(example: Example) -> None:
+    server = await example.listen()
+    page = await http_exchange(server.port, request("GET", "/"))
+    assert (page.status, page.body) == (200, b"<h1>hello</h1>")
+    health = await http_exchange(server.port, request("GET", "/health"))
+    assert json.loads(health.body) == {"status": "ok", "connections": 0}
+    added = await http_exchange(
+        server.port,
+        request("POST", "/items", b'{"name": "x"}', [("Content-Type", "application/json")]),
+    )
+    assert (added.status, json.loads(added.body)) == (201, {"name": "x"})
+
+
+async def check_pubsub(example: Example) -> None:
+    server = await example.listen()
+    async with connect(url(server, "/chat")) as sender, connect(url(server, "/chat")) as other:
+        await until(lambda: server.num_subscribers("chat/lobby") == 2)
+        assert example.run_deferred() == [True, 2]  # the alert reaches both; two in the lobby
+        assert await asyncio.wait_for(other.recv(), TIMEOUT) == "disk full"
+        assert await asyncio.wait_for(sender.recv(), TIMEOUT) == "disk full"
+        await sender.send("hi all")
+        assert await asyncio.wait_for(other.recv(), TIMEOUT) == "hi all"
+
+
+async def check_backpressure(example: Example) -> None:
+    server = await example.listen()
+    client = await RawWebSocket.connect(server.port, "/feed")
+    client.writer.transport.pause_reading()  # a slow client: it reads nothing at first...
+    await until(lambda: server.stats()["dropped"] > 0, timeout=WAIT)  # the loop waits now
+    client.writer.transport.resume_reading()  # ...then everything
+    for n in range(UPDATES):
+        opcode, payload = await client.read_message(timeout=WAIT)
+        assert (opcode, payload[:4]) == (BINARY, struct.pack(">I", n))
+    await client.aclose()
+
+
+async def check_compression(example: Example) -> None:
+    server = await example.listen()
+    async with connect(url(server, "/feed")) as client:
+        await until(lambda: server.num_subscribers("prices") == 1)
+        assert example.run_deferred() == [True]
+        assert json.loads(await asyncio.wait_for(client.recv(), TIMEOUT)) == {"price": 1}
+
+
+CHECKS: dict[str, Callable[[Example], Awaitable[None]]] = {
+    'router.ws("/connect"': check_use,
+    'router.ws("/a"': check_three_forms,
+    "async def authenticate": check_upgrades,
+    '@server.get("/health")': check_http_routes,
+    'ws.subscribe("chat/lobby")': check_pubsub,
+    "max_backpressure=256 * 1024": check_backpressure,
+    'compression="shared"': check_compression,
+}
+
+
+def _check_for(source: str) -> Callable[[Example], Awaitable[None]] | None:
+    found = [check for line, check in CHECKS.items() if line in source]
+    assert len(found) <= 1, "a README block matches several checks"
+    return found[0] if found else None
+
+
+def _upgrade_request(path: str) -> bytes:
+    headers = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Version", "13"),
+    ]
+    return request("GET", path, headers=headers)
+
+
+def test_every_check_matches_a_readme_block():
+    sources = python_blocks()
+    for line in CHECKS:
+        assert any(line in source for source in sources), f"no README block has {line!r} any more"
+
+
+@pytest.mark.parametrize("index", range(len(python_blocks())))
+async def test_readme_example(index):
+    source = python_blocks()[index]
+    example = Example(source)
+    try:
+        example.run_definitions()
+        check = _check_for(source)
+        if check is None:
+            assert not example.deferred, "a README block calls the server: give it a check"
+            assert not example.tasks, "a README block runs a server: give it a check"
+            await example.server.listen()  # what it configured is accepted
+        else:
+            await asyncio.wait_for(check(example), 4 * WAIT)
+    finally:
+        await example.close()
