@@ -466,15 +466,15 @@ async def test_array_buffer_message_can_be_echoed(echo_server):
 def test_server_options_are_keyword_only():
     with pytest.raises(TypeError):
         hyperws.Server(2)  # type: ignore[misc]
-    hyperws.Server(workers=1, max_header_bytes=1024, request_timeout=1, close_timeout=0.5)
+    hyperws.Server(io_threads=1, max_header_bytes=1024, request_timeout=1, close_timeout=0.5)
 
 
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"workers": 0},
-        {"workers": -1},
-        {"workers": 1.5},
+        {"io_threads": 0},
+        {"io_threads": -1},
+        {"io_threads": 1.5},
         {"max_header_bytes": 0},
         {"request_timeout": 0},
         {"request_timeout": -1.0},

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from typing import Any
 
-from . import _core
+from . import _core, _workers
 from ._options import UpgradeOptions, proxy_header_option, trust_proxy_option
 from ._router import Router
 from ._runtime import HandlerChain, Hooks
 
 GOING_AWAY = 1001
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class Server(Router):
     """A WebSocket server that also serves plain HTTP routes. Add routes with ``ws()``, ``get()``...
     (or mount routers with ``use()``), then ``await server.listen(port)``.
 
-    Keyword options: ``workers`` (I/O threads, default: the CPUs this process may use),
+    Keyword options: ``io_threads`` (the engine's I/O threads, default: the CPUs this process may
+    use; worker *processes* are ``run(workers=N)``'s),
     ``max_header_bytes`` (largest request head, default 16 KiB; larger gets 431),
     ``request_timeout`` (seconds a client has to send its request, and a kept-alive connection may
     wait for its next one, default 10),
@@ -36,7 +39,7 @@ class Server(Router):
     def __init__(
         self,
         *,
-        workers: int | None = None,
+        io_threads: int | None = None,
         max_header_bytes: int = 16 * 1024,
         request_timeout: float = 10.0,
         close_timeout: float = 5.0,
@@ -48,9 +51,9 @@ class Server(Router):
         proxy_protocol: bool = False,
     ) -> None:
         super().__init__()
-        if workers is None:
-            workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-        _positive("workers", workers, int)
+        if io_threads is None:
+            io_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        _positive("io_threads", io_threads, int)
         _positive("max_header_bytes", max_header_bytes, int)
         _positive("request_timeout", request_timeout, (int, float))
         _positive("close_timeout", close_timeout, (int, float))
@@ -65,7 +68,7 @@ class Server(Router):
             "max_pending_bytes_total": max_pending_bytes_total,
         }
         self._settings: dict[str, Any] = {
-            "workers": workers,
+            "io_threads": io_threads,
             "max_header_bytes": max_header_bytes,
             "request_timeout": float(request_timeout),
             "close_timeout": float(close_timeout),
@@ -130,9 +133,13 @@ class Server(Router):
         engine = self._engine
         return engine.num_subscribers(topic) if engine is not None else 0
 
-    async def listen(self, port: int = 0, host: str = "0.0.0.0") -> None:
+    async def listen(
+        self, port: int = 0, host: str = "0.0.0.0", *, reuse_port: bool = False
+    ) -> None:
         """Binds ``host:port`` and starts serving; returns once the socket is bound. Port 0 picks a
-        free port (see ``server.port``)."""
+        free port (see ``server.port``). ``reuse_port`` sets SO_REUSEPORT: processes that all set it
+        may bind the same port, and the kernel spreads new connections over them (``run(workers=N)``
+        does this for you)."""
         if self._engine is not None:
             raise RuntimeError("this server is already listening")
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
@@ -177,7 +184,7 @@ class Server(Router):
         orphans = sorted(set(upgrades) - ws_patterns)
         if orphans:
             raise ValueError(f"upgrade route(s) without a ws route of the same pattern: {orphans}")
-        self._port = engine.listen(host, port, **self._settings)
+        self._port = engine.listen(host, port, reuse_port=reuse_port, **self._settings)
         loop.add_reader(engine.fileno(), engine.drain)
         self._engine, self._loop, self._hooks = engine, loop, hooks
 
@@ -205,14 +212,35 @@ class Server(Router):
         self._engine = self._loop = self._hooks = None
         self._port = None
 
-    def run(self, port: int = 0, host: str = "0.0.0.0") -> None:
-        """Listens and serves until interrupted (blocking). Uses uvloop when it is installed."""
+    def run(self, port: int = 0, host: str = "0.0.0.0", *, workers: int = 1) -> None:
+        """Listens and serves until SIGTERM or SIGINT (Ctrl-C), then closes gracefully and returns
+        (blocking). Uses uvloop when it is installed.
+
+        ``workers=N`` (N > 1) runs N worker processes that each run this program and serve the same
+        port (SO_REUSEPORT); this process watches them, restarts one that dies, and on SIGTERM or
+        SIGINT has every worker close its connections with 1001 and waits for them. The workers run
+        the program from its start (as ``python -m hyperws`` or your script), so build the server at
+        import time and call ``run()`` last."""
+        _positive("workers", workers, int)
+        worker = _workers.worker_index()
+        if worker is None and workers > 1:
+            if port == 0:
+                raise ValueError("workers share one port: give run() a port, not 0")
+            raise SystemExit(_workers.Supervisor(workers).run())
 
         async def serve() -> None:
-            await self.listen(port, host)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for stop_signal in STOP_SIGNALS:
+                loop.add_signal_handler(stop_signal, stop.set)
             try:
-                await asyncio.Event().wait()
+                await self.listen(port, host, reuse_port=worker is not None)
+                if worker is not None:
+                    _workers.stop_with_parent(loop, stop)
+                await stop.wait()
             finally:
+                for stop_signal in STOP_SIGNALS:
+                    loop.remove_signal_handler(stop_signal)
                 await self.close()
 
         try:

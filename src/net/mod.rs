@@ -17,5 +17,5 @@ pub use conn_handle::{ConnHandle, Fragment, Publication, Queued, RunQueued};
 pub use conn_id::ConnIdMap;
 pub use http::{Answer, HttpRoute, HttpRoutes, Request};
 pub use proxy::{ForwardHeader, Network, Trust, TrustProxy};
-pub use server::NetServer;
+pub use server::{Bind, NetServer};
 pub use upgrade::Decision;

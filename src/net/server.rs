@@ -46,19 +46,28 @@ pub(super) struct Shared {
     next_id: AtomicU64,
 }
 
+/// Where a server listens, and on how many I/O threads.
+#[derive(Debug, Clone, Copy)]
+pub struct Bind<'a> {
+    pub host: &'a str,
+    /// 0 picks a free port.
+    pub port: u16,
+    /// SO_REUSEPORT: other sockets (worker processes) may bind the same port, and the kernel spreads
+    /// new connections over them.
+    pub reuse_port: bool,
+    pub io_threads: usize,
+}
+
 impl NetServer {
-    /// Binds `host:port` (port 0 picks a free one) and starts accepting on `workers` I/O threads.
-    // One argument per part of the server; a struct would only repeat them.
-    #[allow(clippy::too_many_arguments)]
+    /// Binds and starts accepting.
     pub fn bind(
-        host: &str,
-        port: u16,
+        bind: Bind<'_>,
         routes: RouteTable<Arc<RouteConfig>>,
         http: HttpRoutes,
         config: ServerConfig,
-        workers: usize,
         events: Arc<EventQueue>,
     ) -> io::Result<Self> {
+        let Bind { host, port, .. } = bind;
         let addr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -67,6 +76,9 @@ impl NetServer {
         })?;
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         socket.set_reuse_address(true)?;
+        if bind.reuse_port {
+            socket.set_reuse_port(true)?;
+        }
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
         socket.listen(LISTEN_BACKLOG)?;
@@ -75,7 +87,7 @@ impl NetServer {
 
         let starting = Arc::clone(&events);
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers.max(1))
+            .worker_threads(bind.io_threads.max(1))
             .thread_name("hyperws-io")
             .on_thread_start(move || starting.io_thread_starts())
             .enable_all()

@@ -17,8 +17,8 @@ use super::upgrade::PendingUpgrade;
 use super::websocket::{self, Websocket};
 use crate::bridge::{Event, EventQueue, Traffic};
 use crate::net::{
-    ConnIdMap, ForwardHeader, HttpRoute, HttpRoutes, NetServer, Network, RouteConfig, ServerConfig,
-    Trust, TrustProxy,
+    Bind, ConnIdMap, ForwardHeader, HttpRoute, HttpRoutes, NetServer, Network, RouteConfig,
+    ServerConfig, Trust, TrustProxy,
 };
 use crate::protocol::deflate::Compression;
 use crate::pubsub::Topics;
@@ -168,12 +168,13 @@ impl Engine {
     /// Binds and starts the I/O threads. Returns the bound port.
     // The keyword arguments mirror `Server(...)`'s options one to one.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (host, port, *, workers, max_header_bytes, request_timeout, close_timeout, max_body_length, trusted_hops, trusted_networks, proxy_header, proxy_protocol))]
+    #[pyo3(signature = (host, port, *, reuse_port, io_threads, max_header_bytes, request_timeout, close_timeout, max_body_length, trusted_hops, trusted_networks, proxy_header, proxy_protocol))]
     fn listen(
         slf: &Bound<'_, Self>,
         host: &str,
         port: u16,
-        workers: usize,
+        reuse_port: bool,
+        io_threads: usize,
         max_header_bytes: usize,
         request_timeout: f64,
         close_timeout: f64,
@@ -204,7 +205,15 @@ impl Engine {
         };
         let server = slf
             .py()
-            .detach(|| NetServer::bind(host, port, table, http, config, workers, events))
+            .detach(|| {
+                let bind = Bind {
+                    host,
+                    port,
+                    reuse_port,
+                    io_threads,
+                };
+                NetServer::bind(bind, table, http, config, events)
+            })
             .map_err(|e| PyOSError::new_err(format!("cannot listen on {host}:{port}: {e}")))?;
         let port = server.local_addr().port();
         slf.borrow_mut().server = Some(server);
