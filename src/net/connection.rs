@@ -18,10 +18,11 @@ use tokio::time::{sleep_until, Instant, Sleep};
 use super::{ConnHandle, Queued};
 use crate::bridge::{Event, EventQueue, Traffic};
 use crate::protocol::{
-    encode, Decoder, Inbound, CLOSE_ABNORMAL, CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_NO_STATUS,
+    encode, grow_within, Decoder, Inbound, CLOSE_ABNORMAL, CLOSE_GOING_AWAY, CLOSE_NORMAL,
+    CLOSE_NO_STATUS,
 };
 
-/// Bytes asked of the socket per read when no frame needs more.
+/// The least asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
 /// The most asked of the socket per read, reached when reads keep filling what they were given.
 const MAX_READ: usize = 256 * 1024;
@@ -303,10 +304,8 @@ impl Connection {
             if turn > 0 && !self.may_read_on() {
                 break; // Python or the client is behind: what was read is enough for now
             }
-            let ask = self
-                .read_size
-                .max(self.decoder.wanted().saturating_sub(self.read_buf.len()));
-            self.read_buf.reserve(ask);
+            let ask = self.read_size;
+            make_room(&mut self.read_buf, ask, self.decoder.wanted());
             // Limited: the buffer may have more spare room than asked, and reads must stay bounded.
             match self
                 .stream
@@ -478,6 +477,15 @@ fn keep_if_frames(early_bytes: BytesMut) -> BytesMut {
     }
 }
 
+/// Makes room in the read buffer for a read of `ask` bytes. The room grows as bytes arrive, never to the
+/// size a frame header announces (`wanted`: the client may never send it, and reserving it would cost
+/// that much per connection), and doubling stops at that size (a large frame is not read into twice
+/// its size).
+fn make_room(read_buf: &mut BytesMut, ask: usize, wanted: usize) {
+    let needed = read_buf.len() + ask;
+    grow_within(read_buf, needed, needed.max(wanted));
+}
+
 /// When the connection's one timer moves. Reads push the deadline later all the time; the timer stays where
 /// it is then, and moves only when it fired (firing early finds nothing due and re-arms it from the latest
 /// deadline) or when the deadline comes earlier (a close handshake started). That keeps the timer wheel out
@@ -559,6 +567,26 @@ mod tests {
         );
         assert!(plan.moves(None, true));
         assert!(!plan.is_armed());
+    }
+
+    #[test]
+    fn read_room_grows_with_the_bytes_not_with_the_announced_size() {
+        let mut announced = BytesMut::from(&[0u8; 1024][..]);
+        make_room(&mut announced, READ_CHUNK, 16 << 20);
+        assert_eq!(announced.capacity(), 1024 + READ_CHUNK);
+
+        let frame = 1_000_000;
+        let mut arriving = BytesMut::new();
+        while arriving.len() < frame {
+            make_room(&mut arriving, MAX_READ, frame);
+            let read = MAX_READ.min(frame - arriving.len());
+            arriving.extend_from_slice(&vec![1; read]);
+        }
+        assert!(
+            arriving.capacity() <= frame + MAX_READ,
+            "{}",
+            arriving.capacity()
+        );
     }
 
     #[test]
