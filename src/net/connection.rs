@@ -150,7 +150,8 @@ impl Connection {
         tokio::pin!(timer);
         let mut fired = false;
         if !self.read_buf.is_empty() {
-            self.decode_input();
+            let consumed = self.decode_input();
+            self.release_read_room(consumed);
         }
         loop {
             if let Some(end) = self.after_activity() {
@@ -300,6 +301,7 @@ impl Connection {
 
     /// Reads what the socket has. Returns Ok(false) at end of stream.
     fn read_input(&mut self) -> io::Result<bool> {
+        let mut consumed = 0;
         for turn in 0..READS_PER_TURN {
             if turn > 0 && !self.may_read_on() {
                 break; // Python or the client is behind: what was read is enough for now
@@ -321,22 +323,35 @@ impl Connection {
                     }
                     self.last_read = Instant::now();
                     self.pinged = false;
-                    self.decode_input();
+                    consumed += self.decode_input();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e),
             }
         }
-        if self.read_buf.is_empty() {
-            self.read_buf = BytesMut::new();
-        }
+        self.release_read_room(consumed);
         Ok(true)
     }
 
-    fn decode_input(&mut self) {
+    /// Lets go of read buffer room that no frame needs: an empty buffer is dropped, and a partial frame
+    /// left in a much larger allocation (a client that went silent mid-frame) moves to an exact copy.
+    /// The allocation is what the buffer can still hold plus what was split off it (`consumed`): the
+    /// frames split off share it, and once Python has taken them the partial frame alone keeps it. The
+    /// copy is less than a quarter of that, so reading a large message over many reads stays linear.
+    fn release_read_room(&mut self, consumed: usize) {
+        if self.read_buf.is_empty() {
+            self.read_buf = BytesMut::new();
+        } else if mostly_spare(self.read_buf.len(), self.read_buf.capacity() + consumed) {
+            self.read_buf = BytesMut::from(&self.read_buf[..]);
+        }
+    }
+
+    /// Decodes what the read buffer holds into events; returns how many bytes it took off the buffer.
+    fn decode_input(&mut self) -> usize {
+        let held = self.read_buf.len();
         if self.undecodable || self.received_close {
             self.read_buf.clear();
-            return;
+            return held;
         }
         let id = self.conn.id;
         let mut batch = Vec::new();
@@ -415,6 +430,7 @@ impl Connection {
         Traffic::add(&traffic.messages_in, messages);
         Traffic::add(&traffic.bytes_in, bytes);
         self.events.push_all(&mut batch);
+        held - self.read_buf.len()
     }
 
     /// Writes queued output until done or the socket is full.
@@ -468,13 +484,18 @@ impl Connection {
     }
 }
 
-/// The handshake's buffer, kept only if the client sent frames right behind its request.
+/// What the client sent right behind its request, copied out of the handshake's larger buffer.
 fn keep_if_frames(early_bytes: BytesMut) -> BytesMut {
     if early_bytes.is_empty() {
         BytesMut::new()
     } else {
-        early_bytes
+        BytesMut::from(&early_bytes[..])
     }
+}
+
+/// Whether an allocation of `allocated` bytes holding `held` is mostly spare room.
+fn mostly_spare(held: usize, allocated: usize) -> bool {
+    allocated > 4 * held
 }
 
 /// Makes room in the read buffer for a read of `ask` bytes. The room grows as bytes arrive, never to the
@@ -587,6 +608,24 @@ mod tests {
             "{}",
             arriving.capacity()
         );
+    }
+
+    #[test]
+    fn a_buffer_is_copied_out_only_when_it_is_mostly_spare() {
+        assert!(mostly_spare(2, READ_CHUNK), "two bytes of a header");
+        assert!(!mostly_spare(4096, READ_CHUNK));
+        assert!(!mostly_spare(600_000, 1 << 20), "a large message under way");
+    }
+
+    #[test]
+    fn early_bytes_are_copied_to_their_size() {
+        let mut handshake = BytesMut::with_capacity(16 * 1024);
+        handshake.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n\x82\xfe");
+        let early = handshake.split_off(18);
+        drop(handshake);
+        let kept = keep_if_frames(early);
+        assert_eq!((&kept[..], kept.capacity()), (&b"\x82\xfe"[..], 2));
+        assert_eq!(keep_if_frames(BytesMut::new()).capacity(), 0);
     }
 
     #[test]
