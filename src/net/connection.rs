@@ -18,10 +18,11 @@ use tokio::time::{sleep_until, Instant, Sleep};
 use super::{ConnHandle, Queued};
 use crate::bridge::{Event, EventQueue, Traffic};
 use crate::protocol::{
-    encode, Decoder, Inbound, CLOSE_ABNORMAL, CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_NO_STATUS,
+    encode, grow_within, Decoder, Inbound, CLOSE_ABNORMAL, CLOSE_GOING_AWAY, CLOSE_NORMAL,
+    CLOSE_NO_STATUS,
 };
 
-/// Bytes asked of the socket per read when no frame needs more.
+/// The least asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
 /// The most asked of the socket per read, reached when reads keep filling what they were given.
 const MAX_READ: usize = 256 * 1024;
@@ -149,7 +150,8 @@ impl Connection {
         tokio::pin!(timer);
         let mut fired = false;
         if !self.read_buf.is_empty() {
-            self.decode_input();
+            let consumed = self.decode_input();
+            self.release_read_room(consumed);
         }
         loop {
             if let Some(end) = self.after_activity() {
@@ -250,18 +252,29 @@ impl Connection {
         }
     }
 
-    /// Whether to read now: not while Python has more than its bound of this connection's (or all)
-    /// events to consume. A paused reader is woken by the Python side.
+    /// Whether to read now: not while more than `max_backpressure` bytes wait to be written (the client
+    /// does not read what it is sent, pongs included: reading on would queue pongs without bound), nor
+    /// while Python has more than its bound of this connection's (or all) events to consume. The first
+    /// is looked at again after every write; a reader paused for Python is woken by the Python side.
     fn may_read(&self) -> bool {
+        if !self.conn.under_limit() {
+            return false;
+        }
         let backlog = self.events.backlog();
         backlog.may_read(&self.conn) || !backlog.pause(&self.conn)
+    }
+
+    /// Whether to go on reading within a turn (without registering a pause).
+    fn may_read_on(&self) -> bool {
+        self.conn.under_limit() && self.events.backlog().may_read(&self.conn)
     }
 
     /// Returns true when the connection must be dropped now.
     fn on_timer(&mut self) -> bool {
         let now = Instant::now();
         if !self.events.backlog().may_read(&self.conn) {
-            // Not reading because Python is behind: the client is busy, not idle.
+            // Not reading because Python is behind: the client is busy, not idle. Not reading because the
+            // client does not read its output is no such excuse: that client is idle, whatever it sends.
             self.last_read = now;
         }
         if self.close_deadline.is_some_and(|at| now >= at) {
@@ -288,14 +301,13 @@ impl Connection {
 
     /// Reads what the socket has. Returns Ok(false) at end of stream.
     fn read_input(&mut self) -> io::Result<bool> {
+        let mut consumed = 0;
         for turn in 0..READS_PER_TURN {
-            if turn > 0 && !self.events.backlog().may_read(&self.conn) {
-                break; // Python is behind: what was read is enough for now
+            if turn > 0 && !self.may_read_on() {
+                break; // Python or the client is behind: what was read is enough for now
             }
-            let ask = self
-                .read_size
-                .max(self.decoder.wanted().saturating_sub(self.read_buf.len()));
-            self.read_buf.reserve(ask);
+            let ask = self.read_size;
+            make_room(&mut self.read_buf, ask, self.decoder.wanted());
             // Limited: the buffer may have more spare room than asked, and reads must stay bounded.
             match self
                 .stream
@@ -311,22 +323,35 @@ impl Connection {
                     }
                     self.last_read = Instant::now();
                     self.pinged = false;
-                    self.decode_input();
+                    consumed += self.decode_input();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e),
             }
         }
-        if self.read_buf.is_empty() {
-            self.read_buf = BytesMut::new();
-        }
+        self.release_read_room(consumed);
         Ok(true)
     }
 
-    fn decode_input(&mut self) {
+    /// Lets go of read buffer room that no frame needs: an empty buffer is dropped, and a partial frame
+    /// left in a much larger allocation (a client that went silent mid-frame) moves to an exact copy.
+    /// The allocation is what the buffer can still hold plus what was split off it (`consumed`): the
+    /// frames split off share it, and once Python has taken them the partial frame alone keeps it. The
+    /// copy is less than a quarter of that, so reading a large message over many reads stays linear.
+    fn release_read_room(&mut self, consumed: usize) {
+        if self.read_buf.is_empty() {
+            self.read_buf = BytesMut::new();
+        } else if mostly_spare(self.read_buf.len(), self.read_buf.capacity() + consumed) {
+            self.read_buf = BytesMut::from(&self.read_buf[..]);
+        }
+    }
+
+    /// Decodes what the read buffer holds into events; returns how many bytes it took off the buffer.
+    fn decode_input(&mut self) -> usize {
+        let held = self.read_buf.len();
         if self.undecodable || self.received_close {
             self.read_buf.clear();
-            return;
+            return held;
         }
         let id = self.conn.id;
         let mut batch = Vec::new();
@@ -405,6 +430,7 @@ impl Connection {
         Traffic::add(&traffic.messages_in, messages);
         Traffic::add(&traffic.bytes_in, bytes);
         self.events.push_all(&mut batch);
+        held - self.read_buf.len()
     }
 
     /// Writes queued output until done or the socket is full.
@@ -458,13 +484,27 @@ impl Connection {
     }
 }
 
-/// The handshake's buffer, kept only if the client sent frames right behind its request.
+/// What the client sent right behind its request, copied out of the handshake's larger buffer.
 fn keep_if_frames(early_bytes: BytesMut) -> BytesMut {
     if early_bytes.is_empty() {
         BytesMut::new()
     } else {
-        early_bytes
+        BytesMut::from(&early_bytes[..])
     }
+}
+
+/// Whether an allocation of `allocated` bytes holding `held` is mostly spare room.
+fn mostly_spare(held: usize, allocated: usize) -> bool {
+    allocated > 4 * held
+}
+
+/// Makes room in the read buffer for a read of `ask` bytes. The room grows as bytes arrive, never to the
+/// size a frame header announces (`wanted`: the client may never send it, and reserving it would cost
+/// that much per connection), and doubling stops at that size (a large frame is not read into twice
+/// its size).
+fn make_room(read_buf: &mut BytesMut, ask: usize, wanted: usize) {
+    let needed = read_buf.len() + ask;
+    grow_within(read_buf, needed, needed.max(wanted));
 }
 
 /// When the connection's one timer moves. Reads push the deadline later all the time; the timer stays where
@@ -548,6 +588,44 @@ mod tests {
         );
         assert!(plan.moves(None, true));
         assert!(!plan.is_armed());
+    }
+
+    #[test]
+    fn read_room_grows_with_the_bytes_not_with_the_announced_size() {
+        let mut announced = BytesMut::from(&[0u8; 1024][..]);
+        make_room(&mut announced, READ_CHUNK, 16 << 20);
+        assert_eq!(announced.capacity(), 1024 + READ_CHUNK);
+
+        let frame = 1_000_000;
+        let mut arriving = BytesMut::new();
+        while arriving.len() < frame {
+            make_room(&mut arriving, MAX_READ, frame);
+            let read = MAX_READ.min(frame - arriving.len());
+            arriving.extend_from_slice(&vec![1; read]);
+        }
+        assert!(
+            arriving.capacity() <= frame + MAX_READ,
+            "{}",
+            arriving.capacity()
+        );
+    }
+
+    #[test]
+    fn a_buffer_is_copied_out_only_when_it_is_mostly_spare() {
+        assert!(mostly_spare(2, READ_CHUNK), "two bytes of a header");
+        assert!(!mostly_spare(4096, READ_CHUNK));
+        assert!(!mostly_spare(600_000, 1 << 20), "a large message under way");
+    }
+
+    #[test]
+    fn early_bytes_are_copied_to_their_size() {
+        let mut handshake = BytesMut::with_capacity(16 * 1024);
+        handshake.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n\x82\xfe");
+        let early = handshake.split_off(18);
+        drop(handshake);
+        let kept = keep_if_frames(early);
+        assert_eq!((&kept[..], kept.capacity()), (&b"\x82\xfe"[..], 2));
+        assert_eq!(keep_if_frames(BytesMut::new()).capacity(), 0);
     }
 
     #[test]

@@ -2,9 +2,10 @@ use bytes::BytesMut;
 
 use super::zlib::{RawInflate, Z_BUF_ERROR, Z_OK, Z_STREAM_END, Z_SYNC_FLUSH};
 use super::{MAX_WINDOW_BITS, MIN_WINDOW_BITS, SYNC_TAIL};
-use crate::protocol::ProtocolError;
+use crate::protocol::{grow_within, ProtocolError};
 
-/// Output grows by at most this much per step, so a bomb is caught before a large allocation.
+/// The least a full output buffer grows by: four times the input, within these bounds (more when
+/// doubling gives more).
 const MAX_STEP: usize = 64 * 1024;
 const MIN_STEP: usize = 1024;
 
@@ -36,8 +37,8 @@ impl Decompressor {
     }
 
     /// Inflates one frame's payload of a compressed message, appending to `out`. `last` says the frame
-    /// ends the message. Fails with 1009 as soon as `out` would exceed `limit` bytes (it never grows past
-    /// twice that), and with 1007 when the data is not DEFLATE.
+    /// ends the message. Fails with 1009 as soon as `out` would exceed `limit` bytes (its capacity never
+    /// exceeds `limit + 1`), and with 1007 when the data is not DEFLATE.
     pub fn decompress(
         &mut self,
         payload: &[u8],
@@ -66,7 +67,7 @@ impl Decompressor {
             }
             if out.capacity() == out.len() {
                 let step = (input.len().saturating_mul(4)).clamp(MIN_STEP, MAX_STEP);
-                out.reserve(step.min(allowed));
+                grow_within(out, out.len() + step.min(allowed), limit.saturating_add(1));
             }
             let spare = out.spare_capacity_mut();
             let room = spare.len().min(allowed);
@@ -163,18 +164,28 @@ mod tests {
             .decompress(&compressed, true, &mut out, 1024 * 1024)
             .unwrap_err();
         assert_eq!(error.code, 1009);
-        // The buffer grows by doubling: bounded by twice the limit, never by what the bomb holds.
-        assert!(
-            out.capacity() <= 2 * (1024 * 1024 + MAX_STEP),
-            "{}",
-            out.capacity()
-        );
+        // The buffer grows by doubling, but never past the limit and the one byte that tells it was
+        // exceeded.
+        assert_eq!(out.capacity(), 1024 * 1024 + 1);
         assert_eq!(
             inflate(&mut Decompressor::new(15), &compressed, huge.len())
                 .unwrap()
                 .len(),
             huge.len()
         );
+    }
+
+    #[test]
+    fn a_message_that_fills_the_limit_leaves_no_spare_room() {
+        let message = vec![7u8; 300_000];
+        let mut compressed = Vec::new();
+        compress_shared(15, &message, &mut compressed);
+        let mut out = BytesMut::new();
+        Decompressor::new(15)
+            .decompress(&compressed, true, &mut out, message.len())
+            .unwrap();
+        assert_eq!(out.len(), message.len());
+        assert!(out.capacity() <= message.len() + 1, "{}", out.capacity());
     }
 
     #[test]

@@ -1,0 +1,67 @@
+"""The server that tests/test_memory_bounds.py attacks, run in its own process so that its
+/proc/<pid>/status measures the server alone. Prints its port, then serves until stdin closes.
+
+Routes: /echo (echo, default options), /ping (echo; pings are counted), /ping-idle (the same with
+idle_timeout=1), /partial (echo), /big (echo, max_payload_length=16 MiB), /inflate (compression
+"shared", max_payload_length=8 MiB; messages are counted, not echoed). GET /stats answers JSON: pings
+received, messages received on /inflate, connections closed, open connections and the largest
+`buffered` among them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import hyperws
+
+MAX_BACKPRESSURE = 1024 * 1024
+INFLATE_LIMIT = 8 * 1024 * 1024
+
+
+async def main() -> None:
+    server = hyperws.Server(close_timeout=1.0)
+    counts = {"pings": 0, "inflated": 0, "closed": 0}
+    sockets: set[hyperws.Websocket] = set()
+
+    def count(name: str) -> None:
+        counts[name] += 1
+
+    def track(ws: hyperws.Websocket) -> None:
+        sockets.add(ws)
+
+        def closed(code: int, message: str) -> None:
+            sockets.discard(ws)
+            count("closed")
+
+        ws.on("close", closed)
+
+    def echo(ws: hyperws.Websocket) -> None:
+        track(ws)
+        ws.on("message", lambda message, is_binary: ws.send(message, is_binary))
+        ws.on("ping", lambda message: count("pings"))
+
+    def sink(ws: hyperws.Websocket) -> None:
+        track(ws)
+        ws.on("message", lambda message, is_binary: count("inflated"))
+
+    server.ws("/echo", echo)
+    server.ws("/ping", echo, max_backpressure=MAX_BACKPRESSURE)
+    server.ws("/ping-idle", echo, max_backpressure=MAX_BACKPRESSURE, idle_timeout=1)
+    server.ws("/partial", echo)
+    server.ws("/big", echo, max_payload_length=16 * 1024 * 1024)
+    server.ws("/inflate", sink, compression="shared", max_payload_length=INFLATE_LIMIT)
+
+    @server.get("/stats")
+    def stats(request: hyperws.Request, response: hyperws.Response) -> None:
+        buffered = max((ws.buffered for ws in sockets), default=0)
+        response.json({**counts, "connections": server.connections, "buffered": buffered})
+
+    await server.listen(0, "127.0.0.1")
+    print(server.port, flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await server.close(timeout=2.0)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

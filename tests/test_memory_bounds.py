@@ -1,0 +1,321 @@
+"""Hostile clients do not grow the server's memory without bound: a client that pings without reading,
+connections holding part of a frame header, frames announcing more than they send, and compressed
+messages inflating past the limit.
+
+The server runs in a child process (tests/memory_server.py) so that /proc/<pid>/status measures it alone.
+Each test prints the figures it saw (run with -s to read them)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import select
+import subprocess
+import sys
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from helpers import TIMEOUT, until
+from rawws import BINARY, CLOSE, PING, RawWebSocket, build_frame, http_exchange
+
+KiB = 1024
+MiB = 1024 * KiB
+SAFETY = 20.0  # seconds: only so that a broken server fails a test instead of hanging it
+SERVER = Path(__file__).with_name("memory_server.py")
+# As in memory_server.py.
+MAX_BACKPRESSURE = 1 * MiB
+INFLATE_LIMIT = 8 * MiB
+
+
+@dataclass
+class Memory:
+    rss: int
+    size: int
+    hwm: int
+
+    def __str__(self) -> str:
+        return f"RSS {self.rss / MiB:.1f} MiB, VmSize {self.size / MiB:.1f} MiB"
+
+
+@dataclass
+class ServerProcess:
+    pid: int
+    port: int
+
+    def memory(self) -> Memory:
+        fields = {}
+        with open(f"/proc/{self.pid}/status") as status:
+            for line in status:
+                name, _, value = line.partition(":")
+                if name in ("VmRSS", "VmSize", "VmHWM"):
+                    fields[name] = int(value.split()[0]) * KiB
+        return Memory(fields["VmRSS"], fields["VmSize"], fields["VmHWM"])
+
+    def reset_peak_rss(self) -> None:
+        """VmHWM starts again from the current RSS (proc(5), clear_refs)."""
+        with open(f"/proc/{self.pid}/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+
+    async def stats(self) -> dict[str, int]:
+        request = b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        response = await http_exchange(self.port, request, timeout=SAFETY)
+        assert response.status == 200, response
+        return json.loads(response.body)
+
+    async def stats_until(self, predicate: Callable[[dict[str, int]], bool]) -> dict[str, int]:
+        for _ in range(int(SAFETY / 0.1)):
+            stats = await self.stats()
+            if predicate(stats):
+                return stats
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"the server's stats never matched: {stats}")
+
+    def unread(self) -> int:
+        """Bytes the kernel holds for the server's connections that the server has not read yet."""
+        total = 0
+        with open("/proc/net/tcp") as table:
+            next(table)
+            for line in table:
+                fields = line.split()
+                local, state, queues = fields[1], fields[3], fields[4]
+                if int(local.rsplit(":", 1)[1], 16) == self.port and state == "01":
+                    total += int(queues.split(":")[1], 16)
+        return total
+
+    async def has_read_everything(self) -> None:
+        await until(lambda: self.unread() == 0, timeout=SAFETY)
+
+
+@pytest.fixture
+def memory_server() -> Iterator[ServerProcess]:
+    process = subprocess.Popen(
+        [sys.executable, str(SERVER)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=SERVER.parent,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], SAFETY)
+        assert ready, "the memory server did not start"
+        yield ServerProcess(process.pid, int(process.stdout.readline()))
+    finally:
+        process.stdin.close()
+        try:
+            process.wait(SAFETY)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def still_echoes(client: ClientConnection) -> None:
+    """A well-behaved client is still served."""
+    await client.send(b"still here")
+    assert await asyncio.wait_for(client.recv(), TIMEOUT) == b"still here"
+
+
+# -- ping flood ----------------------------------------------------------------------------------
+
+PING_FRAME = build_frame(PING, bytes(125), mask_key=b"\x01\x02\x03\x04")
+PINGS_PER_WRITE = 1000
+STALL = 1.0  # seconds without the server taking our writes: it stopped reading
+
+
+async def drained(raw: RawWebSocket) -> bool:
+    try:
+        await asyncio.wait_for(raw.writer.drain(), STALL)
+    except asyncio.TimeoutError:
+        return False
+    return True
+
+
+async def flood_pings(raw: RawWebSocket, count: int) -> int:
+    """Sends up to `count` pings, stopping when the server stops taking them. Returns how many."""
+    burst = PING_FRAME * PINGS_PER_WRITE
+    sent = 0
+    while sent < count and await drained(raw):
+        raw.writer.write(burst)
+        sent += PINGS_PER_WRITE
+    return sent
+
+
+async def settled(server: ServerProcess) -> dict[str, int]:
+    """The server's stats once its count of pings stopped moving."""
+    last = await server.stats()
+    for _ in range(int(SAFETY / 0.2)):
+        await asyncio.sleep(0.2)
+        now = await server.stats()
+        if now["pings"] == last["pings"]:
+            return now
+        last = now
+    raise AssertionError(f"the server kept receiving pings: {last}")
+
+
+async def test_a_client_that_pings_without_reading_is_bounded(memory_server):
+    server = memory_server
+    async with connect(f"ws://127.0.0.1:{server.port}/echo") as client:
+        await still_echoes(client)
+        before = server.memory()
+        print(f"before: {before}")
+        rounds: list[Memory] = []
+        async with await RawWebSocket.connect(server.port, "/ping") as attacker:
+            for _ in range(4):
+                sent = await flood_pings(attacker, 200_000)
+                stats = await settled(server)
+                await still_echoes(client)
+                rounds.append(server.memory())
+                print(f"round {len(rounds)}: {sent} pings sent, {stats}, {rounds[-1]}")
+            # The pongs owed wait in the queue up to the limit, plus at most one read's worth.
+            assert MAX_BACKPRESSURE < stats["buffered"] <= MAX_BACKPRESSURE + 512 * KiB, stats
+        after = server.memory()
+    print(f"after the attacker left: {after}")
+    assert rounds[3].rss - rounds[0].rss < 4 * MiB, (before, rounds)
+    assert rounds[3].rss - before.rss < 16 * MiB, (before, rounds)
+
+
+async def test_a_client_that_pings_without_reading_is_closed_when_idle(memory_server):
+    """Paused because the client does not read its pongs is not busy: idle_timeout (1 s) applies."""
+    server = memory_server
+
+    async def flood_until_dropped(attacker: RawWebSocket) -> None:
+        try:
+            while True:
+                await flood_pings(attacker, PINGS_PER_WRITE)
+        except (ConnectionError, OSError):
+            pass
+
+    async with await RawWebSocket.connect(server.port, "/ping-idle") as attacker:
+        flooding = asyncio.ensure_future(flood_until_dropped(attacker))
+        try:
+            await server.stats_until(lambda stats: stats["closed"] == 1)
+        finally:
+            flooding.cancel()
+            await asyncio.gather(flooding, return_exceptions=True)
+
+
+# -- partial frame headers -----------------------------------------------------------------------
+
+PARTIAL_CONNECTIONS = 1000
+
+
+async def open_many(port: int, path: str, count: int) -> list[RawWebSocket]:
+    raws: list[RawWebSocket] = []
+    for start in range(0, count, 100):
+        batch = min(100, count - start)
+        raws += await asyncio.gather(*(RawWebSocket.connect(port, path) for _ in range(batch)))
+    return raws
+
+
+async def close_all(raws: list[RawWebSocket]) -> None:
+    await asyncio.gather(*(raw.aclose() for raw in raws))
+
+
+async def test_connections_holding_part_of_a_header_keep_no_read_buffer(memory_server):
+    server = memory_server
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 2 * PARTIAL_CONNECTIONS + 256:
+        pytest.skip("RLIMIT_NOFILE too low for the connections")
+    async with connect(f"ws://127.0.0.1:{server.port}/echo") as client:
+        raws = await open_many(server.port, "/partial", PARTIAL_CONNECTIONS)
+        try:
+            await server.has_read_everything()
+            before = server.memory()
+            for raw in raws:
+                # A masked binary frame whose 16-bit length and mask key never come.
+                raw.writer.write(bytes([0x80 | BINARY, 0x80 | 126]))
+            await asyncio.gather(*(raw.writer.drain() for raw in raws))
+            await server.has_read_everything()
+            await still_echoes(client)
+            during = server.memory()
+        finally:
+            await close_all(raws)
+        after = server.memory()
+    print(f"idle connections open: {before}; with 2 header bytes each: {during}; closed: {after}")
+    assert during.rss - before.rss < PARTIAL_CONNECTIONS * 4 * KiB, (before, during)
+
+
+# -- announced sizes -----------------------------------------------------------------------------
+
+ANNOUNCING_CONNECTIONS = 100
+
+
+async def test_frames_announcing_a_large_payload_do_not_reserve_it(memory_server):
+    server = memory_server
+    announced = 16 * MiB
+    head_and_some = build_frame(BINARY, bytes(KiB), length=announced)
+    async with connect(f"ws://127.0.0.1:{server.port}/echo") as client:
+        raws = await open_many(server.port, "/big", ANNOUNCING_CONNECTIONS)
+        try:
+            await server.has_read_everything()
+            before = server.memory()
+            for raw in raws:
+                raw.writer.write(head_and_some)
+            await asyncio.gather(*(raw.writer.drain() for raw in raws))
+            await server.has_read_everything()
+            await still_echoes(client)
+            during = server.memory()
+        finally:
+            await close_all(raws)
+        after = server.memory()
+    print(f"before: {before}; {ANNOUNCING_CONNECTIONS} x 1 KiB of 16 MiB: {during}; after {after}")
+    assert during.size - before.size < 200 * MiB, (before, during)
+    assert during.rss - before.rss < 16 * MiB, (before, during)
+
+
+# -- inflating -----------------------------------------------------------------------------------
+
+
+def deflated(message: bytes) -> bytes:
+    """`message` compressed as permessage-deflate sends it (RFC 7692 §7.2.1)."""
+    compressor = zlib.compressobj(1, zlib.DEFLATED, -15)
+    data = compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert data.endswith(b"\x00\x00\xff\xff")
+    return data[:-4]
+
+
+async def connect_deflate(port: int) -> RawWebSocket:
+    extension = [("Sec-WebSocket-Extensions", "permessage-deflate")]
+    raw = await RawWebSocket.connect(port, "/inflate", extra=extension)
+    assert "permessage-deflate" in (raw.response.header("Sec-WebSocket-Extensions") or "")
+    return raw
+
+
+async def test_inflating_stays_within_the_limit(memory_server):
+    server = memory_server
+    bomb = deflated(bytes(64 * MiB))
+    full = deflated(os.urandom(INFLATE_LIMIT))
+    async with connect(f"ws://127.0.0.1:{server.port}/echo") as client:
+        async with await connect_deflate(server.port) as attacker:
+            before = server.memory()
+            server.reset_peak_rss()
+            await attacker.send_frame(BINARY, bomb, rsv=4)
+            close = await attacker.read_until(CLOSE, timeout=SAFETY)
+            assert close.close_code == 1009
+            bombed = server.memory()
+        await still_echoes(client)
+        async with await connect_deflate(server.port) as sender:
+            at_rest = server.memory()
+            server.reset_peak_rss()
+            await sender.send_frame(BINARY, full, rsv=4)
+            await server.stats_until(lambda stats: stats["inflated"] == 1)
+            received = server.memory()
+        await still_echoes(client)
+    bomb_peak = bombed.hwm - before.rss
+    full_peak = received.hwm - at_rest.rss
+    print(
+        f"bomb of {len(bomb)} bytes: peak RSS +{bomb_peak / MiB:.1f} MiB; "
+        f"{len(full)} bytes inflating to the limit: peak RSS +{full_peak / MiB:.1f} MiB"
+    )
+    # The inflated message is at most the limit, and the compressed frame at most 1 1/8 of it; the
+    # allocator keeps the buffers of each growth step resident for reuse (about as much again, for
+    # the inflated message and for the read buffer), and the listener gets its own copy.
+    limit = INFLATE_LIMIT
+    assert bomb_peak < 4 * limit, (before, bombed)
+    assert full_peak < 8 * limit, (at_rest, received)
