@@ -1,8 +1,7 @@
 """The server that tests/test_memory_bounds.py attacks, run in its own process so that its
 /proc/<pid>/status measures the server alone. Prints its port, then serves until stdin closes.
 
-Routes: /echo (echo, default options), /ping (echo; pings are counted), /ping-idle (the same with
-idle_timeout=1), /partial (echo), /big (echo, max_payload_length=16 MiB), /inflate (compression
+Routes: /echo (echo, default options), /ping (echo; pings are counted), /partial (echo), /big (echo, max_payload_length=16 MiB), /inflate (compression
 "shared", max_payload_length=8 MiB; messages are counted, not echoed). GET /stats answers JSON: pings
 received, messages received on /inflate, connections closed, open connections and the largest
 `buffered` among them.
@@ -47,7 +46,6 @@ async def main() -> None:
 
     server.ws("/echo", echo)
     server.ws("/ping", echo, max_backpressure=MAX_BACKPRESSURE)
-    server.ws("/ping-idle", echo, max_backpressure=MAX_BACKPRESSURE, idle_timeout=1)
     server.ws("/partial", echo)
     server.ws("/big", echo, max_payload_length=16 * 1024 * 1024)
     server.ws("/inflate", sink, compression="shared", max_payload_length=INFLATE_LIMIT)

@@ -58,6 +58,10 @@ struct OutState {
     streaming: Option<Vec<Bytes>>,
     /// The connection's own compression context (context takeover), made on its first compressed send.
     compressor: Option<Box<Compressor>>,
+    /// The length of the pong frame that ends `tail`, when it answered a ping made over the limit and
+    /// nothing was queued after it (see `send_pong`); 0 otherwise. Whatever writes or takes the tail
+    /// resets it.
+    owed_pong: u8,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -187,9 +191,34 @@ impl ConnHandle {
         self.send_unlimited(opcode, payload)
     }
 
-    /// Queues a frame whatever is waiting (the engine's own pongs).
+    /// Queues a frame whatever is waiting (the engine's own pings).
     pub fn send_unlimited(&self, opcode: u8, payload: &[u8]) -> Queued {
         self.queue_frame(true, opcode, payload)
+    }
+
+    /// Answers a ping. While more than `max_backpressure` bytes wait (the client does not read what it
+    /// is sent) only the most recent ping is answered, as RFC 6455 §5.5.3 allows: a pong that still ends
+    /// the queue, unsent, is replaced by the new one. A ping flood from a client that never reads then
+    /// costs one pong, not one per ping.
+    pub fn send_pong(&self, payload: &[u8]) -> Queued {
+        let mut state = self.state();
+        if state.phase != Phase::Open {
+            return Queued::Closed;
+        }
+        let over_limit = self.over_limit();
+        if over_limit && state.owed_pong > 0 {
+            let keep = state.tail.len() - usize::from(state.owed_pong);
+            state.tail.truncate(keep);
+            let now = self.buffered.load(Ordering::Relaxed);
+            self.buffered
+                .store(now - usize::from(state.owed_pong), Ordering::Relaxed);
+        }
+        let queued = self.push_locked(&mut state, true, encode::PONG, payload, None);
+        if over_limit {
+            // At most 2 + 125 bytes: a control frame's payload is at most 125 (the decoder checks).
+            state.owed_pong = (encode::header_len(payload.len()) + payload.len()) as u8;
+        }
+        queued
     }
 
     /// Queues one whole data frame compressed as negotiated (plain when it was not), unless
@@ -455,6 +484,7 @@ impl ConnHandle {
         state.phase = Phase::Ended;
         state.chunks.clear();
         state.tail = BytesMut::new();
+        state.owed_pong = 0;
         self.buffered.store(0, Ordering::Relaxed);
         drop(state);
         self.wake();
@@ -507,8 +537,12 @@ impl ConnHandle {
     pub(super) fn take(&self, into: &mut VecDeque<Bytes>) -> Taken {
         let mut state = self.state();
         into.append(&mut state.chunks);
-        if !state.tail.is_empty() {
+        // While the socket still holds back earlier output, a tail that ends with an owed pong stays
+        // queued, so that the next ping's pong can still replace it.
+        let keep_owed_pong = state.owed_pong > 0 && !into.is_empty();
+        if !state.tail.is_empty() && !keep_owed_pong {
             into.push_back(std::mem::take(&mut state.tail).freeze());
+            state.owed_pong = 0;
         }
         if into.is_empty() {
             state.writer_parked = true;
@@ -541,6 +575,7 @@ impl ConnHandle {
         state.phase = Phase::Ended;
         state.chunks.clear();
         state.tail = BytesMut::new();
+        state.owed_pong = 0;
         state.compressor = None;
         state.waker = None;
         self.buffered.store(0, Ordering::Relaxed);
@@ -549,6 +584,7 @@ impl ConnHandle {
 
 /// Queues the first `len` bytes of `frames`: copied into the tail when short, shared otherwise.
 fn push_encoded(state: &mut OutState, frames: &Bytes, len: usize) {
+    state.owed_pong = 0;
     if len < SEPARATE_PAYLOAD_AT {
         reserve_tail(&mut state.tail, len);
         state.tail.extend_from_slice(&frames[..len]);
@@ -568,6 +604,7 @@ fn push_frame(
     payload: &[u8],
     separate: Option<Bytes>,
 ) {
+    state.owed_pong = 0;
     match separate {
         Some(bytes) => {
             put_header(&mut state.tail, fin, opcode, payload.len());
@@ -655,6 +692,50 @@ mod tests {
         assert!(conn.end_stream(), "the writer is woken for it");
         conn.take(&mut taken);
         assert_eq!(taken.iter().map(Bytes::len).sum::<usize>(), 500);
+    }
+
+    #[test]
+    fn over_the_limit_only_the_latest_ping_is_answered() {
+        let conn = handle(100, false);
+        assert!(matches!(conn.send_pong(b"a"), Queued::Yes { .. }));
+        assert!(matches!(
+            conn.send(encode::BINARY, &[0; 200]),
+            Queued::Yes { .. }
+        ));
+        let before = conn.buffered();
+        for payload in [&b"first"[..], b"second", b"third!"] {
+            assert!(matches!(conn.send_pong(payload), Queued::Yes { .. }));
+        }
+        assert_eq!(conn.buffered(), before + 2 + 6, "one pong owed, the latest");
+        conn.send_unlimited(encode::PING, b"");
+        conn.send_pong(b"fourth");
+        assert_eq!(
+            conn.buffered(),
+            before + 8 + 2 + 8,
+            "a frame after a pong keeps it"
+        );
+        let mut taken = VecDeque::new();
+        conn.take(&mut taken);
+        let bytes: Vec<u8> = taken
+            .iter()
+            .flat_map(|chunk| chunk.iter().copied())
+            .collect();
+        assert_eq!(bytes.len(), conn.buffered());
+        assert!(bytes.ends_with(b"\x8a\x06third!\x89\x00\x8a\x06fourth"));
+        conn.send_pong(b"fifth");
+        assert_eq!(
+            conn.buffered(),
+            bytes.len() + 7,
+            "a pong after a take is queued"
+        );
+        conn.take(&mut taken);
+        assert_eq!(
+            taken.len(),
+            1,
+            "the owed pong stays while output is still in flight"
+        );
+        conn.send_pong(b"sixth!");
+        assert_eq!(conn.buffered(), bytes.len() + 8, "and is replaced");
     }
 
     #[test]

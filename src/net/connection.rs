@@ -252,29 +252,18 @@ impl Connection {
         }
     }
 
-    /// Whether to read now: not while more than `max_backpressure` bytes wait to be written (the client
-    /// does not read what it is sent, pongs included: reading on would queue pongs without bound), nor
-    /// while Python has more than its bound of this connection's (or all) events to consume. The first
-    /// is looked at again after every write; a reader paused for Python is woken by the Python side.
+    /// Whether to read now: not while Python has more than its bound of this connection's (or all)
+    /// events to consume. A paused reader is woken by the Python side.
     fn may_read(&self) -> bool {
-        if !self.conn.under_limit() {
-            return false;
-        }
         let backlog = self.events.backlog();
         backlog.may_read(&self.conn) || !backlog.pause(&self.conn)
-    }
-
-    /// Whether to go on reading within a turn (without registering a pause).
-    fn may_read_on(&self) -> bool {
-        self.conn.under_limit() && self.events.backlog().may_read(&self.conn)
     }
 
     /// Returns true when the connection must be dropped now.
     fn on_timer(&mut self) -> bool {
         let now = Instant::now();
         if !self.events.backlog().may_read(&self.conn) {
-            // Not reading because Python is behind: the client is busy, not idle. Not reading because the
-            // client does not read its output is no such excuse: that client is idle, whatever it sends.
+            // Not reading because Python is behind: the client is busy, not idle.
             self.last_read = now;
         }
         if self.close_deadline.is_some_and(|at| now >= at) {
@@ -303,8 +292,8 @@ impl Connection {
     fn read_input(&mut self) -> io::Result<bool> {
         let mut consumed = 0;
         for turn in 0..READS_PER_TURN {
-            if turn > 0 && !self.may_read_on() {
-                break; // Python or the client is behind: what was read is enough for now
+            if turn > 0 && !self.events.backlog().may_read(&self.conn) {
+                break; // Python is behind: what was read is enough for now
             }
             let ask = self.read_size;
             make_room(&mut self.read_buf, ask, self.decoder.wanted());
@@ -373,7 +362,7 @@ impl Connection {
                             binary: true,
                         },
                         Inbound::Ping(data) => {
-                            if let Queued::Closed = self.conn.send_unlimited(encode::PONG, &data) {
+                            if let Queued::Closed = self.conn.send_pong(&data) {
                                 continue;
                             }
                             Event::Ping { id, data }
