@@ -197,3 +197,37 @@ def test_stream_of_an_unsupported_object_is_a_type_error():
             await server.close()
 
     asyncio.run(run())
+
+
+async def test_a_stream_goes_on_while_publishes_held_behind_it_pass_the_limit(serve):
+    """Publishes to a streaming connection wait for the streamed message to end; they count against
+    max_backpressure (those past it are dropped) but the stream does not wait for them to drain."""
+    opened: list[hyperws.Websocket] = []
+    dropped: list[bytes] = []
+
+    def on_open(ws: hyperws.Websocket) -> None:
+        ws.subscribe("news")
+        ws.on("dropped", lambda message, is_binary: dropped.append(message))
+        opened.append(ws)
+
+    server = hyperws.Server()
+    server.ws("/s", on_open, max_backpressure=64 * 1024, max_payload_length=64 * MIB)
+    await serve(server)
+    chunks = [os.urandom(MIB) for _ in range(4)]
+
+    async def source():
+        yield chunks[0]
+        await until(lambda: opened[0].buffered == 0)  # the client took the first chunk
+        for n in range(200):  # 200 KiB held behind the stream: past the 64 KiB limit
+            server.publish("news", b"%03d" % n + bytes(1021))
+        for chunk in chunks[1:]:
+            yield chunk
+
+    async with connect(url(server, "/s"), max_size=64 * MIB, compression=None) as client:
+        await until(lambda: opened)
+        streamed = asyncio.ensure_future(opened[0].stream(source()))
+        assert await asyncio.wait_for(client.recv(), TIMEOUT * 6) == b"".join(chunks)
+        await asyncio.wait_for(streamed, TIMEOUT)
+        held = [await asyncio.wait_for(client.recv(), TIMEOUT) for _ in range(200 - len(dropped))]
+    assert [int(message[:3]) for message in held] == list(range(len(held)))
+    assert 0 < len(held) < 200 and len(dropped) == 200 - len(held)

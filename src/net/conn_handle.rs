@@ -55,13 +55,21 @@ struct OutState {
     destroy: bool,
     /// While a fragmented message is streamed: the published frames that must wait for its end (data
     /// frames cannot interleave with its fragments).
-    streaming: Option<Vec<Bytes>>,
+    streaming: Option<Box<Held>>,
     /// The connection's own compression context (context takeover), made on its first compressed send.
     compressor: Option<Box<Compressor>>,
     /// The length of the pong frame that ends `tail`, when it answered a ping made over the limit and
     /// nothing was queued after it (see `send_pong`); 0 otherwise. Whatever writes or takes the tail
     /// resets it.
     owed_pong: u8,
+}
+
+/// The frames published while a message is streamed, held until it ends, and their bytes (counted in
+/// `buffered`, but not writable before the stream ends).
+#[derive(Debug, Default)]
+struct Held {
+    frames: Vec<Bytes>,
+    bytes: usize,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -357,7 +365,8 @@ impl ConnHandle {
     /// streamed (data frames cannot interleave with its fragments).
     fn queue_encoded_locked(&self, state: &mut OutState, frames: &Bytes, len: usize) -> Queued {
         if let Some(held) = state.streaming.as_mut() {
-            held.push(frames.slice(..len));
+            held.frames.push(frames.slice(..len));
+            held.bytes += len;
             self.count_queued(state, len);
             return Queued::Yes { wake: false };
         }
@@ -378,7 +387,7 @@ impl ConnHandle {
         if state.streaming.is_some() {
             return Err("a message is already being streamed on this connection");
         }
-        state.streaming = Some(Vec::new());
+        state.streaming = Some(Box::default());
         Ok(())
     }
 
@@ -392,12 +401,15 @@ impl ConnHandle {
             binary,
             limited,
         } = fragment;
-        if limited && self.over_limit() {
-            if !self.is_open() {
+        if limited {
+            let state = self.state();
+            if state.phase != Phase::Open {
                 return Queued::Closed;
             }
-            self.drain_wanted.store(true, Ordering::SeqCst);
-            return Queued::Full;
+            if self.writable(&state) > self.route.max_backpressure {
+                self.drain_wanted.store(true, Ordering::SeqCst);
+                return Queued::Full;
+            }
         }
         let opcode = match (first, binary) {
             (false, _) => encode::CONTINUATION,
@@ -414,18 +426,26 @@ impl ConnHandle {
         let Some(held) = state.streaming.take() else {
             return false;
         };
-        if held.is_empty() || state.phase != Phase::Open {
+        if held.frames.is_empty() || state.phase != Phase::Open {
             return false;
         }
-        for frame in &held {
+        for frame in &held.frames {
             push_encoded(&mut state, frame, frame.len());
         }
         std::mem::take(&mut state.writer_parked)
     }
 
-    /// Whether at most `max_backpressure` bytes wait to be written.
+    /// Whether at most `max_backpressure` bytes wait to be written, publishes held behind a streamed
+    /// message aside (the streamer's view: it waits for what it can make the socket take).
     pub fn under_limit(&self) -> bool {
-        !self.over_limit()
+        self.writable(&self.state()) <= self.route.max_backpressure
+    }
+
+    /// The bytes waiting that the socket may take now: all that is buffered but the held publishes.
+    fn writable(&self, state: &OutState) -> usize {
+        let held = state.streaming.as_ref().map_or(0, |held| held.bytes);
+        // Saturating: a connection that ended counts nothing buffered, whatever was held.
+        self.buffered().saturating_sub(held)
     }
 
     fn over_limit(&self) -> bool {
@@ -446,13 +466,13 @@ impl ConnHandle {
     /// For `await ws.drain()`: returns true when the caller must wait for a drain event (more than
     /// `max_backpressure` bytes wait), false when it need not.
     pub fn want_drain(&self) -> bool {
-        if !self.over_limit() || !self.is_open() {
+        // Under the lock: the writer counts what it wrote under it too, so it sees the flag set here.
+        let state = self.state();
+        if state.phase != Phase::Open || self.writable(&state) <= self.route.max_backpressure {
             return false;
         }
         self.drain_wanted.store(true, Ordering::SeqCst);
-        // The writer may have gone below the limit in between: whoever clears the flag reports it.
-        !(self.buffered() <= self.route.max_backpressure
-            && self.drain_wanted.swap(false, Ordering::SeqCst))
+        true
     }
 
     /// Queues a close frame and refuses everything after it. Returns false if the connection was not open.
@@ -558,15 +578,16 @@ impl ConnHandle {
     }
 
     /// Task side: the socket accepted `n` more bytes. Returns true when this brought the queue back
-    /// below `max_backpressure` after a refusal: the 'drain' event is due.
+    /// below `max_backpressure` after a refusal (publishes held behind a streamed message aside: the
+    /// streamer waits for the rest): the 'drain' event is due.
     pub(super) fn wrote(&self, n: usize) -> bool {
-        let after = {
-            let _locked = self.state();
+        let writable = {
+            let state = self.state();
             let after = self.buffered.load(Ordering::Relaxed).saturating_sub(n);
             self.buffered.store(after, Ordering::SeqCst);
-            after
+            self.writable(&state)
         };
-        after <= self.route.max_backpressure && self.drain_wanted.swap(false, Ordering::SeqCst)
+        writable <= self.route.max_backpressure && self.drain_wanted.swap(false, Ordering::SeqCst)
     }
 
     /// Task side: the socket is gone; later sends are refused.
