@@ -2,7 +2,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::deflate::{Decompressor, DeflateParams};
 use super::{
-    apply_mask, parse_close_payload, parse_header, CloseReason, Control, Data, OpCode,
+    apply_mask, grow_within, parse_close_payload, parse_header, CloseReason, Control, Data, OpCode,
     ProtocolError, Utf8Validator,
 };
 
@@ -151,6 +151,9 @@ impl Decoder {
                             self.max_payload,
                         )?;
                     } else {
+                        // The size was checked above: the message never needs more than the limit.
+                        let needed = start + payload.len();
+                        grow_within(&mut fragments.data, needed, self.max_payload.max(needed));
                         fragments.data.extend_from_slice(&payload);
                     }
                     if fragments.text {
@@ -387,6 +390,26 @@ mod tests {
             decode_all(&mut Decoder::new(10), &split_char).unwrap(),
             [Inbound::Text(Bytes::from("€"))]
         );
+    }
+
+    #[test]
+    fn a_message_in_fragments_that_fills_the_limit_exactly_is_accepted() {
+        let max = 10_000;
+        let mut decoder = Decoder::new(max);
+        let mut input = Vec::new();
+        for (n, size) in [3_000, 3_000, 3_000, 1_000].into_iter().enumerate() {
+            let opcode = if n == 0 {
+                encode::BINARY
+            } else {
+                encode::CONTINUATION
+            };
+            input.extend(client_frame(n == 3, opcode, &vec![7; size]));
+        }
+        let messages = decode_all(&mut decoder, &input).expect("valid");
+        let [Inbound::Binary(message)] = &messages[..] else {
+            panic!("one message expected, got {messages:?}");
+        };
+        assert_eq!(message.len(), max);
     }
 
     #[test]
