@@ -46,7 +46,7 @@ pub async fn read_proxy_header(
 }
 
 #[derive(Debug, PartialEq, Eq)]
-enum Parsed {
+pub enum Parsed {
     /// A whole header of `len` bytes; `source` is the client, when it names one.
     Complete {
         len: usize,
@@ -56,7 +56,8 @@ enum Parsed {
     Invalid,
 }
 
-fn parse(input: &[u8]) -> Parsed {
+/// What the start of a connection holds: a whole PROXY header, the start of one, or anything else.
+pub fn parse(input: &[u8]) -> Parsed {
     let result = HeaderResult::parse(input);
     if result.is_incomplete() {
         return Parsed::Partial;
