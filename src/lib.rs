@@ -10,5 +10,7 @@ pub mod pubsub;
 pub mod python;
 pub mod routing;
 
+// Fuzzing uses the system allocator, whose allocations AddressSanitizer and libFuzzer's malloc limit see.
+#[cfg(not(fuzzing))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

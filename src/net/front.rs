@@ -210,16 +210,16 @@ fn body_rejection(error: BodyError) -> Option<Rejection> {
 }
 
 /// A WebSocket upgrade request (whether valid is for the handshake to say).
-fn is_upgrade(request: &httparse::Request<'_, '_>) -> bool {
+pub(super) fn is_upgrade(request: &httparse::Request<'_, '_>) -> bool {
     request.method == Some("GET") && has_token(request, "upgrade", "websocket")
 }
 
-fn expects_continue(request: &httparse::Request<'_, '_>) -> bool {
+pub(super) fn expects_continue(request: &httparse::Request<'_, '_>) -> bool {
     request.version == Some(1) && has_token(request, "expect", "100-continue")
 }
 
 /// HTTP/1.1 keeps the connection unless asked to close; HTTP/1.0 closes unless asked to keep it.
-fn persistence(request: &httparse::Request<'_, '_>) -> Persistence {
+pub(super) fn persistence(request: &httparse::Request<'_, '_>) -> Persistence {
     if request.version == Some(1) {
         if has_token(request, "connection", "close") {
             Persistence::Close

@@ -6,6 +6,8 @@ mod conn_handle;
 mod conn_id;
 mod connection;
 mod front;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handshake;
 mod http;
 mod proxy;

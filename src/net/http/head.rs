@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 pub const MAX_HEADERS: usize = 64;
 
 /// How reading a request head ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeadRead {
     /// `buf` starts with a whole head of this many bytes.
     Complete(usize),
@@ -26,12 +27,8 @@ pub async fn read_head(
     limit: usize,
 ) -> io::Result<HeadRead> {
     loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        match httparse::Request::new(&mut headers).parse(buf) {
-            Ok(httparse::Status::Complete(len)) => return Ok(HeadRead::Complete(len)),
-            Ok(httparse::Status::Partial) => {}
-            Err(httparse::Error::TooManyHeaders) => return Ok(HeadRead::TooLarge),
-            Err(_) => return Ok(HeadRead::Malformed),
+        if let Some(read) = parse_head(buf) {
+            return Ok(read);
         }
         if buf.len() >= limit {
             return Ok(HeadRead::TooLarge);
@@ -40,6 +37,17 @@ pub async fn read_head(
         if stream.read_buf(buf).await? == 0 {
             return Ok(HeadRead::Closed);
         }
+    }
+}
+
+/// What the bytes buffered so far say: a whole head, or an error; `None` while the head is incomplete.
+pub fn parse_head(buf: &[u8]) -> Option<HeadRead> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match httparse::Request::new(&mut headers).parse(buf) {
+        Ok(httparse::Status::Complete(len)) => Some(HeadRead::Complete(len)),
+        Ok(httparse::Status::Partial) => None,
+        Err(httparse::Error::TooManyHeaders) => Some(HeadRead::TooLarge),
+        Err(_) => Some(HeadRead::Malformed),
     }
 }
 

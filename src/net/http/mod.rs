@@ -3,14 +3,14 @@
 //! connection's requests is `net::front`.
 
 mod body;
-mod chunked;
+pub(super) mod chunked;
 mod head;
 mod request;
 mod response;
 mod routes;
 
 pub use body::{read_body, BodyError, Framing};
-pub use head::{has_token, read_head, HeadRead, MAX_HEADERS};
+pub use head::{has_token, parse_head, read_head, HeadRead, MAX_HEADERS};
 pub use request::{Answer, Request};
 pub use response::{format_response, http_response, Persistence};
 pub use routes::{HttpRoute, HttpRoutes, Routed};

@@ -1,8 +1,8 @@
 //! Who the client is behind proxies: the PROXY protocol header of L4 load balancers (`protocol`) and
 //! the forwarding headers of trusted HTTP proxies (`trust`, `forwarded`).
 
-mod forwarded;
-mod protocol;
+pub(super) mod forwarded;
+pub(super) mod protocol;
 mod trust;
 
 use std::net::{IpAddr, SocketAddr};

@@ -45,8 +45,11 @@ pub async fn read_proxy_header(
     }
 }
 
+/// The longest v1 header line, CRLF included (the PROXY protocol's limit, and ppp's).
+const V1_MAX_LEN: usize = 107;
+
 #[derive(Debug, PartialEq, Eq)]
-enum Parsed {
+pub enum Parsed {
     /// A whole header of `len` bytes; `source` is the client, when it names one.
     Complete {
         len: usize,
@@ -56,7 +59,18 @@ enum Parsed {
     Invalid,
 }
 
-fn parse(input: &[u8]) -> Parsed {
+/// What the start of a connection holds: a whole PROXY header, the start of one, or anything else.
+pub fn parse(input: &[u8]) -> Parsed {
+    // A v1 header is one line ending in CRLF, which ppp 2.3 judges even when it is cut short (cut
+    // just after the source port's space, the empty destination port is an error; `UNKNOWN` ended by
+    // a bare LF is taken, unless what follows is not UTF-8). So the line is judged once its CRLF has
+    // arrived, or it is too long to be a header.
+    if input.starts_with(b"PROXY ")
+        && input.len() < V1_MAX_LEN
+        && !input.windows(2).any(|pair| pair == b"\r\n")
+    {
+        return Parsed::Partial;
+    }
     let result = HeaderResult::parse(input);
     if result.is_incomplete() {
         return Parsed::Partial;
@@ -172,6 +186,27 @@ mod tests {
         for cut in [0, 5, 12, 15, 20] {
             assert_eq!(parse(&binary[..cut]), Parsed::Partial, "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn a_v1_header_cut_anywhere_is_partial() {
+        // Found by fuzzing: cut after `51000 `, the header was invalid, so a balancer's header that
+        // TCP delivered in two reads there had the connection closed.
+        for header in [
+            "PROXY TCP4 203.0.113.9 10.0.0.1 51000 80\r\n",
+            "PROXY TCP6 2001:db8::9 2001:db8::1 4000 443\r\n",
+            "PROXY UNKNOWN\r\n",
+        ] {
+            for cut in 0..header.len() {
+                let piece = &header.as_bytes()[..cut];
+                assert_eq!(parse(piece), Parsed::Partial, "{:?}", &header[..cut]);
+            }
+            assert!(matches!(parse(header.as_bytes()), Parsed::Complete { .. }));
+        }
+        // Also found by fuzzing: ppp took this line whole, but not when a byte that is not UTF-8
+        // followed it in the same read.
+        assert_eq!(parse(b"PROXY UNKNOWN \n"), Parsed::Partial);
+        assert_eq!(parse(b"PROXY UNKNOWN \n\xa8"), Parsed::Partial);
     }
 
     #[test]

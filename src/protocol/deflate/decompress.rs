@@ -80,14 +80,14 @@ impl Decompressor {
             }
             let stuck = progress.read == 0 && progress.written == 0;
             match progress.code {
-                // The client ended its stream (a final block): legal, but nothing may follow it, and
-                // the next message starts a new stream.
+                // The client ended its stream with a final block (RFC 7692 §7.2.3.3): what follows,
+                // in this frame or the next, such as the header of the empty stored block that the
+                // appended tail completes, starts a new stream.
                 Z_STREAM_END => {
-                    if !input.is_empty() {
-                        return Err(invalid_data());
-                    }
                     self.stream.reset();
-                    return Ok(());
+                    if input.is_empty() {
+                        return Ok(());
+                    }
                 }
                 Z_OK | Z_BUF_ERROR if input.is_empty() && progress.written < room => return Ok(()),
                 Z_BUF_ERROR if stuck => return Err(invalid_data()),
@@ -186,6 +186,37 @@ mod tests {
             .unwrap();
         assert_eq!(out.len(), message.len());
         assert!(out.capacity() <= message.len() + 1, "{}", out.capacity());
+    }
+
+    #[test]
+    fn a_final_block_ends_a_stream_and_the_message_goes_on_in_a_new_one() {
+        // RFC 7692 §7.2.3.3: "Hello" in a block with BFINAL set, then the header of an empty stored
+        // block.
+        let final_hello = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
+        let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        let mut decompressor = Decompressor::new(15);
+        assert_eq!(
+            inflate(&mut decompressor, &final_hello, 100).unwrap(),
+            b"Hello"
+        );
+        assert_eq!(inflate(&mut decompressor, &hello, 100).unwrap(), b"Hello");
+        // Found by fuzzing: a new stream after the final block was refused in the same frame but
+        // accepted in the next one.
+        let final_block = &final_hello[..7];
+        let whole = [final_block, &hello].concat();
+        assert_eq!(
+            inflate(&mut Decompressor::new(15), &whole, 100).unwrap(),
+            b"HelloHello"
+        );
+        let mut out = BytesMut::new();
+        let mut decompressor = Decompressor::new(15);
+        decompressor
+            .decompress(final_block, false, &mut out, 100)
+            .unwrap();
+        decompressor
+            .decompress(&hello, true, &mut out, 100)
+            .unwrap();
+        assert_eq!(&out[..], b"HelloHello");
     }
 
     #[test]
