@@ -11,6 +11,7 @@ from . import _core, _workers
 from ._options import UpgradeOptions, proxy_header_option, trust_proxy_option
 from ._router import Router
 from ._runtime import HandlerChain, Hooks
+from ._tls import PathLike, check_server_name, tls_config
 
 GOING_AWAY = 1001
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -34,6 +35,13 @@ class Server(Router):
     default None: forwarding headers are ignored), ``proxy_header`` (``"X-Forwarded-For"``, the
     default, or ``"Forwarded"``) and ``proxy_protocol`` (connections start with a PROXY protocol v1
     or v2 header from an L4 load balancer; default False).
+
+    TLS (``wss://`` and ``https://`` on every ``listen()``): ``cert_file`` (PEM, the server's
+    certificate then its chain) and ``key_file`` (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC; encrypted
+    PKCS#8 with ``key_password``), or HyperExpress' ``cert_file_name``, ``key_file_name`` and
+    ``passphrase``; ``ca_file`` with ``client_auth="optional"`` or ``"required"`` asks clients for
+    certificates signed by that CA. A file that cannot be read raises ``OSError`` with its name; one
+    that cannot be used raises ``ValueError`` starting with its name.
     """
 
     def __init__(
@@ -49,6 +57,14 @@ class Server(Router):
         trust_proxy: int | list[str] | None = None,
         proxy_header: str = "X-Forwarded-For",
         proxy_protocol: bool = False,
+        cert_file: PathLike | None = None,
+        key_file: PathLike | None = None,
+        key_password: str | None = None,
+        ca_file: PathLike | None = None,
+        client_auth: str = "none",
+        cert_file_name: PathLike | None = None,
+        key_file_name: PathLike | None = None,
+        passphrase: str | None = None,
     ) -> None:
         super().__init__()
         if io_threads is None:
@@ -78,6 +94,16 @@ class Server(Router):
             "proxy_header": proxy_header_option(proxy_header),
             "proxy_protocol": proxy_protocol,
         }
+        self._tls = tls_config(
+            cert_file=cert_file,
+            key_file=key_file,
+            key_password=key_password,
+            ca_file=ca_file,
+            client_auth=client_auth,
+            cert_file_name=cert_file_name,
+            key_file_name=key_file_name,
+            passphrase=passphrase,
+        )
         self._engine: _core.Engine | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._hooks: Hooks | None = None
@@ -96,10 +122,10 @@ class Server(Router):
         return self._engine.connections if self._engine is not None else 0
 
     def stats(self) -> dict[str, int]:
-        """Counters: open connections, wake-ups of the event loop, events handed to Python, and
-        subscriptions held."""
+        """Counters: open connections, wake-ups of the event loop, events handed to Python,
+        subscriptions held... and, with TLS, ``tls_handshake_failures`` (see docs/api.md)."""
         if self._engine is None:
-            return {
+            stats = {
                 "connections": 0,
                 "loop_wakeups": 0,
                 "events": 0,
@@ -111,7 +137,41 @@ class Server(Router):
                 "messages_out": 0,
                 "bytes_out": 0,
             }
-        return self._engine.stats()
+        else:
+            stats = self._engine.stats()
+        if self._tls is not None:
+            stats["tls_handshake_failures"] = self._tls.handshake_failures
+        return stats
+
+    def add_server_name(
+        self,
+        name: str,
+        *,
+        cert_file: PathLike,
+        key_file: PathLike,
+        key_password: str | None = None,
+    ) -> None:
+        """Serves TLS clients that ask for ``name`` (SNI; ``*.example.com`` serves one label under
+        it) with this certificate; others get the server's own. Takes effect for new handshakes,
+        before or after ``listen()``; a file that cannot be used raises and changes nothing."""
+        tls = self._tls_config("add_server_name")
+        tls.add_server_name(
+            check_server_name(name), os.fspath(cert_file), os.fspath(key_file), key_password
+        )
+
+    def remove_server_name(self, name: str) -> bool:
+        """Stops serving ``name`` with its own certificate; returns whether it had one."""
+        return self._tls_config("remove_server_name").remove_server_name(name)
+
+    def reload_tls(self) -> None:
+        """Reads every certificate, key and CA file again: new handshakes use them, open connections
+        are untouched. If a file cannot be used, this raises and the server keeps what it had."""
+        self._tls_config("reload_tls").reload()
+
+    def _tls_config(self, method: str) -> _core.TlsConfig:
+        if self._tls is None:
+            raise RuntimeError(f"{method}() needs TLS: make the Server with cert_file and key_file")
+        return self._tls
 
     def publish(
         self,
@@ -184,7 +244,9 @@ class Server(Router):
         orphans = sorted(set(upgrades) - ws_patterns)
         if orphans:
             raise ValueError(f"upgrade route(s) without a ws route of the same pattern: {orphans}")
-        self._port = engine.listen(host, port, reuse_port=reuse_port, **self._settings)
+        self._port = engine.listen(
+            host, port, reuse_port=reuse_port, tls=self._tls, **self._settings
+        )
         loop.add_reader(engine.fileno(), engine.drain)
         self._engine, self._loop, self._hooks = engine, loop, hooks
 

@@ -1,6 +1,8 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::proxy::Trust;
+use super::tls::Tls;
 use crate::protocol::deflate::Compression;
 
 /// What the engine needs to know of a WebSocket route.
@@ -66,6 +68,8 @@ pub struct ServerConfig {
     pub trust: Trust,
     /// Connections start with a PROXY protocol header.
     pub proxy_protocol: bool,
+    /// Serve TLS (after the PROXY header, if any).
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +81,7 @@ impl Default for ServerConfig {
             max_body_length: 1024 * 1024,
             trust: Trust::default(),
             proxy_protocol: false,
+            tls: None,
         }
     }
 }

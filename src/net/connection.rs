@@ -4,17 +4,15 @@
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
-use std::net::Shutdown;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use socket2::SockRef;
-use tokio::net::TcpStream;
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::time::{sleep_until, Instant, Sleep};
 
+use super::transport::Transport;
 use super::{ConnHandle, Queued};
 use crate::bridge::{Event, EventQueue, Traffic};
 use crate::protocol::{
@@ -33,7 +31,7 @@ const WRITE_SLICES: usize = 64;
 
 /// One upgraded connection, served by its task until it ends.
 pub(super) struct Connection {
-    stream: TcpStream,
+    transport: Transport,
     conn: Arc<ConnHandle>,
     events: Arc<EventQueue>,
     decoder: Decoder,
@@ -69,7 +67,7 @@ enum Wake {
 /// What the task waits for between turns.
 struct Waiting<'c> {
     conn: &'c ConnHandle,
-    stream: &'c TcpStream,
+    transport: &'c Transport,
     /// Input is wanted (Python is not behind).
     read: bool,
     /// Output is in flight, waiting for room in the socket.
@@ -85,12 +83,12 @@ impl Waiting<'_> {
             return Poll::Ready(Wake::Queue);
         }
         if self.read {
-            if let Poll::Ready(ready) = self.stream.poll_read_ready(cx) {
+            if let Poll::Ready(ready) = self.transport.poll_read_ready(cx) {
                 return Poll::Ready(ready.map_or(Wake::Failed, |()| Wake::Readable));
             }
         }
         if self.write {
-            if let Poll::Ready(ready) = self.stream.poll_write_ready(cx) {
+            if let Poll::Ready(ready) = self.transport.poll_write_ready(cx) {
                 return Poll::Ready(ready.map_or(Wake::Failed, |()| Wake::Writable));
             }
         }
@@ -103,7 +101,7 @@ impl Waiting<'_> {
 
 impl Connection {
     pub(super) fn new(
-        stream: TcpStream,
+        transport: Transport,
         conn: Arc<ConnHandle>,
         early_bytes: BytesMut,
         events: Arc<EventQueue>,
@@ -111,7 +109,7 @@ impl Connection {
     ) -> Self {
         Self {
             decoder: Decoder::new(conn.route.max_payload_length).with_deflate(conn.deflate),
-            stream,
+            transport,
             conn,
             events,
             close_timeout,
@@ -163,9 +161,9 @@ impl Connection {
             fired = false;
             let waiting = Waiting {
                 conn: &self.conn,
-                stream: &self.stream,
+                transport: &self.transport,
                 read: self.may_read(),
-                write: !self.in_flight.is_empty(),
+                write: !self.in_flight.is_empty() || self.transport.wants_write(),
                 timed: plan.is_armed(),
             };
             let wake = poll_fn(|cx| waiting.poll(cx, timer.as_mut())).await;
@@ -187,8 +185,8 @@ impl Connection {
     }
 
     /// Ends our side of the stream (FIN); the socket stays open for reading.
-    fn shut_write(&self) {
-        let _ = SockRef::from(&self.stream).shutdown(Shutdown::Write);
+    fn shut_write(&mut self) {
+        self.transport.shutdown_write();
     }
 
     /// Writes what is queued and decides whether the connection is over.
@@ -297,11 +295,7 @@ impl Connection {
             }
             let ask = self.read_size;
             make_room(&mut self.read_buf, ask, self.decoder.wanted());
-            // Limited: the buffer may have more spare room than asked, and reads must stay bounded.
-            match self
-                .stream
-                .try_read_buf(&mut (&mut self.read_buf).limit(ask))
-            {
+            match self.transport.try_read(&mut self.read_buf, ask) {
                 Ok(0) => return Ok(false),
                 Ok(n) => {
                     // Large messages or a busy client: ask for more per read; small ones: less.
@@ -424,6 +418,7 @@ impl Connection {
 
     /// Writes queued output until done or the socket is full.
     fn flush(&mut self) -> io::Result<super::conn_handle::Taken> {
+        self.transport.flush_pending()?;
         let mut taken = self.conn.take(&mut self.in_flight);
         loop {
             if taken.destroy {
@@ -437,7 +432,7 @@ impl Connection {
             for (slice, chunk) in slices.iter_mut().zip(self.in_flight.iter()) {
                 *slice = IoSlice::new(chunk);
             }
-            match self.stream.try_write_vectored(&slices[..count]) {
+            match self.transport.try_write_vectored(&slices[..count]) {
                 Ok(written) => {
                     Traffic::add(&self.events.traffic().bytes_out, written);
                     if self.conn.wrote(written) {
@@ -541,6 +536,7 @@ fn far_future() -> Instant {
 mod tests {
     use super::*;
     use crate::net::{RouteConfig, ServerConfig};
+    use tokio::net::TcpStream;
 
     #[test]
     fn the_timer_stays_while_deadlines_move_later_and_moves_after_it_fired() {
@@ -641,8 +637,13 @@ mod tests {
             ));
             let events = EventQueue::new(1024, 1024).unwrap();
             let close_timeout = ServerConfig::default().close_timeout;
-            let mut connection =
-                Connection::new(stream, conn, BytesMut::new(), events, close_timeout);
+            let mut connection = Connection::new(
+                Transport::Tcp(stream),
+                conn,
+                BytesMut::new(),
+                events,
+                close_timeout,
+            );
             let serving = connection.serve();
             let size = std::mem::size_of::<Connection>() + std::mem::size_of_val(&serving);
             println!("connection state {size} bytes");

@@ -18,6 +18,7 @@ use super::http::{
 };
 use super::proxy::{read_proxy_header, ClientAddr, Peer};
 use super::server::Shared;
+use super::{ByteStream, ServerConfig};
 use crate::bridge::Event;
 
 const TOO_LARGE_BODY: Rejection = Rejection::new(413, "request body too large\n");
@@ -25,22 +26,32 @@ const BAD_BODY: Rejection = Rejection::new(400, "malformed request body\n");
 const UNSUPPORTED_CODING: Rejection =
     Rejection::new(501, "only the chunked transfer coding is supported\n");
 
-/// Serves the connection's HTTP requests until it upgrades (the outcome and the client's address) or
-/// ends (`None`).
-pub(super) async fn serve_requests(
+/// Who is at the other end: the socket's peer, or the client a PROXY header names when the server is
+/// configured for one. Returns what was read past the header too. `None`: no valid header in time.
+pub(super) async fn read_peer(
     stream: &mut TcpStream,
     peer: SocketAddr,
+    config: &ServerConfig,
+) -> Option<(Peer, BytesMut)> {
+    let mut buf = BytesMut::with_capacity(1024);
+    if !config.proxy_protocol {
+        return Some((Peer::direct(peer), buf));
+    }
+    let header = read_proxy_header(stream, &mut buf, peer, config.max_header_bytes);
+    // Not a PROXY header: whatever this is, it did not come through the balancer. Closed unanswered.
+    let peer = timeout(config.request_timeout, header).await.ok()?.ok()??;
+    Some((peer, buf))
+}
+
+/// Serves the connection's HTTP requests (`buf`: bytes already read) until it upgrades (the outcome
+/// and the client's address) or ends (`None`).
+pub(super) async fn serve_requests(
+    stream: &mut impl ByteStream,
+    peer: Peer,
+    mut buf: BytesMut,
     shared: &Shared,
 ) -> Option<(Outcome, ClientAddr)> {
     let config = &shared.config;
-    let mut buf = BytesMut::with_capacity(1024);
-    let peer = if config.proxy_protocol {
-        let header = read_proxy_header(stream, &mut buf, peer, config.max_header_bytes);
-        // Not a PROXY header: whatever this is, it did not come through the balancer. Closed unanswered.
-        timeout(config.request_timeout, header).await.ok()?.ok()??
-    } else {
-        Peer::direct(peer)
-    };
     loop {
         let head = timeout(
             config.request_timeout,
@@ -106,7 +117,7 @@ pub(super) async fn serve_requests(
 /// Reads the body of a request to an HTTP route, has Python answer it and writes the answer. `None`:
 /// the connection is done (the body was refused, or the client left).
 async fn serve_http(
-    stream: &mut TcpStream,
+    stream: &mut impl ByteStream,
     buf: &mut BytesMut,
     request: &httparse::Request<'_, '_>,
     route: HttpRoute,
@@ -144,7 +155,7 @@ async fn serve_http(
 /// Hands the request to Python and writes its answer (500 if the handler failed, 503 if it did not
 /// answer in time; both end the connection). Returns what became of the connection.
 async fn answer(
-    stream: &mut TcpStream,
+    stream: &mut impl ByteStream,
     route: HttpRoute,
     request: Box<Request>,
     persistence: Persistence,
@@ -192,7 +203,7 @@ fn failure(status: u16, body: &str) -> Answer {
 }
 
 /// Writes a response that ends the connection.
-async fn finish<T>(stream: &mut TcpStream, response: &[u8]) -> Option<T> {
+async fn finish<T>(stream: &mut impl ByteStream, response: &[u8]) -> Option<T> {
     if stream.write_all(response).await.is_ok() {
         let _ = stream.shutdown().await;
     }

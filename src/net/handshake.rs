@@ -4,8 +4,7 @@ use std::io;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tungstenite::handshake::derive_accept_key;
 
 use super::http::{has_token, http_response, Request};
@@ -69,7 +68,7 @@ pub(super) enum Outcome {
 /// Upgrades, rejects, or hands the decision to Python, for a request head already read; `early` holds
 /// the bytes the client sent after it. `Ok(None)`: the connection is done (rejected).
 pub(super) async fn upgrade(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncWrite + Unpin),
     request: &httparse::Request<'_, '_>,
     client: ClientAddr,
     early: BytesMut,
@@ -119,7 +118,7 @@ pub(super) async fn upgrade(
 
 /// Writes `rejection` and ends the connection.
 pub(super) async fn reject(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncWrite + Unpin),
     rejection: &Rejection,
 ) -> io::Result<Option<Outcome>> {
     stream.write_all(&rejection.to_bytes()).await?;

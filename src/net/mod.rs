@@ -10,11 +10,22 @@ mod front;
 pub mod fuzzing;
 mod handshake;
 mod http;
+mod prefixed;
 mod proxy;
 mod server;
+pub mod tls;
+mod transport;
 mod upgrade;
 
 pub use config::{RouteConfig, ServerConfig};
+
+/// What the HTTP phase of a connection reads from and writes to: the socket, or TLS over it.
+pub(crate) trait ByteStream:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send
+{
+}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ByteStream for T {}
 pub use conn_handle::{ConnHandle, Fragment, Publication, Queued, RunQueued};
 pub use conn_id::ConnIdMap;
 pub use http::{Answer, HttpRoute, HttpRoutes, Request};

@@ -7,17 +7,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use socket2::{Domain, Socket, Type};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio::sync::{oneshot, watch};
+use tokio::time::timeout;
 
 use super::connection::Connection;
 use super::handshake::Outcome;
 use super::http::{http_response, Answer, HttpRoutes, Request};
+use super::prefixed::Prefixed;
+use super::proxy::Peer;
+use super::transport::Transport;
 use super::upgrade::{switching_protocols, Decision};
-use super::{front, ConnHandle, RouteConfig, ServerConfig};
+use super::{front, ByteStream, ConnHandle, RouteConfig, ServerConfig};
 use crate::bridge::{Event, EventQueue};
 use crate::protocol::deflate::DeflateParams;
 use crate::routing::RouteTable;
@@ -207,7 +212,7 @@ async fn accept_loop(
 /// Hands an intercepted upgrade to Python and carries out its decision. Returns true when the
 /// connection was upgraded (the 101 is written).
 async fn ask_python(
-    stream: &mut TcpStream,
+    stream: &mut impl ByteStream,
     id: u64,
     route: &RouteConfig,
     accept_key: &str,
@@ -258,8 +263,8 @@ async fn serve(upgrading: Pin<Box<impl Future<Output = Option<Connection>>>>, sh
     shared.events.push(Event::Close { id, code, reason });
 }
 
-/// Serves HTTP requests until one upgrades, then opens the connection: registered, announced to Python.
-/// `None`: the client left, was answered over HTTP, or was refused.
+/// Serves the connection until it upgrades, over TLS when configured, then opens it. `None`: the
+/// client left, was answered over HTTP, was refused, or failed the TLS handshake.
 async fn upgrade(
     mut stream: TcpStream,
     peer: SocketAddr,
@@ -268,8 +273,52 @@ async fn upgrade(
 ) -> Option<Connection> {
     let shared = &*shared;
     let _ = stream.set_nodelay(true);
+    let (peer, read) = front::read_peer(&mut stream, peer, &shared.config).await?;
+    let Some(tls) = &shared.config.tls else {
+        let opened = open(&mut stream, peer, read, id, shared).await?;
+        return Some(opened.connection(Transport::Tcp(stream), shared));
+    };
+    let handshake = tls.acceptor().accept(Prefixed::new(read, stream));
+    let Ok(Ok(mut stream)) = timeout(shared.config.request_timeout, handshake).await else {
+        tls.count_handshake_failure();
+        return None;
+    };
+    let opened = open(&mut stream, peer, BytesMut::new(), id, shared).await?;
+    let (prefixed, session) = stream.into_inner();
+    let (early, tcp) = prefixed.into_parts();
+    let transport = Transport::tls(tcp, session, &early).ok()?;
+    Some(opened.connection(transport, shared))
+}
+
+/// A connection upgraded, registered and announced to Python, whose task is not running yet.
+struct Opened {
+    conn: Arc<ConnHandle>,
+    /// Frames the client sent right behind its upgrade request.
+    early_bytes: BytesMut,
+}
+
+impl Opened {
+    fn connection(self, transport: Transport, shared: &Shared) -> Connection {
+        Connection::new(
+            transport,
+            self.conn,
+            self.early_bytes,
+            Arc::clone(&shared.events),
+            shared.config.close_timeout,
+        )
+    }
+}
+
+/// Serves HTTP requests until one upgrades, then registers the connection and announces it to Python.
+async fn open(
+    stream: &mut impl ByteStream,
+    peer: Peer,
+    read: BytesMut,
+    id: u64,
+    shared: &Shared,
+) -> Option<Opened> {
     let (route, deflate, early_bytes, client) =
-        match front::serve_requests(&mut stream, peer, shared).await? {
+        match front::serve_requests(stream, peer, read, shared).await? {
             (
                 Outcome::Upgraded {
                     route,
@@ -289,7 +338,7 @@ async fn upgrade(
                 client,
             ) => {
                 let decided = ask_python(
-                    &mut stream,
+                    stream,
                     id,
                     &route,
                     &accept_key,
@@ -317,11 +366,5 @@ async fn upgrade(
         conn: Arc::clone(&conn),
         route: index,
     });
-    Some(Connection::new(
-        stream,
-        conn,
-        early_bytes,
-        Arc::clone(&shared.events),
-        shared.config.close_timeout,
-    ))
+    Some(Opened { conn, early_bytes })
 }

@@ -13,6 +13,7 @@ use super::cork::{self, CorkGuard};
 use super::payload::MessageType;
 use super::publish;
 use super::request::PendingRequest;
+use super::tls::TlsConfig;
 use super::upgrade::PendingUpgrade;
 use super::websocket::{self, Websocket};
 use crate::bridge::{Event, EventQueue, Traffic};
@@ -168,7 +169,7 @@ impl Engine {
     /// Binds and starts the I/O threads. Returns the bound port.
     // The keyword arguments mirror `Server(...)`'s options one to one.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (host, port, *, reuse_port, io_threads, max_header_bytes, request_timeout, close_timeout, max_body_length, trusted_hops, trusted_networks, proxy_header, proxy_protocol))]
+    #[pyo3(signature = (host, port, *, reuse_port, io_threads, max_header_bytes, request_timeout, close_timeout, max_body_length, trusted_hops, trusted_networks, proxy_header, proxy_protocol, tls=None))]
     fn listen(
         slf: &Bound<'_, Self>,
         host: &str,
@@ -183,6 +184,7 @@ impl Engine {
         trusted_networks: Vec<String>,
         proxy_header: &str,
         proxy_protocol: bool,
+        tls: Option<PyRef<'_, TlsConfig>>,
     ) -> PyResult<u16> {
         let config = ServerConfig {
             max_header_bytes,
@@ -191,6 +193,7 @@ impl Engine {
             max_body_length,
             trust: trust(trusted_hops, &trusted_networks, proxy_header)?,
             proxy_protocol,
+            tls: tls.map(|tls| Arc::clone(&tls.tls)),
         };
         let (table, http, events) = {
             let mut this = slf.borrow_mut();

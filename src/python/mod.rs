@@ -7,6 +7,7 @@ mod listeners;
 mod payload;
 mod publish;
 mod request;
+mod tls;
 mod upgrade;
 mod websocket;
 
@@ -36,6 +37,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<request::PendingHead>()?;
     m.add_class::<upgrade::PendingUpgrade>()?;
     m.add_class::<request::PendingRequest>()?;
+    m.add_class::<tls::TlsConfig>()?;
     m.add_function(wrap_pyfunction!(check_pattern, m)?)?;
     m.add_function(wrap_pyfunction!(join_prefix, m)?)?;
     Ok(())

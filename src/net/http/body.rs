@@ -4,8 +4,7 @@
 use std::io;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::chunked::{ChunkError, ChunkedDecoder};
 
@@ -73,7 +72,7 @@ impl Framing {
 /// Reads the body that starts at the front of `buf` and takes it out of `buf` (what follows, a
 /// pipelined request, stays).
 pub async fn read_body(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
     framing: Framing,
     limit: usize,

@@ -3,8 +3,7 @@
 use std::io;
 
 use bytes::BytesMut;
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Header lines accepted per request; more gets 431.
 pub const MAX_HEADERS: usize = 64;
@@ -22,7 +21,7 @@ pub enum HeadRead {
 /// Reads until `buf` starts with a whole request head (it may already hold one: pipelined requests).
 /// Gives up once `limit` bytes are buffered without a whole head, so `buf` stays bounded.
 pub async fn read_head(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
     limit: usize,
 ) -> io::Result<HeadRead> {

@@ -7,8 +7,7 @@ use std::net::SocketAddr;
 
 use bytes::{Buf, BytesMut};
 use ppp::{v1, v2, HeaderResult, PartialResult};
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::Peer;
 
@@ -17,7 +16,7 @@ use super::Peer;
 /// or ended first. A LOCAL (v2) or UNKNOWN (v1) header, or a non-IP address family, keeps the socket
 /// peer.
 pub async fn read_proxy_header(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
     peer: SocketAddr,
     limit: usize,

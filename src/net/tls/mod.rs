@@ -1,0 +1,10 @@
+//! TLS (rustls): certificates from PEM files, server names (SNI), client certificates, reload.
+
+mod config;
+mod error;
+mod files;
+mod names;
+
+pub use config::{ClientAuth, ClientCa, Tls};
+pub use error::{Problem, TlsError};
+pub use files::KeyPairFiles;
