@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import trustme
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from websockets.asyncio.client import connect
@@ -112,6 +113,7 @@ async def test_https_routes_are_served_over_tls(serve, certs):
 
     @server.get("/health")
     def health(request: hyperws.Request, response: hyperws.Response) -> None:
+        assert request.peer_certificate is None  # no client_auth: none asked for
         response.json({"status": "ok"})
 
     await serve(server)
@@ -309,15 +311,38 @@ async def test_tls_methods_need_a_tls_server():
 
 @pytest.mark.parametrize("client_auth", ["required", "optional"])
 async def test_client_certificates(serve, certs, client_auth):
-    server = await serve(tls_server(certs, ca_file=certs.ca_file, client_auth=client_auth))
-    client_cert = certs.ca.issue_cert("client@example.com")
-    async with wss(server, ssl=certs.client_context(client_cert)) as client:
-        await client.send("with a certificate")
-        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "with a certificate"
+    """The certificate a client presented is on the upgrade request and on the socket, so an app
+    can authorize by it."""
+    seen: list[tuple[str, object, object]] = []
+    server = tls_server(certs, ca_file=certs.ca_file, client_auth=client_auth)
+
+    @server.upgrade("/who")
+    def decide(request: hyperws.Request, response: hyperws.Response) -> None:
+        seen.append(("request", request.peer_certificate, None))
+        response.upgrade()
+
+    @server.ws("/who")
+    def who(ws: hyperws.Websocket) -> None:
+        certificate = ws.peer_certificate
+        ws.send(certificate.common_name if certificate is not None else "anonymous")
+
+    await serve(server)
+    client_cert = certs.ca.issue_cert(
+        "client@example.com", "alice.example.com", common_name="alice"
+    )
+    async with wss(server, "/who", ssl=certs.client_context(client_cert)) as client:
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "alice"
+    certificate = seen[0][1]
+    assert isinstance(certificate, hyperws.PeerCertificate)
+    assert certificate.common_name == "alice"
+    assert "CN=alice" in certificate.subject
+    assert certificate.alt_names == ["email:client@example.com", "DNS:alice.example.com"]
+    issued = x509.load_pem_x509_certificate(client_cert.cert_chain_pems[0].bytes())
+    assert certificate.der == issued.public_bytes(serialization.Encoding.DER)
     if client_auth == "optional":
-        async with wss(server, ssl=certs.client_context()) as client:
-            await client.send("without")
-            assert await asyncio.wait_for(client.recv(), TIMEOUT) == "without"
+        async with wss(server, "/who", ssl=certs.client_context()) as client:
+            assert await asyncio.wait_for(client.recv(), TIMEOUT) == "anonymous"
+        assert seen[1][1] is None
         return
     # TLS 1.3: the client finishes its side first, then the server refuses it and closes.
     with pytest.raises((InvalidMessage, ssl.SSLError, ConnectionError)):

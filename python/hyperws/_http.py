@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ._core import PendingRequest, PendingUpgrade
+from ._core import PeerCertificate, PendingRequest, PendingUpgrade
 
 
 class Headers(Mapping[str, str]):
@@ -52,6 +52,7 @@ class Request:
         "method",
         "path",
         "path_parameters",
+        "peer_certificate",
         "protocols",
         "proxy_ip",
         "query",
@@ -72,6 +73,7 @@ class Request:
         self.cookies: dict[str, str] = _parse_cookies(self.headers.get("cookie", ""))
         self.ip: str = pending.ip
         self.proxy_ip: str = pending.proxy_ip
+        self.peer_certificate: PeerCertificate | None = pending.peer_certificate
         if isinstance(pending, PendingUpgrade):
             self.protocols: list[str] = pending.protocols
             self.extensions: list[str] = pending.extensions

@@ -26,8 +26,8 @@ pub struct ConnHandle {
     pub id: u64,
     /// The client's address (named by a trusted proxy, or the socket peer).
     pub peer: SocketAddr,
-    /// The proxy that named the client, if one did.
-    pub proxy_ip: Option<IpAddr>,
+    /// What few clients have: a proxy that named them, a TLS certificate.
+    pub details: Option<Box<ClientDetails>>,
     pub route: Arc<RouteConfig>,
     /// permessage-deflate, when negotiated.
     pub deflate: Option<DeflateParams>,
@@ -81,6 +81,27 @@ enum Phase {
     Closing { code: u16, reason: Box<[u8]> },
     /// The socket is gone.
     Ended,
+}
+
+/// What few clients have, kept out of line: every connection holds a pointer, not the fields.
+#[derive(Debug)]
+pub struct ClientDetails {
+    /// The proxy that named the client.
+    pub proxy_ip: Option<IpAddr>,
+    /// The client's TLS certificate (DER).
+    pub certificate: Option<Bytes>,
+}
+
+impl ClientDetails {
+    /// None when there is nothing to keep.
+    pub fn new(proxy_ip: Option<IpAddr>, certificate: Option<Bytes>) -> Option<Box<Self>> {
+        (proxy_ip.is_some() || certificate.is_some()).then(|| {
+            Box::new(Self {
+                proxy_ip,
+                certificate,
+            })
+        })
+    }
 }
 
 /// The outcome of queueing a frame.
@@ -168,7 +189,7 @@ impl ConnHandle {
         Self {
             id,
             peer,
-            proxy_ip: None,
+            details: None,
             route,
             deflate,
             out: Mutex::new(OutState {
@@ -181,10 +202,19 @@ impl ConnHandle {
         }
     }
 
-    /// The proxy that named the client.
-    pub fn with_proxy_ip(mut self, proxy_ip: Option<IpAddr>) -> Self {
-        self.proxy_ip = proxy_ip;
+    pub fn with_details(mut self, details: Option<Box<ClientDetails>>) -> Self {
+        self.details = details;
         self
+    }
+
+    /// The proxy that named the client, if one did.
+    pub fn proxy_ip(&self) -> Option<IpAddr> {
+        self.details.as_ref()?.proxy_ip
+    }
+
+    /// The TLS certificate the client presented (DER), if it did.
+    pub fn peer_certificate(&self) -> Option<&Bytes> {
+        self.details.as_ref()?.certificate.as_ref()
     }
 
     fn state(&self) -> MutexGuard<'_, OutState> {

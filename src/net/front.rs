@@ -5,7 +5,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -48,6 +48,7 @@ pub(super) async fn read_peer(
 pub(super) async fn serve_requests(
     stream: &mut impl ByteStream,
     peer: Peer,
+    peer_certificate: Option<&Bytes>,
     mut buf: BytesMut,
     shared: &Shared,
 ) -> Option<(Outcome, ClientAddr)> {
@@ -86,8 +87,15 @@ pub(super) async fn serve_requests(
         let (route, params) = match routed {
             // WebSocket routes, and the 404/426 of paths without an HTTP route.
             None => {
-                let outcome =
-                    handshake::upgrade(stream, &request, client, buf, &shared.routes).await;
+                let outcome = handshake::upgrade(
+                    stream,
+                    &request,
+                    client,
+                    peer_certificate,
+                    buf,
+                    &shared.routes,
+                )
+                .await;
                 return outcome.ok()?.map(|outcome| (outcome, client));
             }
             Some(Routed::NotAllowed { allow }) => {
@@ -100,8 +108,12 @@ pub(super) async fn serve_requests(
             }
             Some(Routed::Found { route, params }) => (route, params),
         };
+        let sender = Sender {
+            client,
+            certificate: peer_certificate,
+        };
         let persistence =
-            serve_http(stream, &mut buf, &request, route, params, client, shared).await?;
+            serve_http(stream, &mut buf, &request, route, params, sender, shared).await?;
         if persistence == Persistence::Close {
             let _ = stream.shutdown().await;
             return None;
@@ -114,6 +126,13 @@ pub(super) async fn serve_requests(
     }
 }
 
+/// Who sent a request: the client's address and, over TLS, the certificate it presented.
+#[derive(Clone, Copy)]
+struct Sender<'a> {
+    client: ClientAddr,
+    certificate: Option<&'a Bytes>,
+}
+
 /// Reads the body of a request to an HTTP route, has Python answer it and writes the answer. `None`:
 /// the connection is done (the body was refused, or the client left).
 async fn serve_http(
@@ -122,7 +141,7 @@ async fn serve_http(
     request: &httparse::Request<'_, '_>,
     route: HttpRoute,
     params: Vec<(String, String)>,
-    client: ClientAddr,
+    sender: Sender<'_>,
     shared: &Shared,
 ) -> Option<Persistence> {
     let config = &shared.config;
@@ -146,7 +165,14 @@ async fn serve_http(
     };
     let persistence = persistence(request);
     let with_body = request.method != Some("HEAD");
-    let request = Box::new(Request::new(request, params, client, body));
+    let certificate = sender.certificate.cloned();
+    let request = Box::new(Request::new(
+        request,
+        params,
+        sender.client,
+        body,
+        certificate,
+    ));
     answer(stream, route, request, persistence, with_body, shared)
         .await
         .ok()

@@ -58,7 +58,7 @@ pub fn serve_head(head: &[u8]) -> Option<ServedHead> {
         expects_continue: expects_continue(&request),
         persistence: persistence(&request),
         upgrade_response,
-        request: Request::new(&request, Vec::new(), clients[0], bytes::Bytes::new()),
+        request: Request::new(&request, Vec::new(), clients[0], bytes::Bytes::new(), None),
     })
 }
 

@@ -71,6 +71,7 @@ pub(super) async fn upgrade(
     stream: &mut (impl AsyncWrite + Unpin),
     request: &httparse::Request<'_, '_>,
     client: ClientAddr,
+    peer_certificate: Option<&Bytes>,
     early: BytesMut,
     routes: &RouteTable<Arc<RouteConfig>>,
 ) -> io::Result<Option<Outcome>> {
@@ -89,7 +90,14 @@ pub(super) async fn upgrade(
                         .collect()
                 })
                 .unwrap_or_default();
-            let request = Box::new(Request::new(request, params, client, Bytes::new()));
+            let certificate = peer_certificate.cloned();
+            let request = Box::new(Request::new(
+                request,
+                params,
+                client,
+                Bytes::new(),
+                certificate,
+            ));
             Ok(Some(Outcome::Intercepted {
                 route: accepted.route,
                 accept_key: accepted.accept_key,

@@ -26,7 +26,7 @@ pub(crate) trait ByteStream:
 }
 
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ByteStream for T {}
-pub use conn_handle::{ConnHandle, Fragment, Publication, Queued, RunQueued};
+pub use conn_handle::{ClientDetails, ConnHandle, Fragment, Publication, Queued, RunQueued};
 pub use conn_id::ConnIdMap;
 pub use http::{Answer, HttpRoute, HttpRoutes, Request};
 pub use proxy::{ForwardHeader, Network, Trust, TrustProxy};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use socket2::{Domain, Socket, Type};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -22,7 +22,7 @@ use super::prefixed::Prefixed;
 use super::proxy::Peer;
 use super::transport::Transport;
 use super::upgrade::{switching_protocols, Decision};
-use super::{front, ByteStream, ConnHandle, RouteConfig, ServerConfig};
+use super::{front, ByteStream, ClientDetails, ConnHandle, RouteConfig, ServerConfig};
 use crate::bridge::{Event, EventQueue};
 use crate::protocol::deflate::DeflateParams;
 use crate::routing::RouteTable;
@@ -275,7 +275,7 @@ async fn upgrade(
     let _ = stream.set_nodelay(true);
     let (peer, read) = front::read_peer(&mut stream, peer, &shared.config).await?;
     let Some(tls) = &shared.config.tls else {
-        let opened = open(&mut stream, peer, read, id, shared).await?;
+        let opened = open(&mut stream, peer, None, read, id, shared).await?;
         return Some(opened.connection(Transport::Tcp(stream), shared));
     };
     let handshake = tls.acceptor().accept(Prefixed::new(read, stream));
@@ -283,7 +283,13 @@ async fn upgrade(
         tls.count_handshake_failure();
         return None;
     };
-    let opened = open(&mut stream, peer, BytesMut::new(), id, shared).await?;
+    let certificate = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|certificate| Bytes::copy_from_slice(certificate));
+    let opened = open(&mut stream, peer, certificate, BytesMut::new(), id, shared).await?;
     let (prefixed, session) = stream.into_inner();
     let (early, tcp) = prefixed.into_parts();
     let transport = Transport::tls(tcp, session, &early).ok()?;
@@ -313,12 +319,13 @@ impl Opened {
 async fn open(
     stream: &mut impl ByteStream,
     peer: Peer,
+    peer_certificate: Option<Bytes>,
     read: BytesMut,
     id: u64,
     shared: &Shared,
 ) -> Option<Opened> {
     let (route, deflate, early_bytes, client) =
-        match front::serve_requests(stream, peer, read, shared).await? {
+        match front::serve_requests(stream, peer, peer_certificate.as_ref(), read, shared).await? {
             (
                 Outcome::Upgraded {
                     route,
@@ -355,8 +362,8 @@ async fn open(
             }
         };
     let index = route.index;
-    let conn =
-        Arc::new(ConnHandle::new(id, client.addr, route, deflate).with_proxy_ip(client.proxy_ip));
+    let details = ClientDetails::new(client.proxy_ip, peer_certificate);
+    let conn = Arc::new(ConnHandle::new(id, client.addr, route, deflate).with_details(details));
     shared
         .connections
         .lock()

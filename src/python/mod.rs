@@ -1,6 +1,7 @@
 //! The PyO3 face: thin classes over the engine. No protocol logic lives here.
 
 mod awaitable;
+mod certificate;
 mod cork;
 mod engine;
 mod listeners;
@@ -38,6 +39,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<upgrade::PendingUpgrade>()?;
     m.add_class::<request::PendingRequest>()?;
     m.add_class::<tls::TlsConfig>()?;
+    m.add_class::<certificate::PeerCertificate>()?;
     m.add_function(wrap_pyfunction!(check_pattern, m)?)?;
     m.add_function(wrap_pyfunction!(join_prefix, m)?)?;
     Ok(())

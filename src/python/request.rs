@@ -9,6 +9,7 @@ use pyo3::pyclass_init::PyClassInitializer;
 use pyo3::types::PyBytes;
 use tokio::sync::oneshot;
 
+use super::certificate::PeerCertificate;
 use super::websocket::display_ip;
 use crate::net::{Answer, Request};
 
@@ -55,6 +56,15 @@ impl PendingHead {
     #[getter]
     fn ip(&self) -> String {
         display_ip(self.request.client.addr.ip())
+    }
+
+    /// The TLS certificate the client presented (None without TLS, or when it presented none).
+    #[getter]
+    fn peer_certificate(&self) -> Option<PeerCertificate> {
+        self.request
+            .peer_certificate
+            .as_ref()
+            .and_then(PeerCertificate::parse)
     }
 
     /// The proxy that named the client ("" when none did).

@@ -10,6 +10,7 @@ use pyo3::types::{PyDict, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
 use super::awaitable::is_awaitable;
+use super::certificate::PeerCertificate;
 use super::cork::{self, CorkGuard};
 use super::engine::EngineShared;
 use super::listeners::{Callbacks, Listeners};
@@ -419,7 +420,15 @@ impl Websocket {
     /// The proxy that named the client ("" when none did).
     #[getter]
     fn proxy_ip(&self) -> String {
-        self.conn.proxy_ip.map(display_ip).unwrap_or_default()
+        self.conn.proxy_ip().map(display_ip).unwrap_or_default()
+    }
+
+    /// The TLS certificate the client presented (None without TLS, or when it presented none).
+    #[getter]
+    fn peer_certificate(&self) -> Option<PeerCertificate> {
+        self.conn
+            .peer_certificate()
+            .and_then(PeerCertificate::parse)
     }
 
     /// The subprotocol the upgrade handler chose ("" when none).

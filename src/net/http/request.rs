@@ -17,6 +17,8 @@ pub struct Request {
     pub client: ClientAddr,
     /// Empty for upgrades.
     pub body: Bytes,
+    /// The client's TLS certificate (DER), when it presented one.
+    pub peer_certificate: Option<Bytes>,
 }
 
 impl Request {
@@ -25,8 +27,10 @@ impl Request {
         params: Vec<(String, String)>,
         client: ClientAddr,
         body: Bytes,
+        peer_certificate: Option<Bytes>,
     ) -> Self {
         Self {
+            peer_certificate,
             method: parsed.method.unwrap_or("GET").to_owned(),
             target: parsed.path.unwrap_or("/").to_owned(),
             headers: parsed
