@@ -5,7 +5,9 @@ engine's features over TLS. Certificates come from trustme (a throwaway CA)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import socket
 import ssl
 from pathlib import Path
 
@@ -376,3 +378,49 @@ async def test_pubsub_compression_and_backpressure_work_over_tls(serve, certs):
         assert await asyncio.wait_for(a.recv(), TIMEOUT * 4) == b"".join(chunks)
         await asyncio.wait_for(streamed, TIMEOUT)
         assert opened[0].buffered == 0
+
+
+def tls_exchange_after_proxy_header(
+    port: int, context: ssl.SSLContext, proxy_header: bytes, request: bytes
+) -> bytes:
+    """A blocking client that sends a PROXY header and its TLS ClientHello in one write (so the
+    server reads part of the handshake with the header), then `request`; returns the answer."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        pending = proxy_header
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                sock.sendall(pending + outgoing.read())
+                pending = b""
+                incoming.write(sock.recv(65536))
+        tls.write(request)
+        sock.sendall(outgoing.read())
+        answer = b""
+        while chunk := sock.recv(65536):
+            incoming.write(chunk)
+            with contextlib.suppress(ssl.SSLWantReadError):
+                while data := tls.read(65536):
+                    answer += data
+        return answer
+
+
+async def test_tls_after_a_proxy_protocol_header(serve, certs):
+    server = tls_server(certs, proxy_protocol=True)
+
+    @server.get("/ip")
+    def ip(request: hyperws.Request, response: hyperws.Response) -> None:
+        response.header("Connection", "close").send(request.ip)
+
+    await serve(server)
+    answer = await asyncio.to_thread(
+        tls_exchange_after_proxy_header,
+        server.port,
+        certs.client_context(),
+        b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 443\r\n",
+        b"GET /ip HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"203.0.113.7")

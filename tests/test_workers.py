@@ -8,11 +8,13 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import trustme
 from websockets.asyncio.client import ClientConnection, connect
 
 import hyperws
@@ -32,17 +34,31 @@ def free_port() -> int:
 class Supervised:
     """A supervisor process started with `command`, stopped (and reaped) at the end."""
 
-    def __init__(self, command: list[str]) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        tls: ssl.SSLContext | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.tls = tls
         self.port = free_port()
         self.process = subprocess.Popen(
             [part.replace("PORT", str(self.port)) for part in command],
             cwd=HERE,
+            env={**os.environ, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
 
     async def connect(self) -> ClientConnection:
-        return await connect(f"ws://127.0.0.1:{self.port}/pid", open_timeout=TIMEOUT)
+        if self.tls is None:
+            return await connect(f"ws://127.0.0.1:{self.port}/pid", open_timeout=TIMEOUT)
+        return await connect(
+            f"wss://127.0.0.1:{self.port}/pid",
+            ssl=self.tls,
+            server_hostname="localhost",
+            open_timeout=TIMEOUT,
+        )
 
     async def pid_of_a_connection(self) -> int:
         async with await self.connect() as client:
@@ -94,8 +110,10 @@ class Supervised:
 def supervised():
     started: list[Supervised] = []
 
-    def start(*command: str) -> Supervised:
-        supervisor = Supervised(list(command))
+    def start(
+        *command: str, tls: ssl.SSLContext | None = None, env: dict[str, str] | None = None
+    ) -> Supervised:
+        supervisor = Supervised(list(command), tls, env)
         started.append(supervisor)
         return supervisor
 
@@ -187,3 +205,19 @@ async def test_listen_with_reuse_port_lets_servers_share_a_port(serve):
             await third.listen(first.port, "127.0.0.1")
     finally:
         await first.close()
+
+
+async def test_workers_serve_tls(supervised, tmp_path):
+    ca = trustme.CA()
+    leaf = ca.issue_cert("localhost")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    key_file.write_bytes(leaf.private_key_pem.bytes())
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    env = {"WORKER_APP_CERT": str(cert_file), "WORKER_APP_KEY": str(key_file)}
+    supervisor = supervised(sys.executable, "worker_app.py", "PORT", "2", tls=context, env=env)
+    await supervisor.serving()
+    assert len(await supervisor.pids()) == 2
+    supervisor.process.send_signal(signal.SIGTERM)
+    assert await supervisor.exit_code() == 0, supervisor.output()

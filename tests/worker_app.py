@@ -1,12 +1,16 @@
 """An app for the worker tests: each connection is told the pid of the process that serves it.
-Run: python worker_app.py PORT WORKERS (or python -m hyperws worker_app:server --workers N)."""
+Run: python worker_app.py PORT WORKERS (or python -m hyperws worker_app:server --workers N). With
+WORKER_APP_CERT and WORKER_APP_KEY set (PEM files) it serves wss://."""
 
 import os
 import sys
 
 import hyperws
 
-server = hyperws.Server()
+tls = {}
+if "WORKER_APP_CERT" in os.environ:
+    tls = {"cert_file": os.environ["WORKER_APP_CERT"], "key_file": os.environ["WORKER_APP_KEY"]}
+server = hyperws.Server(**tls)
 
 
 @server.ws("/pid")
