@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from websockets.asyncio.client import connect
 
 import hyperws
@@ -266,8 +267,21 @@ def test_every_check_matches_a_readme_block():
         assert any(line in source for source in sources), f"no README block has {line!r} any more"
 
 
+@pytest.fixture
+def pem_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The certificate files the README's TLS example names, in the current directory."""
+    ca = trustme.CA()
+    for stem, name in (("cert", "localhost"), ("org", "*.example.org")):
+        leaf = ca.issue_cert(name)
+        (tmp_path / f"{stem}.pem").write_bytes(b"".join(b.bytes() for b in leaf.cert_chain_pems))
+        key = "key.pem" if stem == "cert" else f"{stem}.key"
+        (tmp_path / key).write_bytes(leaf.private_key_pem.bytes())
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
 @pytest.mark.parametrize("index", range(len(python_blocks())))
-async def test_readme_example(index):
+async def test_readme_example(index, pem_files):
     source = python_blocks()[index]
     example = Example(source)
     try:
