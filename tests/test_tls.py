@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import http.client
 import os
 import socket
 import ssl
@@ -424,3 +426,96 @@ async def test_tls_after_a_proxy_protocol_header(serve, certs):
         b"GET /ip HTTP/1.1\r\nHost: localhost\r\n\r\n",
     )
     assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"203.0.113.7")
+
+
+async def test_a_client_that_does_not_trust_the_certificate_fails_and_is_counted(serve, certs):
+    server = await serve(tls_server(certs))
+    stranger = ssl.create_default_context()
+    trustme.CA().configure_trust(stranger)  # another CA
+    with pytest.raises(ssl.SSLCertVerificationError):
+        async with wss(server, ssl=stranger):
+            pass
+    await until(lambda: server.stats()["tls_handshake_failures"] == 1)
+
+
+async def test_an_expired_certificate_is_served_as_is_and_refused_by_clients(serve, certs):
+    expired = certs.ca.issue_cert(
+        "localhost",
+        not_before=datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc),
+        not_after=datetime.datetime(2021, 1, 1, tzinfo=datetime.timezone.utc),
+    )
+    cert_file = certs.write("expired.pem", b"".join(b.bytes() for b in expired.cert_chain_pems))
+    key_file = certs.write("expired.key", expired.private_key_pem.bytes())
+    server = hyperws.Server(cert_file=cert_file, key_file=key_file)
+    server.ws("/echo", echo)
+    await serve(server)
+    with pytest.raises(ssl.SSLCertVerificationError, match="expired"):
+        async with wss(server, ssl=certs.client_context()):
+            pass
+
+
+async def test_an_expired_client_certificate_is_refused(serve, certs):
+    server = await serve(tls_server(certs, ca_file=certs.ca_file, client_auth="required"))
+    expired = certs.ca.issue_cert(
+        "client@example.com",
+        not_before=datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc),
+        not_after=datetime.datetime(2021, 1, 1, tzinfo=datetime.timezone.utc),
+    )
+    with pytest.raises((InvalidMessage, ssl.SSLError, ConnectionError)):
+        async with wss(server, ssl=certs.client_context(expired)) as client:
+            await client.send("expired")
+            await asyncio.wait_for(client.recv(), TIMEOUT)
+    await until(lambda: server.stats()["tls_handshake_failures"] == 1)
+
+
+async def test_a_reload_while_100_clients_echo(serve, certs):
+    server = await serve(tls_server(certs))
+    context = certs.client_context()
+    first = await served_certificate(server, context, "localhost")
+    clients = [await wss(server, ssl=context) for _ in range(100)]
+    try:
+
+        async def echo_rounds(client, rounds: int) -> None:
+            for n in range(rounds):
+                await client.send(f"{n}")
+                assert await asyncio.wait_for(client.recv(), TIMEOUT) == f"{n}"
+
+        echoing = asyncio.gather(*(echo_rounds(client, 20) for client in clients))
+        certs.issue("server", "localhost", "127.0.0.1")
+        server.reload_tls()
+        await asyncio.wait_for(echoing, TIMEOUT * 4)
+        renewed = await served_certificate(server, context, "localhost")
+        assert renewed["serialNumber"] != first["serialNumber"]
+        assert server.connections == 100
+    finally:
+        await asyncio.gather(*(client.close() for client in clients))
+
+
+def test_https_with_http_client(certs):
+    """The standard library's blocking http.client over TLS, from a thread of its own."""
+
+    async def main() -> tuple[int, bytes]:
+        server = tls_server(certs)
+
+        @server.post("/items")
+        async def add(request: hyperws.Request, response: hyperws.Response) -> None:
+            response.status(201).send(await request.bytes())
+
+        await server.listen(0, "127.0.0.1")
+        try:
+
+            def post() -> tuple[int, bytes]:
+                connection = http.client.HTTPSConnection(
+                    "localhost", server.port, context=certs.client_context(), timeout=TIMEOUT
+                )
+                connection.request("POST", "/items", body=b"item")
+                answer = connection.getresponse()
+                result = answer.status, answer.read()
+                connection.close()
+                return result
+
+            return await asyncio.to_thread(post)
+        finally:
+            await server.close()
+
+    assert asyncio.run(main()) == (201, b"item")
