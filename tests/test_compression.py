@@ -291,10 +291,11 @@ async def test_publishes_and_sends_share_a_dedicated_context_in_order(serve):
 @pytest.mark.parametrize("compression", ["shared", "dedicated"])
 async def test_a_compressed_publish_during_a_stream_follows_the_message(serve, compression):
     server, opened = await sender_server(serve, compression=compression)
-    gate = asyncio.Event()
+    gate, first_queued = asyncio.Event(), asyncio.Event()
 
     async def source():
         yield b"part1"
+        first_queued.set()
         await gate.wait()
         yield b"part2"
 
@@ -303,6 +304,7 @@ async def test_a_compressed_publish_during_a_stream_follows_the_message(serve, c
         ws = await asyncio.wait_for(opened, T)
         ws.subscribe("news")
         task = asyncio.ensure_future(ws.stream(source()))
+        await asyncio.wait_for(first_queued.wait(), T)
         await until(lambda: ws.buffered == 0)
         assert server.publish("news", news, compress=True)
         gate.set()

@@ -238,7 +238,6 @@ async def test_a_drain_listener_runs_in_order_behind_the_busy_async_handler(serv
     ended = seen.index("handler ended")
     assert set(seen[:ended]) == {"drain() returned"}
     assert set(seen[ended + 1 :]) == {"drain listener"}
-    assert seen.count("drain listener") == seen.count("drain() returned")
 
 
 async def test_cancelled_drain_waits_are_let_go_and_a_later_wait_still_returns(serve):

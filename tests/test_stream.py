@@ -94,10 +94,11 @@ async def test_stream_from_a_stream_reader(streamer):
 
 async def test_send_during_a_stream_raises_and_ping_still_goes_out(streamer):
     server, opened = streamer
-    gate = asyncio.Event()
+    gate, first_queued = asyncio.Event(), asyncio.Event()
 
     async def source():
         yield b"first"
+        first_queued.set()
         await gate.wait()
         yield b"second"
 
@@ -105,7 +106,8 @@ async def test_send_during_a_stream_raises_and_ping_still_goes_out(streamer):
         await until(lambda: opened)
         ws = opened[0]
         task = asyncio.ensure_future(ws.stream(source()))
-        await until(lambda: ws.buffered == 0 and task.done() is False)
+        await asyncio.wait_for(first_queued.wait(), TIMEOUT)
+        await until(lambda: ws.buffered == 0)
         with pytest.raises(RuntimeError, match="streamed"):
             ws.send("interleaved")
         with pytest.raises(RuntimeError, match="already being streamed"):
@@ -127,10 +129,11 @@ async def test_send_during_a_stream_raises_and_ping_still_goes_out(streamer):
 
 async def test_a_publish_during_a_stream_follows_the_message(streamer):
     server, opened = streamer
-    gate = asyncio.Event()
+    gate, first_queued = asyncio.Event(), asyncio.Event()
 
     async def source():
         yield b"part1"
+        first_queued.set()
         await gate.wait()
         yield b"part2"
 
@@ -139,6 +142,7 @@ async def test_a_publish_during_a_stream_follows_the_message(streamer):
         ws = opened[0]
         ws.subscribe("news")
         task = asyncio.ensure_future(ws.stream(source()))
+        await asyncio.wait_for(first_queued.wait(), TIMEOUT)
         await until(lambda: ws.buffered == 0)
         assert server.publish("news", "published")
         gate.set()
