@@ -61,5 +61,8 @@ for version in ${OTHER_PYTHONS:-3.10 3.11 3.12 3.13}; do
   (cd tests && "../$venv/bin/python" -m pytest -q -p no:cacheprovider)
 done
 
+echo "== documentation site (strict: a broken link or reference fails)"
+scripts/docs.sh
+
 echo "== Autobahn conformance"
 scripts/autobahn.sh

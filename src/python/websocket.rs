@@ -21,11 +21,10 @@ use crate::net::{ConnHandle, Fragment, Queued};
 use crate::protocol::{encode, is_valid_sent_close_code, Utf8Validator};
 
 /// A WebSocket connection. Safe to use after it closed: `send`/`ping` return False, `close`/`destroy` do
-/// nothing.
-///
-/// No instance `__dict__` (per-connection data goes in `context`): on CPython 3.11 creating the dict
-/// during construction can run the garbage collector, which would traverse the object before its Rust
-/// fields exist.
+/// nothing. Keep per-connection data in `context` (a `Websocket` has no instance `__dict__`).
+//
+// No instance `__dict__`: on CPython 3.11 creating the dict during construction can run the garbage
+// collector, which would traverse the object before its Rust fields exist.
 #[pyclass(module = "hyperws._core", name = "Websocket", weakref)]
 pub struct Websocket {
     conn: Arc<ConnHandle>,

@@ -1,5 +1,7 @@
-"""Every Python example in README.md runs, as written there, against real clients: the blocks are read
-from the README (not copied), so an example that raises, hangs or stops working fails the suite.
+"""Every Python example in README.md and on the documentation site's pages runs, as written there: the
+blocks are read from the pages (not copied), so an example that raises, hangs or stops working fails
+the suite. docs/api.md and the design pages hold fragments of code, not examples, and are not run;
+code of other libraries (for comparison) is fenced as `py`, not `python`.
 
 Each block runs in its own namespace with the names it leaves to the reader (``load_user``, ``PAGE``,
 ``updates()``...). Its server listens on a free port of 127.0.0.1 whatever port the block names, and
@@ -29,13 +31,31 @@ from helpers import TIMEOUT, until, url
 from httpclient import request
 from rawws import BINARY, RawWebSocket, http_exchange
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [
+    ROOT / "README.md",
+    *(ROOT / "docs" / name for name in ("index.md", "getting-started.md", "tutorial.md")),
+    *sorted((ROOT / "docs" / "howto").glob("*.md")),
+    ROOT / "docs" / "migrating.md",
+]
 UPDATES = 16_000  # 16 MiB of 1 KiB updates for the Backpressure example: more than socket buffers
 WAIT = 30.0
 
 
 def python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    return [
+        block
+        for page in PAGES
+        for block in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.DOTALL)
+    ]
+
+
+def block_ids() -> list[str]:
+    return [
+        f"{page.relative_to(ROOT)}:{index}"
+        for page in PAGES
+        for index, _ in enumerate(re.findall(r"```python\n", page.read_text()))
+    ]
 
 
 class Example:
@@ -234,20 +254,43 @@ async def check_compression(example: Example) -> None:
         assert json.loads(await asyncio.wait_for(client.recv(), TIMEOUT)) == {"price": 1}
 
 
+async def check_tutorial_names(example: Example) -> None:
+    server = await example.listen()
+    refused = await http_exchange(server.port, _upgrade_request("/chat/lobby?name=a%20b"))
+    assert refused.status == 400
+    async with connect(url(server, "/chat/lobby?name=ada")) as ada:
+        async with connect(url(server, "/chat/lobby?name=bob")) as bob:
+            assert await asyncio.wait_for(ada.recv(), TIMEOUT) == "bob joined"
+            await bob.send("hi")
+            assert await asyncio.wait_for(ada.recv(), TIMEOUT) == "bob: hi"
+        assert await asyncio.wait_for(ada.recv(), TIMEOUT) == "bob left"
+
+
+async def check_tutorial_history(example: Example) -> None:
+    server = await example.listen()
+    async with connect(url(server, "/chat")) as first, connect(url(server, "/chat")) as second:
+        await first.send("one")
+        assert await asyncio.wait_for(second.recv(), TIMEOUT) == "one"
+    async with connect(url(server, "/chat")) as late:
+        assert await asyncio.wait_for(late.recv(), TIMEOUT) == "one"
+
+
 CHECKS: dict[str, Callable[[Example], Awaitable[None]]] = {
+    "def admit(": check_tutorial_names,
+    "history: list[str] = []": check_tutorial_history,
     'router.ws("/connect"': check_use,
     'router.ws("/a"': check_three_forms,
     "async def authenticate": check_upgrades,
-    '@server.get("/health")': check_http_routes,
-    'ws.subscribe("chat/lobby")': check_pubsub,
-    "max_backpressure=256 * 1024": check_backpressure,
+    "send(PAGE)": check_http_routes,
+    'ws.subscribe("alerts/+/critical")': check_pubsub,
+    "# a fast producer": check_backpressure,
     'compression="shared"': check_compression,
 }
 
 
 def _check_for(source: str) -> Callable[[Example], Awaitable[None]] | None:
     found = [check for line, check in CHECKS.items() if line in source]
-    assert len(found) <= 1, "a README block matches several checks"
+    assert len(found) <= 1, "a documented block matches several checks"
     return found[0] if found else None
 
 
@@ -261,35 +304,37 @@ def _upgrade_request(path: str) -> bytes:
     return request("GET", path, headers=headers)
 
 
-def test_every_check_matches_a_readme_block():
+def test_every_check_matches_a_documented_block():
     sources = python_blocks()
     for line in CHECKS:
-        assert any(line in source for source in sources), f"no README block has {line!r} any more"
+        assert any(line in source for source in sources), (
+            f"no documented block has {line!r} any more"
+        )
 
 
 @pytest.fixture
 def pem_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The certificate files the README's TLS example names, in the current directory."""
+    """The certificate files the TLS examples name, in the current directory."""
     ca = trustme.CA()
-    for stem, name in (("cert", "localhost"), ("org", "*.example.org")):
-        leaf = ca.issue_cert(name)
-        (tmp_path / f"{stem}.pem").write_bytes(b"".join(b.bytes() for b in leaf.cert_chain_pems))
-        key = "key.pem" if stem == "cert" else f"{stem}.key"
+    files = (("cert.pem", "key.pem"), ("org.pem", "org.key"), ("fullchain.pem", "privkey.pem"))
+    for cert, key in files:
+        leaf = ca.issue_cert("localhost")
+        (tmp_path / cert).write_bytes(b"".join(b.bytes() for b in leaf.cert_chain_pems))
         (tmp_path / key).write_bytes(leaf.private_key_pem.bytes())
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
-@pytest.mark.parametrize("index", range(len(python_blocks())))
-async def test_readme_example(index, pem_files):
+@pytest.mark.parametrize("index", range(len(python_blocks())), ids=block_ids())
+async def test_documented_example(index, pem_files):
     source = python_blocks()[index]
     example = Example(source)
     try:
         example.run_definitions()
         check = _check_for(source)
         if check is None:
-            assert not example.deferred, "a README block calls the server: give it a check"
-            assert not example.tasks, "a README block runs a server: give it a check"
+            assert not example.deferred, "a documented block calls the server: give it a check"
+            assert not example.tasks, "a documented block runs a server: give it a check"
             await example.server.listen()  # what it configured is accepted
         else:
             await asyncio.wait_for(check(example), 4 * WAIT)
