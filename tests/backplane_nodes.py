@@ -26,6 +26,7 @@ from websockets.asyncio.client import ClientConnection, connect
 T = 10.0  # safety net (seconds) per wait, never a speed assertion
 NODE = Path(__file__).with_name("backplane_node.py")
 REDIS_URL = "redis://127.0.0.1:6379/0"
+NATS_URL = "nats://127.0.0.1:4222"
 
 
 def unique_prefix() -> str:
@@ -175,14 +176,16 @@ class Client:
 
 class PrivateBroker:
     """A broker of the test's own on a free port, which it may stop and start again (never the shared
-    one): ``PrivateBroker.redis()``."""
+    one): ``PrivateBroker.redis()`` or ``PrivateBroker.nats()`` (with HTTP monitoring on
+    ``monitor_port``)."""
 
-    def __init__(self, command: list[str], port: int, url: str) -> None:
+    def __init__(self, command: list[str], port: int, url: str, monitor_port: int = 0) -> None:
         if shutil.which(command[0]) is None and not Path(command[0]).exists():
             raise AssertionError(f"{command[0]} is not installed")
         self.command = command
         self.port = port
         self.url = url
+        self.monitor_port = monitor_port
         self.process: subprocess.Popen[bytes] | None = None
 
     @classmethod
@@ -201,6 +204,20 @@ class PrivateBroker:
         ]
         return cls(command, port, f"redis://127.0.0.1:{port}/0")
 
+    @classmethod
+    def nats(cls) -> PrivateBroker:
+        port, monitor_port = free_port(), free_port()
+        command = [
+            shutil.which("nats-server") or "/usr/sbin/nats-server",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-m",
+            str(monitor_port),
+        ]
+        return cls(command, port, f"nats://127.0.0.1:{port}", monitor_port)
+
     def start(self) -> None:
         self.process = subprocess.Popen(
             self.command,
@@ -217,6 +234,19 @@ class PrivateBroker:
                 if time.monotonic() > deadline or self.process.poll() is not None:
                     raise AssertionError(f"{self.command[0]} did not start") from None
                 time.sleep(0.02)
+
+    def nats_subscriptions(self, prefix: str) -> dict[str, list[str]]:
+        """NATS's own view: the subjects under ``prefix.`` each client connection (by address)
+        subscribes to."""
+        address = f"http://127.0.0.1:{self.monitor_port}/connz?subs=1"
+        with urllib.request.urlopen(address, timeout=T) as answer:
+            connz = json.load(answer)
+        return {
+            f"{c['ip']}:{c['port']}": sorted(
+                s for s in c.get("subscriptions_list", []) if s.startswith(f"{prefix}.")
+            )
+            for c in connz["connections"]
+        }
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

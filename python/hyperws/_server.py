@@ -44,12 +44,12 @@ class Server(Router):
     certificates signed by that CA. A file that cannot be read raises ``OSError`` with its name; one
     that cannot be used raises ``ValueError`` starting with its name.
 
-    Scale-out (see docs/api.md, "Scale-out"): ``pubsub`` (``"redis://host:6379/0"``: publishes also
-    reach the subscribers of every other server sharing that broker; default None: this process
-    only), ``pubsub_prefix`` (the namespace of this app's channels on the broker, default
-    ``"hyperws"``) and ``pubsub_required`` (``listen()`` raises ``ConnectionError`` when the broker
-    cannot be reached; default False: it serves, with a warning, and connects when the broker is
-    back).
+    Scale-out (see docs/api.md, "Scale-out"): ``pubsub`` (``"redis://host:6379/0"`` or
+    ``"nats://host:4222"``: publishes also reach the subscribers of every other server sharing that
+    broker; default None: this process only), ``pubsub_prefix`` (the namespace of this app's
+    channels or subjects on the broker, default ``"hyperws"``) and ``pubsub_required`` (``listen()``
+    raises ``ConnectionError`` when the broker cannot be reached; default False: it serves, with a
+    warning, and connects when the broker is back).
     """
 
     def __init__(
@@ -354,11 +354,11 @@ class Server(Router):
 def _check_pubsub(pubsub: str | None, prefix: str, required: bool) -> None:
     if pubsub is not None:
         if not isinstance(pubsub, str):
-            raise ValueError(f"pubsub must be a redis:// URL or None, got {pubsub!r}")
+            raise ValueError(f"pubsub must be a redis:// or nats:// URL or None, got {pubsub!r}")
         scheme = pubsub.partition("://")[0]
-        if scheme != "redis":
+        if scheme not in ("redis", "nats"):
             raise ValueError(
-                f"unsupported pubsub URL scheme {scheme!r} in {pubsub!r}: use redis://"
+                f"unsupported pubsub URL scheme {scheme!r} in {pubsub!r}: use redis:// or nats://"
             )
     if not isinstance(prefix, str) or not prefix:
         raise ValueError(f"pubsub_prefix must be a non-empty str, got {prefix!r}")

@@ -1,4 +1,4 @@
-//! Pub/sub across processes and machines through a broker (Redis): what one node publishes reaches
+//! Pub/sub across processes and machines through a broker (Redis or NATS): what one node publishes reaches
 //! the subscribers of every node. See docs/scale-out.md for the design and its reasons.
 //!
 //! The broker client runs on its own thread ("hyperws-broker", one tokio task or a few). Publishers hand
@@ -11,6 +11,7 @@ mod envelope;
 mod inbound;
 mod interest;
 mod link;
+mod nats;
 mod outbox;
 mod redis;
 mod subjects;
@@ -42,11 +43,12 @@ pub struct Config {
 
 enum Broker {
     Redis(::redis::Client),
+    Nats(String),
 }
 
 impl Config {
     /// # Errors
-    /// A URL whose scheme is not `redis://` (naming it), that the client refuses, or a
+    /// A URL whose scheme is neither `redis://` nor `nats://` (naming it), that the client refuses, or a
     /// prefix the broker cannot take.
     pub fn parse(url: &str, prefix: &str) -> Result<Self, String> {
         let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
@@ -56,9 +58,10 @@ impl Config {
                     .map_err(|e| format!("invalid Redis URL {url:?}: {e}"))?;
                 (Broker::Redis(client), Dialect::Redis)
             }
+            "nats" => (Broker::Nats(url.to_owned()), Dialect::Nats),
             _ => {
                 return Err(format!(
-                    "unsupported pubsub URL scheme {scheme:?} in {url:?}: use redis://"
+                    "unsupported pubsub URL scheme {scheme:?} in {url:?}: use redis:// or nats://"
                 ))
             }
         };
@@ -109,6 +112,7 @@ impl Backplane {
                         let serve = async {
                             match config.broker {
                                 Broker::Redis(client) => redis::run(client, link, receiver).await,
+                                Broker::Nats(url) => nats::run(url, link, receiver).await,
                             }
                         };
                         tokio::select! {
