@@ -13,6 +13,9 @@ echo "== building and installing hyperws (release wheel) with its test dependenc
 echo "== Rust unit tests"
 cargo test --quiet
 
+echo "== brokers for the scale-out tests"
+scripts/brokers.sh
+
 echo "== Python tests"
 # Run from tests/ so the installed wheel is imported, not the source tree.
 .venv/bin/python -m pytest -q tests
