@@ -140,3 +140,79 @@ impl Backoff {
         delay
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backplane::subjects::{Dialect, Naming};
+
+    fn link() -> Link {
+        let naming = Naming::new(Dialect::Redis, "p").expect("valid prefix");
+        let interest = Arc::new(Interest::new(Arc::new(naming)));
+        let events = EventQueue::new(1 << 20, 1 << 20).expect("an eventfd");
+        Link::new(1, interest, Arc::new(Topics::new()), events)
+    }
+
+    /// The (connected, detail) of the broker events queued for Python.
+    fn reported(link: &Link) -> Vec<(bool, String)> {
+        let mut batch = Vec::new();
+        link.events.take(&mut batch);
+        batch
+            .into_iter()
+            .map(|event| match event {
+                Event::Broker { connected, detail } => (connected, detail),
+                _ => unreachable!("only broker events are queued here"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_outage_is_reported_once_and_its_end_once() {
+        let link = link();
+        link.up();
+        assert_eq!(reported(&link), [], "a first connection is not news");
+        link.down("refused".to_owned());
+        link.down("refused again".to_owned());
+        link.down("and again".to_owned());
+        assert_eq!(reported(&link), [(false, "refused".to_owned())]);
+        assert!(!link.counters.is_connected());
+        link.up();
+        link.up();
+        assert_eq!(reported(&link), [(true, "connected again".to_owned())]);
+        assert_eq!(Counters::read(&link.counters.reconnects), 1);
+    }
+
+    #[test]
+    fn unreachable_at_start_then_connected_is_no_reconnect() {
+        let link = link();
+        link.down("refused".to_owned());
+        assert_eq!(
+            link.wait_first_attempt(Duration::from_secs(1)),
+            Err("refused".to_owned())
+        );
+        link.up();
+        assert_eq!(link.wait_first_attempt(Duration::ZERO), Ok(()));
+        assert_eq!(reported(&link).len(), 2);
+        assert_eq!(Counters::read(&link.counters.reconnects), 0);
+    }
+
+    #[test]
+    fn waiting_for_a_broker_that_never_answers_times_out() {
+        let link = link();
+        let error = link
+            .wait_first_attempt(Duration::from_millis(10))
+            .unwrap_err();
+        assert!(error.starts_with("no answer within"), "{error}");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_a_second_and_resets() {
+        let mut backoff = Backoff::new();
+        let delays: Vec<u64> = (0..6)
+            .map(|_| backoff.next_delay().as_millis() as u64)
+            .collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
+        backoff.reset();
+        assert_eq!(backoff.next_delay(), Duration::from_millis(100));
+    }
+}

@@ -86,3 +86,61 @@ pub async fn discard_for(delay: Duration, receiver: &mut Receiver, counters: &Co
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+
+    fn message(n: usize) -> Outgoing {
+        Outgoing {
+            topic: "t".into(),
+            binary: false,
+            compress: false,
+            payload: Bytes::from(n.to_string()),
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_and_keeps_the_order() {
+        let counters = Arc::new(Counters::default());
+        counters.connected.store(true, Ordering::Release);
+        let (outbox, mut receiver) = Outbox::new(Arc::clone(&counters));
+        for n in 0..CAPACITY + 5 {
+            outbox.push(message(n));
+        }
+        assert_eq!(Counters::read(&counters.dropped), 5);
+        for n in 0..CAPACITY {
+            let queued = receiver.try_recv().expect("queued");
+            assert_eq!(queued.payload, n.to_string());
+        }
+        assert!(receiver.try_recv().is_err(), "the last five were dropped");
+    }
+
+    #[test]
+    fn nothing_is_queued_while_the_broker_is_down() {
+        let counters = Arc::new(Counters::default());
+        let (outbox, mut receiver) = Outbox::new(Arc::clone(&counters));
+        outbox.push(message(1));
+        assert_eq!(Counters::read(&counters.dropped), 1);
+        assert!(receiver.try_recv().is_err());
+    }
+
+    #[test]
+    fn the_envelope_names_the_node_and_keeps_the_flags() {
+        let outgoing = Outgoing {
+            topic: "a/b".into(),
+            binary: true,
+            compress: true,
+            payload: Bytes::from_static(b"x"),
+        };
+        let bytes = outgoing.envelope(9);
+        let envelope = Envelope::decode(&bytes).expect("an envelope");
+        assert_eq!(
+            (envelope.node, envelope.binary, envelope.compress),
+            (9, true, true)
+        );
+        assert_eq!((envelope.topic, envelope.payload), ("a/b", &b"x"[..]));
+    }
+}
