@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import redis
+from websockets.asyncio.client import ClientConnection, connect
 
 import hyperws
 
@@ -19,6 +25,7 @@ from backplane_nodes import (
     REDIS_URL,
     Node,
     PrivateBroker,
+    T,
     free_port,
     require_broker,
     start_nodes,
@@ -201,6 +208,45 @@ async def test_redis_going_away_and_back() -> None:
         assert log.count("pub/sub broker reachable again") == 1, log
 
 
+async def test_workers_sharing_a_port_reach_each_others_subscribers(
+    shared_redis: redis.Redis,
+) -> None:
+    prefix, port = unique_prefix(), free_port()
+    app = Path(__file__).with_name("backplane_workers_app.py")
+    supervisor = subprocess.Popen(
+        [sys.executable, str(app), REDIS_URL, prefix, str(port), "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    by_worker: dict[int, ClientConnection] = {}
+    try:
+        deadline = time.monotonic() + T
+        while len(by_worker) < 2:  # the kernel picks the worker of each new connection
+            assert time.monotonic() < deadline, f"connections reached only workers {set(by_worker)}"
+            try:
+                client = await connect(f"ws://127.0.0.1:{port}/")
+            except OSError:
+                await asyncio.sleep(0.05)  # not serving yet
+                continue
+            pid = int(await asyncio.wait_for(client.recv(), T))
+            if pid in by_worker:
+                await client.close()
+            else:
+                by_worker[pid] = client
+        subscriber, publisher = by_worker.values()
+        await subscriber.send("sub:news")
+        assert await asyncio.wait_for(subscriber.recv(), T) == "subscribed"
+        channel = f"{prefix}:news".encode()
+        await until(lambda: shared_redis.pubsub_numsub(channel) == [(channel, 1)], "subscribed")
+        await publisher.send("pub:news:from the other worker")
+        assert await asyncio.wait_for(subscriber.recv(), T) == "from the other worker"
+    finally:
+        for client in by_worker.values():
+            await client.close()
+        supervisor.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(asyncio.to_thread(supervisor.wait), 3 * T) == 0
+
+
 async def test_unreachable_at_start(caplog: pytest.LogCaptureFixture) -> None:
     closed = f"redis://127.0.0.1:{free_port()}/0"
     required = hyperws.Server(pubsub=closed, pubsub_required=True)
@@ -218,8 +264,6 @@ async def test_unreachable_at_start(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="hyperws"):
         await server.listen(0, "127.0.0.1")
         try:
-            from websockets.asyncio.client import connect
-
             async with connect(f"ws://127.0.0.1:{server.port}/") as client:
                 await until(lambda: server.num_subscribers("t") == 1, "subscribed")
                 assert server.publish("t", "local") is True
