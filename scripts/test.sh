@@ -29,6 +29,9 @@ wheel=$(ls target/wheels/hyperws-*.whl)
 echo "== Rust unit tests"
 cargo test --release --quiet
 
+echo "== brokers for the scale-out tests"
+scripts/brokers.sh
+
 main_version=$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 echo "== Python tests on $main_version"
 # Run from tests/ so the installed wheel is imported, not the source tree.

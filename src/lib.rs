@@ -1,8 +1,9 @@
 //! hyperws: the Rust engine of a WebSocket server for Python asyncio apps.
 //!
 //! Layers (see docs/architecture.md): `protocol` (sans-I/O frames and messages), `routing` (URL patterns),
-//! `pubsub` (topic registry), `net` (tokio sockets), `bridge` (tokio ↔ asyncio hand-over), `python` (PyO3 face).
+//! `pubsub` (topic registry), `backplane` (pub/sub across nodes through a broker), `net` (tokio sockets), `bridge` (tokio ↔ asyncio hand-over), `python` (PyO3 face).
 
+pub mod backplane;
 pub mod bridge;
 pub mod net;
 pub mod protocol;

@@ -124,8 +124,15 @@ class PendingRequest(PendingHead):
 
 class Engine:
     def __init__(
-        self, hooks: Any, *, max_pending_bytes: int, max_pending_bytes_total: int
+        self,
+        hooks: Any,
+        *,
+        max_pending_bytes: int,
+        max_pending_bytes_total: int,
+        pubsub: str | None = None,
+        pubsub_prefix: str = "hyperws",
     ) -> None: ...
+    def wait_broker(self, timeout: float) -> str | None: ...
     def add_ws_route(
         self,
         pattern: str,

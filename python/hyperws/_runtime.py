@@ -111,6 +111,17 @@ class Hooks:
         """The object behind ``async for message in ws``."""
         return MessageIterator(ws)
 
+    def broker(self, connected: bool, detail: str) -> None:
+        """The pub/sub broker became unreachable (``detail`` says why), or reachable again."""
+        if connected:
+            logger.warning("pub/sub broker reachable again: cross-node delivery resumes")
+        else:
+            logger.warning(
+                "pub/sub broker unreachable (%s): publishes reach this node's subscribers only "
+                "until it is back",
+                detail,
+            )
+
     def report(self, ws: Websocket, event: str, error: BaseException) -> None:
         logger.error("error in the %r handler of %r", event, ws, exc_info=error)
 

@@ -15,6 +15,7 @@ from ._tls import PathLike, check_server_name, tls_config
 
 GOING_AWAY = 1001
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_BROKER_WAIT = 3.0  # seconds listen() waits for the first connection to the broker
 
 
 class Server(Router):
@@ -42,6 +43,13 @@ class Server(Router):
     ``passphrase``; ``ca_file`` with ``client_auth="optional"`` or ``"required"`` asks clients for
     certificates signed by that CA. A file that cannot be read raises ``OSError`` with its name; one
     that cannot be used raises ``ValueError`` starting with its name.
+
+    Scale-out (see docs/api.md, "Scale-out"): ``pubsub`` (``"redis://host:6379/0"`` or
+    ``"nats://host:4222"``: publishes also reach the subscribers of every other server sharing that
+    broker; default None: this process only), ``pubsub_prefix`` (the namespace of this app's
+    channels or subjects on the broker, default ``"hyperws"``) and ``pubsub_required`` (``listen()``
+    raises ``ConnectionError`` when the broker cannot be reached; default False: it serves, with a
+    warning, and connects when the broker is back).
     """
 
     def __init__(
@@ -65,6 +73,9 @@ class Server(Router):
         cert_file_name: PathLike | None = None,
         key_file_name: PathLike | None = None,
         passphrase: str | None = None,
+        pubsub: str | None = None,
+        pubsub_prefix: str = "hyperws",
+        pubsub_required: bool = False,
     ) -> None:
         super().__init__()
         if io_threads is None:
@@ -79,10 +90,14 @@ class Server(Router):
         trusted_hops, trusted_networks = trust_proxy_option(trust_proxy)
         if not isinstance(proxy_protocol, bool):
             raise ValueError(f"proxy_protocol must be True or False, got {proxy_protocol!r}")
-        self._pending_limits = {
+        _check_pubsub(pubsub, pubsub_prefix, pubsub_required)
+        self._engine_options: dict[str, Any] = {
             "max_pending_bytes": max_pending_bytes,
             "max_pending_bytes_total": max_pending_bytes_total,
+            "pubsub": pubsub,
+            "pubsub_prefix": pubsub_prefix,
         }
+        self._pubsub_required = pubsub_required
         self._settings: dict[str, Any] = {
             "io_threads": io_threads,
             "max_header_bytes": max_header_bytes,
@@ -123,7 +138,9 @@ class Server(Router):
 
     def stats(self) -> dict[str, int]:
         """Counters: open connections, wake-ups of the event loop, events handed to Python,
-        subscriptions held... and, with TLS, ``tls_handshake_failures`` (see docs/api.md)."""
+        subscriptions held, with ``pubsub`` the broker's (``broker_published``, ``broker_received``,
+        ``broker_dropped``, ``broker_reconnects``, ``broker_subscriptions``, ``broker_connected``),
+        and, with TLS, ``tls_handshake_failures`` (see docs/api.md)."""
         if self._engine is None:
             stats = {
                 "connections": 0,
@@ -136,6 +153,12 @@ class Server(Router):
                 "bytes_in": 0,
                 "messages_out": 0,
                 "bytes_out": 0,
+                "broker_published": 0,
+                "broker_received": 0,
+                "broker_dropped": 0,
+                "broker_reconnects": 0,
+                "broker_subscriptions": 0,
+                "broker_connected": False,
             }
         else:
             stats = self._engine.stats()
@@ -181,15 +204,16 @@ class Server(Router):
         compress: bool = False,
     ) -> bool:
         """Sends ``message`` to every connection subscribed to ``topic`` (MQTT filters with ``+`` and
-        ``#`` match). The frame is encoded once and fanned out in Rust. Returns whether any connection
-        was reached. Callable from the loop and from other threads."""
+        ``#`` match), and with ``pubsub`` to the other servers' subscribers too. The frame is encoded
+        once and fanned out in Rust. Returns whether any connection of this server was reached.
+        Callable from the loop and from other threads."""
         engine = self._engine
         if engine is None:
             return False
         return engine.publish(topic, message, is_binary, compress)
 
     def num_subscribers(self, topic: str) -> int:
-        """How many connections a publish to ``topic`` would reach."""
+        """How many connections of this server a publish to ``topic`` would reach."""
         engine = self._engine
         return engine.num_subscribers(topic) if engine is not None else 0
 
@@ -206,7 +230,15 @@ class Server(Router):
             raise ValueError(f"port must be an int in 0..65535, got {port!r}")
         loop = asyncio.get_running_loop()
         hooks = Hooks(loop)
-        engine = _core.Engine(hooks, **self._pending_limits)
+        engine = _core.Engine(hooks, **self._engine_options)
+        # Connected before serving, so that the first publishes are not dropped; an unreachable broker is
+        # logged (once) by the hooks, and raises here only when it is required.
+        unreachable = engine.wait_broker(_BROKER_WAIT)
+        if unreachable is not None and self._pubsub_required:
+            engine.shutdown()
+            raise ConnectionError(
+                f"pubsub broker {self._engine_options['pubsub']} unreachable: {unreachable}"
+            )
         upgrades = {route.pattern: route for route in self._all_upgrade_routes()}
         ws_patterns = set()
         for index, route in enumerate(self._all_ws_routes()):
@@ -317,6 +349,21 @@ class Server(Router):
 
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.close()
+
+
+def _check_pubsub(pubsub: str | None, prefix: str, required: bool) -> None:
+    if pubsub is not None:
+        if not isinstance(pubsub, str):
+            raise ValueError(f"pubsub must be a redis:// or nats:// URL or None, got {pubsub!r}")
+        scheme = pubsub.partition("://")[0]
+        if scheme not in ("redis", "nats"):
+            raise ValueError(
+                f"unsupported pubsub URL scheme {scheme!r} in {pubsub!r}: use redis:// or nats://"
+            )
+    if not isinstance(prefix, str) or not prefix:
+        raise ValueError(f"pubsub_prefix must be a non-empty str, got {prefix!r}")
+    if not isinstance(required, bool):
+        raise ValueError(f"pubsub_required must be True or False, got {required!r}")
 
 
 def _positive(name: str, value: object, kind: type | tuple[type, ...]) -> None:

@@ -68,6 +68,11 @@ pub enum Event {
         code: u16,
         reason: Bytes,
     },
+    /// The pub/sub broker became unreachable, or reachable again after that was reported.
+    Broker {
+        connected: bool,
+        detail: String,
+    },
 }
 
 impl Event {

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 
 use super::{validate_topic, FrozenRun, PublishRun, Registry, TopicError};
+use crate::backplane::Interest;
 use crate::net::{ConnHandle, ConnIdMap, Publication, Queued};
 use crate::protocol::encode;
 
@@ -14,6 +15,8 @@ use crate::protocol::encode;
 #[derive(Debug, Default)]
 pub struct Topics {
     state: Mutex<State>,
+    /// Told of each filter's first subscriber and last, when a broker carries publishes between nodes.
+    interest: Option<Arc<Interest>>,
 }
 
 #[derive(Debug, Default)]
@@ -41,6 +44,14 @@ impl Topics {
         Self::default()
     }
 
+    /// Subscriptions whose filters' first subscribers and last are reported to `interest`.
+    pub fn with_interest(interest: Arc<Interest>) -> Self {
+        Self {
+            state: Mutex::default(),
+            interest: Some(interest),
+        }
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().expect("topic registry poisoned")
     }
@@ -58,6 +69,11 @@ impl Topics {
                 .subscribers
                 .entry(conn.id)
                 .or_insert_with(|| Arc::clone(conn));
+            if let Some(interest) = &self.interest {
+                if state.registry.subscriber_count(filter) == 1 {
+                    interest.add(filter);
+                }
+            }
         }
         Ok(added)
     }
@@ -69,14 +85,30 @@ impl Topics {
         if removed && state.registry.topics(id).is_empty() {
             state.subscribers.remove(&id);
         }
+        if let Some(interest) = &self.interest {
+            if removed && state.registry.subscriber_count(filter) == 0 {
+                interest.remove(filter);
+            }
+        }
         Ok(removed)
     }
 
     /// Removes every subscription of a connection (it closed).
     pub fn unsubscribe_all(&self, id: u64) {
         let mut state = self.state();
-        if state.subscribers.remove(&id).is_some() {
+        if state.subscribers.remove(&id).is_none() {
+            return;
+        }
+        let Some(interest) = &self.interest else {
             state.registry.unsubscribe_all(id);
+            return;
+        };
+        let filters = state.registry.topics(id);
+        state.registry.unsubscribe_all(id);
+        for filter in filters {
+            if state.registry.subscriber_count(&filter) == 0 {
+                interest.remove(&filter);
+            }
         }
     }
 
@@ -91,6 +123,12 @@ impl Topics {
     /// How many connections a publish to `topic` would reach.
     pub fn count_matches(&self, topic: &str) -> Result<usize, TopicError> {
         self.state().registry.count_matches(topic)
+    }
+
+    /// Of the subscribed filters that match `topic`, the one that sorts first (see
+    /// `Registry::first_matching_filter`).
+    pub fn first_matching_filter(&self, topic: &str) -> Result<Option<String>, TopicError> {
+        self.state().registry.first_matching_filter(topic)
     }
 
     /// Subscriptions held in all, (connection, filter) pairs.

@@ -30,4 +30,7 @@ mod trie;
 pub use fanout::{Published, RunPublished, Topics};
 pub use registry::Registry;
 pub use run::{FrozenRun, PublishRun};
-pub use topic::{validate_filter, validate_topic, TopicError, TopicErrorKind};
+pub use topic::{
+    validate_filter, validate_topic, TopicError, TopicErrorKind, MULTI_LEVEL, SEPARATOR,
+    SINGLE_LEVEL,
+};

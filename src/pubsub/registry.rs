@@ -140,6 +140,23 @@ impl<K: Copy + Eq + Hash> Registry<K> {
         Ok(self.matches(topic)?.count())
     }
 
+    /// Of the filters that match `topic`, the one that sorts first (byte order), if any: one choice among
+    /// several that every caller makes the same way.
+    ///
+    /// # Errors
+    /// A malformed topic, as for [`Registry::for_each_match`].
+    pub fn first_matching_filter(&self, topic: &str) -> Result<Option<String>, TopicError> {
+        validate_topic(topic)?;
+        let mut first: Option<String> = None;
+        self.trie.for_each_matching_node(topic, |node| {
+            let filter = self.trie.filter(node);
+            if first.as_ref().is_none_or(|first| filter < *first) {
+                first = Some(filter);
+            }
+        });
+        Ok(first)
+    }
+
     fn matches(&self, topic: &str) -> Result<Matches<'_, K>, TopicError> {
         validate_topic(topic)?;
         let mut matches = Matches::new();
@@ -351,6 +368,20 @@ mod tests {
             registry.count_matches("a/+").unwrap_err().to_string(),
             "invalid topic 'a/+': '+' is a wildcard, allowed only in subscription filters, not in a published topic"
         );
+    }
+
+    #[test]
+    fn the_first_matching_filter_sorts_first() {
+        let registry = registry(&[(1, "a/b"), (2, "a/+"), (3, "#"), (4, "x/#"), (5, "a/b/c")]);
+        let first = |topic| registry.first_matching_filter(topic).expect(topic);
+        assert_eq!(first("a/b").as_deref(), Some("#"));
+        let registry = self::registry(&[(1, "a/b"), (2, "a/+"), (4, "x/#")]);
+        let first = |topic| registry.first_matching_filter(topic).expect(topic);
+        assert_eq!(first("a/b").as_deref(), Some("a/+"));
+        assert_eq!(first("a/c").as_deref(), Some("a/+"));
+        assert_eq!(first("x").as_deref(), Some("x/#"));
+        assert_eq!(first("y"), None);
+        assert!(registry.first_matching_filter("a/#").is_err());
     }
 
     #[test]

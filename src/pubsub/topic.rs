@@ -7,11 +7,11 @@
 use std::fmt;
 
 /// The separator between the levels of a topic.
-pub(super) const SEPARATOR: char = '/';
+pub const SEPARATOR: char = '/';
 /// The filter level that matches exactly one topic level.
-pub(super) const SINGLE_LEVEL: &str = "+";
+pub const SINGLE_LEVEL: &str = "+";
 /// The filter level that matches any number of remaining topic levels, including none.
-pub(super) const MULTI_LEVEL: &str = "#";
+pub const MULTI_LEVEL: &str = "#";
 
 /// What is wrong with a topic or a subscription filter (see [`TopicError::kind`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -242,6 +242,12 @@ impl<K: Copy + Eq + Hash> Trie<K> {
         topic: &str,
         mut found: impl FnMut(&'a Subscribers<K>),
     ) {
+        self.for_each_matching_node(topic, |id| found(&self.node(id).subscribers));
+    }
+
+    /// Calls `found` with the node of every subscribed filter that matches a valid published `topic`, each
+    /// once (see [`Trie::for_each_matching`]).
+    pub(super) fn for_each_matching_node(&self, topic: &str, mut found: impl FnMut(NodeId)) {
         // Each state is a node and the topic levels left after it (`None` once all are consumed). The next state
         // is kept in a local and only the other branches of a wildcard fork go on the stack, so an exact topic
         // allocates nothing. The loop (rather than recursion) keeps deep topics off the call stack.
@@ -250,11 +256,11 @@ impl<K: Copy + Eq + Hash> Trie<K> {
         while let Some((id, rest)) = next.take().or_else(|| pending.pop()) {
             let node = self.node(id);
             if let Some(multi) = node.multi_level {
-                found(&self.node(multi).subscribers);
+                found(multi);
             }
             let Some(rest) = rest else {
                 if !node.subscribers.is_empty() {
-                    found(&node.subscribers);
+                    found(id);
                 }
                 continue;
             };

@@ -16,6 +16,7 @@ use super::request::PendingRequest;
 use super::tls::TlsConfig;
 use super::upgrade::PendingUpgrade;
 use super::websocket::{self, Websocket};
+use crate::backplane::{self, Backplane, Counters, Interest};
 use crate::bridge::{Event, EventQueue, Traffic};
 use crate::net::{
     Bind, ConnIdMap, ForwardHeader, HttpRoute, HttpRoutes, NetServer, Network, RouteConfig,
@@ -38,6 +39,8 @@ pub struct EngineShared {
     /// The Python runtime helper (`hyperws._runtime.Hooks`): error reporting and async chains.
     pub hooks: Py<PyAny>,
     pub topics: Arc<Topics>,
+    /// The broker that carries publishes to and from the other nodes, when `pubsub` is set.
+    pub backplane: Option<Backplane>,
 }
 
 /// The native half of a `hyperws.Server`.
@@ -60,19 +63,37 @@ pub struct Engine {
 #[pymethods]
 impl Engine {
     #[new]
-    #[pyo3(signature = (hooks, *, max_pending_bytes, max_pending_bytes_total))]
+    #[pyo3(signature = (hooks, *, max_pending_bytes, max_pending_bytes_total, pubsub=None, pubsub_prefix="hyperws"))]
     fn new(
         hooks: Py<PyAny>,
         max_pending_bytes: usize,
         max_pending_bytes_total: usize,
+        pubsub: Option<&str>,
+        pubsub_prefix: &str,
     ) -> PyResult<Self> {
         let events = EventQueue::new(max_pending_bytes, max_pending_bytes_total)
             .map_err(|e| PyOSError::new_err(format!("cannot create eventfd: {e}")))?;
+        let (topics, backplane) = match pubsub {
+            None => (Arc::new(Topics::new()), None),
+            Some(url) => {
+                let config =
+                    backplane::Config::parse(url, pubsub_prefix).map_err(PyValueError::new_err)?;
+                let interest = Arc::new(Interest::new(Arc::clone(config.naming())));
+                let topics = Arc::new(Topics::with_interest(Arc::clone(&interest)));
+                let backplane =
+                    Backplane::start(config, interest, Arc::clone(&topics), Arc::clone(&events))
+                        .map_err(|e| {
+                            PyOSError::new_err(format!("cannot start the broker thread: {e}"))
+                        })?;
+                (topics, Some(backplane))
+            }
+        };
         Ok(Self {
             shared: Arc::new(EngineShared {
                 events,
                 hooks,
-                topics: Arc::new(Topics::new()),
+                topics,
+                backplane,
             }),
             table: RouteTable::new(),
             routes: Vec::new(),
@@ -263,12 +284,24 @@ impl Engine {
         }
     }
 
-    /// Stops the I/O threads. Connections still open are dropped.
+    /// Stops the I/O threads and disconnects from the broker. Connections still open are dropped.
     fn shutdown(slf: &Bound<'_, Self>) {
         let server = slf.borrow_mut().server.take();
-        if let Some(server) = server {
-            slf.py().detach(move || drop(server));
-        }
+        let shared = Arc::clone(&slf.borrow().shared);
+        slf.py().detach(move || {
+            drop(server);
+            if let Some(backplane) = &shared.backplane {
+                backplane.stop();
+            }
+        });
+    }
+
+    /// Waits up to `timeout` seconds for the first connection to the broker; returns why there is
+    /// none, or None when connected (or without a broker).
+    fn wait_broker(&self, py: Python<'_>, timeout: f64) -> Option<String> {
+        let backplane = self.shared.backplane.as_ref()?;
+        py.detach(|| backplane.wait_connected(Duration::from_secs_f64(timeout)))
+            .err()
     }
 
     /// Live connections (upgraded and not yet ended).
@@ -315,6 +348,23 @@ impl Engine {
         dict.set_item("bytes_in", Traffic::read(&traffic.bytes_in))?;
         dict.set_item("messages_out", Traffic::read(&traffic.messages_out))?;
         dict.set_item("bytes_out", Traffic::read(&traffic.bytes_out))?;
+        let broker = self.shared.backplane.as_ref().map(Backplane::counters);
+        let count = |read: fn(&Counters) -> u64| broker.map_or(0, read);
+        dict.set_item("broker_published", count(|c| Counters::read(&c.published)))?;
+        dict.set_item("broker_received", count(|c| Counters::read(&c.received)))?;
+        dict.set_item("broker_dropped", count(|c| Counters::read(&c.dropped)))?;
+        dict.set_item(
+            "broker_reconnects",
+            count(|c| Counters::read(&c.reconnects)),
+        )?;
+        dict.set_item(
+            "broker_subscriptions",
+            broker.map_or(0, Counters::subscriptions),
+        )?;
+        dict.set_item(
+            "broker_connected",
+            broker.is_some_and(Counters::is_connected),
+        )?;
         Ok(dict)
     }
 
@@ -426,6 +476,15 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
         Event::Shutdown { conn, code, reason } => {
             cork::flush_publishes();
             conn.close(code, reason);
+        }
+        Event::Broker { connected, detail } => {
+            let hooks = engine.borrow().shared.hooks.clone_ref(py);
+            if let Err(error) = hooks
+                .bind(py)
+                .call_method1(intern!(py, "broker"), (connected, detail))
+            {
+                error.write_unraisable(py, Some(engine.as_any()));
+            }
         }
         Event::Close { id, code, reason } => {
             // The run's publishes came before the subscriber left.

@@ -13,10 +13,10 @@ use super::payload::extract_typed_message;
 use crate::bridge::{Event, Traffic};
 use crate::net::ConnHandle;
 use crate::protocol::encode;
-use crate::pubsub::{PublishRun, TopicError};
+use crate::pubsub::{validate_topic, PublishRun, TopicError};
 
-/// Publishes `message` to every subscriber of `topic` but `exclude`; returns whether it reached an open
-/// subscriber (a held one: whether the run reaches one, see `cork`). With `compress`, it goes compressed to the subscribers that negotiated compression: one frame compressed
+/// Publishes `message` to every subscriber of `topic` but `exclude`, and to the other nodes through the
+/// broker when there is one; returns whether it reached an open local subscriber (a held one: whether the run reaches one, see `cork`). With `compress`, it goes compressed to the subscribers that negotiated compression: one frame compressed
 /// once for those that keep no context, each with its own context for the others.
 pub fn publish(
     py: Python<'_>,
@@ -30,6 +30,10 @@ pub fn publish(
     let (outgoing, binary) = extract_typed_message(message, is_binary)?;
     let opcode = if binary { encode::BINARY } else { encode::TEXT };
     let payload = outgoing.bytes();
+    if let Some(backplane) = &shared.backplane {
+        validate_topic(topic).map_err(value_error)?;
+        backplane.publish(topic, binary, compress, payload);
+    }
     if compress {
         cork::flush_publishes();
         return publish_compressed(py, shared, topic, opcode, payload, exclude);

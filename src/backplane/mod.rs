@@ -1,0 +1,179 @@
+//! Pub/sub across processes and machines through a broker (Redis or NATS): what one node publishes reaches
+//! the subscribers of every node. See docs/scale-out.md for the design and its reasons.
+//!
+//! The broker client runs on its own thread ("hyperws-broker", one tokio task or a few). Publishers hand
+//! it their messages through a bounded queue ([`outbox`]); it hands what other nodes publish to the local
+//! fan-out ([`inbound`]) without Python. The local registry tells [`Interest`] when a filter gets its
+//! first local subscriber or loses its last, and the broker task subscribes and unsubscribes accordingly.
+
+mod counters;
+mod envelope;
+mod inbound;
+mod interest;
+mod link;
+mod nats;
+mod outbox;
+mod redis;
+mod subjects;
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+pub use counters::Counters;
+pub use interest::Interest;
+pub use subjects::Naming;
+
+use crate::bridge::EventQueue;
+use crate::pubsub::Topics;
+use link::Link;
+use outbox::{Outbox, Outgoing};
+use subjects::Dialect;
+
+/// Which broker, and the names of this app's topics on it.
+pub struct Config {
+    broker: Broker,
+    naming: Arc<Naming>,
+}
+
+enum Broker {
+    Redis(::redis::Client),
+    Nats(String),
+}
+
+impl Config {
+    /// # Errors
+    /// A URL whose scheme is neither `redis://` nor `nats://` (naming it), that the client refuses, or a
+    /// prefix the broker cannot take.
+    pub fn parse(url: &str, prefix: &str) -> Result<Self, String> {
+        let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
+        let (broker, dialect) = match scheme {
+            "redis" => {
+                let client = ::redis::Client::open(url)
+                    .map_err(|e| format!("invalid Redis URL {url:?}: {e}"))?;
+                (Broker::Redis(client), Dialect::Redis)
+            }
+            "nats" => (Broker::Nats(url.to_owned()), Dialect::Nats),
+            _ => {
+                return Err(format!(
+                    "unsupported pubsub URL scheme {scheme:?} in {url:?}: use redis:// or nats://"
+                ))
+            }
+        };
+        Ok(Self {
+            broker,
+            naming: Arc::new(Naming::new(dialect, prefix)?),
+        })
+    }
+
+    pub fn naming(&self) -> &Arc<Naming> {
+        &self.naming
+    }
+}
+
+/// This node's connection to the broker (see the module documentation).
+pub struct Backplane {
+    link: Arc<Link>,
+    outbox: Outbox,
+    stop: Arc<Notify>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Backplane {
+    /// Starts connecting to the broker on a thread of its own. `interest` must be the one `topics` reports
+    /// its filters to.
+    ///
+    /// # Errors
+    /// The thread or its runtime could not be made.
+    pub fn start(
+        config: Config,
+        interest: Arc<Interest>,
+        topics: Arc<Topics>,
+        events: Arc<EventQueue>,
+    ) -> std::io::Result<Self> {
+        let link = Arc::new(Link::new(node_id(), interest, topics, events));
+        let (outbox, receiver) = Outbox::new(Arc::clone(&link.counters));
+        let stop = Arc::new(Notify::new());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let thread = std::thread::Builder::new()
+            .name("hyperws-broker".to_owned())
+            .spawn({
+                let link = Arc::clone(&link);
+                let stop = Arc::clone(&stop);
+                move || {
+                    runtime.block_on(async move {
+                        let serve = async {
+                            match config.broker {
+                                Broker::Redis(client) => redis::run(client, link, receiver).await,
+                                Broker::Nats(url) => nats::run(url, link, receiver).await,
+                            }
+                        };
+                        tokio::select! {
+                            () = stop.notified() => {}
+                            () = serve => {}
+                        }
+                    });
+                }
+            })?;
+        Ok(Self {
+            link,
+            outbox,
+            stop,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Sends a message published on this node to the other nodes (a valid topic), or drops and counts it.
+    pub fn publish(&self, topic: &str, binary: bool, compress: bool, payload: &[u8]) {
+        self.outbox.push(Outgoing {
+            topic: topic.into(),
+            binary,
+            compress,
+            payload: Bytes::copy_from_slice(payload),
+        });
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.link.counters
+    }
+
+    /// Waits up to `timeout` for the first connection; the error when there is none.
+    pub fn wait_connected(&self, timeout: Duration) -> Result<(), String> {
+        self.link.wait_first_attempt(timeout)
+    }
+
+    /// Disconnects and stops the thread (blocks until it has stopped). Repeating it does nothing.
+    pub fn stop(&self) {
+        let thread = self.thread.lock().expect("broker thread poisoned").take();
+        if let Some(thread) = thread {
+            self.stop.notify_one();
+            // A panic on that thread was already reported by the panic hook.
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Backplane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A random id for this node (the process id and the time keep two nodes apart even if the hasher's
+/// random keys came out the same).
+fn node_id() -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    let since_epoch = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    hasher.write_u128(since_epoch.as_nanos());
+    hasher.finish()
+}

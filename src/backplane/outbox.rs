@@ -1,0 +1,146 @@
+//! Messages on their way to the broker: a bounded queue filled by the publishers (any thread) and emptied
+//! by the broker task in order, so one publisher's messages keep their order. When the queue is full or
+//! the broker is down, messages are dropped and counted rather than held.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc::{self, error::TrySendError};
+
+use super::counters::Counters;
+use super::envelope::Envelope;
+
+/// Messages the queue holds at most (about the publishes of a few milliseconds at full speed).
+const CAPACITY: usize = 16 * 1024;
+
+/// One publish for the broker.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub topic: Box<str>,
+    pub binary: bool,
+    pub compress: bool,
+    pub payload: Bytes,
+}
+
+impl Outgoing {
+    pub fn envelope(&self, node: u64) -> Vec<u8> {
+        Envelope {
+            node,
+            binary: self.binary,
+            compress: self.compress,
+            topic: &self.topic,
+            payload: &self.payload,
+        }
+        .encode()
+    }
+}
+
+/// The publishers' end of the queue.
+#[derive(Debug)]
+pub struct Outbox {
+    sender: mpsc::Sender<Outgoing>,
+    counters: Arc<Counters>,
+}
+
+pub type Receiver = mpsc::Receiver<Outgoing>;
+
+impl Outbox {
+    pub fn new(counters: Arc<Counters>) -> (Self, Receiver) {
+        let (sender, receiver) = mpsc::channel(CAPACITY);
+        (Self { sender, counters }, receiver)
+    }
+
+    /// Queues `message` for the broker, or drops and counts it when the queue is full, or while the
+    /// broker is down (what is queued then would be dropped anyway, after it had waited).
+    pub fn push(&self, message: Outgoing) {
+        if !self.counters.is_connected() {
+            Counters::add(&self.counters.dropped, 1);
+            return;
+        }
+        match self.sender.try_send(message) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Closed(_)) => {
+                Counters::add(&self.counters.dropped, 1);
+            }
+        }
+    }
+}
+
+/// Drops and counts what reaches the queue for `delay` (the broker is down meanwhile).
+pub async fn discard_for(delay: Duration, receiver: &mut Receiver, counters: &Counters) {
+    let deadline = tokio::time::sleep(delay);
+    tokio::pin!(deadline);
+    let mut batch = Vec::new();
+    loop {
+        tokio::select! {
+            () = &mut deadline => return,
+            n = receiver.recv_many(&mut batch, 256) => {
+                if n == 0 {
+                    // The engine is gone: nothing will be queued again.
+                    return deadline.await;
+                }
+                Counters::add(&counters.dropped, n);
+                batch.clear();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+
+    fn message(n: usize) -> Outgoing {
+        Outgoing {
+            topic: "t".into(),
+            binary: false,
+            compress: false,
+            payload: Bytes::from(n.to_string()),
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_and_keeps_the_order() {
+        let counters = Arc::new(Counters::default());
+        counters.connected.store(true, Ordering::Release);
+        let (outbox, mut receiver) = Outbox::new(Arc::clone(&counters));
+        for n in 0..CAPACITY + 5 {
+            outbox.push(message(n));
+        }
+        assert_eq!(Counters::read(&counters.dropped), 5);
+        for n in 0..CAPACITY {
+            let queued = receiver.try_recv().expect("queued");
+            assert_eq!(queued.payload, n.to_string());
+        }
+        assert!(receiver.try_recv().is_err(), "the last five were dropped");
+    }
+
+    #[test]
+    fn nothing_is_queued_while_the_broker_is_down() {
+        let counters = Arc::new(Counters::default());
+        let (outbox, mut receiver) = Outbox::new(Arc::clone(&counters));
+        outbox.push(message(1));
+        assert_eq!(Counters::read(&counters.dropped), 1);
+        assert!(receiver.try_recv().is_err());
+    }
+
+    #[test]
+    fn the_envelope_names_the_node_and_keeps_the_flags() {
+        let outgoing = Outgoing {
+            topic: "a/b".into(),
+            binary: true,
+            compress: true,
+            payload: Bytes::from_static(b"x"),
+        };
+        let bytes = outgoing.envelope(9);
+        let envelope = Envelope::decode(&bytes).expect("an envelope");
+        assert_eq!(
+            (envelope.node, envelope.binary, envelope.compress),
+            (9, true, true)
+        );
+        assert_eq!((envelope.topic, envelope.payload), ("a/b", &b"x"[..]));
+    }
+}

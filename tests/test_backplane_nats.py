@@ -1,0 +1,234 @@
+"""Scale-out through NATS: server processes sharing the local NATS server (each test under its own
+``pubsub_prefix``) deliver each other's publishes exactly once, in order, with MQTT wildcards mapped to
+NATS ones, topic levels that a NATS token cannot hold (escaped), text/binary/compress kept, and broker
+subscriptions only for what a node's own subscribers need."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import nats
+import pytest
+from nats.aio.msg import Msg
+
+import hyperws
+
+from backplane_nodes import (
+    NATS_URL,
+    Node,
+    PrivateBroker,
+    free_port,
+    require_broker,
+    start_nodes,
+    stop_nodes,
+    unique_prefix,
+    until,
+)
+
+
+@pytest.fixture
+async def three_nodes() -> AsyncIterator[list[Node]]:
+    require_broker("127.0.0.1", 4222, "NATS")
+    nodes = await start_nodes(NATS_URL, 3)
+    yield nodes
+    await stop_nodes(*nodes)
+
+
+async def subscriptions_settled(node: Node, count: int) -> None:
+    await node.wait_stats(
+        f"{count} broker subscriptions", lambda s: s["broker_subscriptions"] == count
+    )
+
+
+async def test_a_publish_reaches_every_node_once_in_order(three_nodes: list[Node]) -> None:
+    a, b, c = three_nodes
+    publisher, neighbour = await a.client(), await a.client()
+    far = [await b.client(), await c.client(), await c.client()]
+    for client in [publisher, neighbour, *far]:
+        await client.subscribe("chat/lobby")
+    for node in three_nodes:
+        await subscriptions_settled(node, 1)
+    sent = [f"m{i}" for i in range(200)]
+    await publisher.publish("chat/lobby", *sent[:100])
+    await publisher.publish("chat/lobby", *sent[100:], via="server")
+    for client in [neighbour, *far]:
+        assert await client.take(200) == sent
+    assert await publisher.take(100) == sent[100:]
+    await c.wait_stats("200 received", lambda s: s["broker_received"] == 200)
+    for client in [publisher, neighbour, *far]:
+        await client.command("sub", filters=[])
+        assert client.received == [], "nothing twice"
+    stats = a.stats()
+    assert (stats["broker_published"], stats["broker_received"]) == (200, 0)
+
+
+async def test_wildcards_across_nodes_deliver_once(three_nodes: list[Node]) -> None:
+    a, b, _ = three_nodes
+    publisher = await a.client()
+    overlapping, single, deep = await b.client(), await b.client(), await b.client()
+    await overlapping.subscribe("sensors/+/temp", "sensors/#", "sensors/k1/temp")
+    await single.subscribe("sensors/+/temp")
+    await deep.subscribe("sensors/#")
+    # sensors.*.temp, sensors, sensors.>, sensors.k1.temp
+    await subscriptions_settled(b, 4)
+    await publisher.publish("sensors/k1/temp", "t1")
+    await publisher.publish("sensors/k1/humidity", "h1")
+    await publisher.publish("sensors", "s")
+    await publisher.publish("sensors/k2/temp/x", "deep")
+    await publisher.publish("elsewhere", "never")
+    await publisher.publish("sensors/k3/temp", "t3")
+    # Order is kept per topic; topics carried by different NATS subscriptions may interleave.
+    assert sorted(await overlapping.take(5)) == ["deep", "h1", "s", "t1", "t3"]
+    assert await single.take(2) == ["t1", "t3"]
+    assert sorted(await deep.take(5)) == ["deep", "h1", "s", "t1", "t3"]
+    for client in (overlapping, single, deep):
+        await client.command("sub", filters=[])
+        assert client.received == [], "nothing twice, nothing unsubscribed"
+
+
+async def test_levels_a_token_cannot_hold_are_escaped() -> None:
+    require_broker("127.0.0.1", 4222, "NATS")
+    prefix = unique_prefix()
+    a, b = await start_nodes(NATS_URL, 2, prefix)
+    # A plain NATS client sees the subjects on the wire.
+    observer = await nats.connect(NATS_URL)
+    seen: list[str] = []
+
+    async def record(message: Msg) -> None:
+        seen.append(message.subject)
+
+    await observer.subscribe(f"{prefix}.>", cb=record)
+    await observer.flush()
+    try:
+        publisher, receiver, wildcard = await a.client(), await b.client(), await b.client()
+        topics = ["v1.2/a b", "x/*", "x/>", "/lead", "trail/", "a//b", "é/%41"]
+        await receiver.subscribe(*topics)
+        await wildcard.subscribe("x/+")
+        await subscriptions_settled(b, len(topics) + 1)
+        for topic in [*topics, "v1/2/a b", "x/%2A"]:
+            await publisher.publish(topic, topic)
+        assert sorted(await receiver.take(len(topics))) == sorted(topics)
+        assert await wildcard.take(3) == ["x/*", "x/>", "x/%2A"]
+        await receiver.command("sub", filters=[])
+        assert receiver.received == [], "v1/2/a b is not v1.2/a b, x/%2A is not x/*"
+        await until(lambda: len(seen) == 9, "the observer saw every publish")
+        assert sorted(subject.removeprefix(f"{prefix}.") for subject in seen) == sorted(
+            [
+                "v1%2E2.a%20b",
+                "x.%2A",
+                "x.%3E",
+                "%.lead",
+                "trail.%",
+                "a.%.b",
+                "%C3%A9.%2541",
+                "v1.2.a%20b",
+                "x.%252A",
+            ]
+        )
+    finally:
+        await observer.close()
+        await stop_nodes(a, b)
+
+
+async def test_text_binary_and_compress_survive(three_nodes: list[Node]) -> None:
+    a, b, _ = three_nodes
+    publisher, receiver = await a.client(), await b.client()
+    await receiver.subscribe("kinds")
+    await subscriptions_settled(b, 1)
+    await publisher.publish("kinds", "text")
+    await publisher.publish("kinds", "bytes", binary=True)
+    await publisher.publish("kinds", "squeezed " * 100, compress=True)
+    await publisher.publish("kinds", "squeezed bytes", binary=True, compress=True)
+    assert await receiver.take(4) == ["text", b"bytes", "squeezed " * 100, b"squeezed bytes"]
+
+
+async def test_subscriptions_follow_local_subscribers() -> None:
+    broker = PrivateBroker.nats()
+    broker.start()
+    prefix = "app"
+    a, b, c = await start_nodes(broker.url, 3, prefix)
+    try:
+        first, second = await b.client(), await b.client()
+        await first.subscribe("room/1", "room/+")
+        await second.subscribe("room/1")
+        await subscriptions_settled(b, 2)
+        for node in (a, c):
+            assert node.stats()["broker_subscriptions"] == 0
+        held = sorted(broker.nats_subscriptions(prefix).values())
+        assert held == [[], [], ["app.room.*", "app.room.1"]], "only b subscribes, once per subject"
+        await first.unsubscribe("room/1", "room/+")
+        await subscriptions_settled(b, 1)
+        await second.close()
+        await subscriptions_settled(b, 0)
+        await until(
+            lambda: all(subjects == [] for subjects in broker.nats_subscriptions(prefix).values()),
+            "no subscription left on NATS",
+        )
+    finally:
+        await stop_nodes(a, b, c)
+        broker.stop()
+
+
+async def test_nats_going_away_and_back() -> None:
+    broker = PrivateBroker.nats()
+    broker.start()
+    prefix = unique_prefix()
+    a, b = await start_nodes(broker.url, 2, prefix)
+    try:
+        publisher, local, far = await a.client(), await a.client(), await b.client()
+        await local.subscribe("news/#")
+        await far.subscribe("news/#")
+        await subscriptions_settled(b, 2)
+        await publisher.publish("news/1", "before")
+        assert await local.take(1) == ["before"]
+        assert await far.take(1) == ["before"]
+
+        broker.stop()
+        for node in (a, b):
+            await node.wait_stats("disconnected", lambda s: not s["broker_connected"])
+        await publisher.publish("news/2", "during")
+        assert await local.take(1) == ["during"], "local delivery goes on"
+        await a.wait_stats("a drop", lambda s: s["broker_dropped"] >= 1)
+
+        broker.start()
+        for node in (a, b):
+            await node.wait_stats(
+                "reconnected",
+                lambda s: s["broker_connected"] and s["broker_reconnects"] == 1,
+            )
+        # The client subscribes again on the new connection by itself.
+        await until(
+            lambda: (
+                sorted(broker.nats_subscriptions(prefix).values())
+                == [sorted([f"{prefix}.news", f"{prefix}.news.>"])] * 2
+            ),
+            "both nodes subscribed again",
+        )
+        await publisher.publish("news/3", "after")
+        assert await local.take(1) == ["after"]
+        assert await far.take(1) == ["after"], "cross-node delivery resumes"
+        await far.command("sub", filters=[])
+        assert far.received == [], "what was published during the outage is not delivered later"
+    finally:
+        await stop_nodes(a, b)
+        broker.stop()
+    for node in (a, b):
+        log = node.log()
+        assert log.count("pub/sub broker unreachable") == 1, log
+        assert log.count("pub/sub broker reachable again") == 1, log
+
+
+async def test_unreachable_at_start() -> None:
+    closed = f"nats://127.0.0.1:{free_port()}"
+    required = hyperws.Server(pubsub=closed, pubsub_required=True)
+    with pytest.raises(ConnectionError, match="unreachable"):
+        await required.listen(0, "127.0.0.1")
+    server = hyperws.Server(pubsub=closed)
+    await server.listen(0, "127.0.0.1")
+    try:
+        assert server.stats()["broker_connected"] is False
+        assert server.publish("t", "nobody here") is False
+        assert server.stats()["broker_dropped"] == 1
+    finally:
+        await asyncio.wait_for(server.close(), 10)

@@ -1,0 +1,303 @@
+"""Scale-out through Redis: server processes sharing the local Redis (each test under its own
+``pubsub_prefix``) deliver each other's publishes exactly once, in order, with MQTT wildcards across
+nodes; a node subscribes on Redis only to what its own subscribers need; subscription bursts are
+batched; a Redis that goes away and comes back (a private redis-server the test stops) is survived.
+Options and failures at start are checked in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis
+from websockets.asyncio.client import ClientConnection, connect
+
+import hyperws
+
+from backplane_nodes import (
+    REDIS_URL,
+    Node,
+    PrivateBroker,
+    T,
+    free_port,
+    require_broker,
+    start_nodes,
+    stop_nodes,
+    unique_prefix,
+    until,
+)
+
+
+@pytest.fixture
+def shared_redis() -> redis.Redis:
+    require_broker("127.0.0.1", 6379, "Redis")
+    return redis.Redis(host="127.0.0.1", port=6379)
+
+
+@pytest.fixture
+async def three_nodes(shared_redis: redis.Redis) -> AsyncIterator[list[Node]]:
+    nodes = await start_nodes(REDIS_URL, 3)
+    yield nodes
+    await stop_nodes(*nodes)
+
+
+async def subscriptions_settled(node: Node, count: int) -> None:
+    await node.wait_stats(
+        f"{count} broker subscriptions", lambda s: s["broker_subscriptions"] == count
+    )
+
+
+async def test_a_publish_reaches_every_node_once_in_order(three_nodes: list[Node]) -> None:
+    a, b, c = three_nodes
+    publisher, neighbour = await a.client(), await a.client()
+    far = [await b.client(), await c.client(), await c.client()]
+    for client in [publisher, neighbour, *far]:
+        await client.subscribe("chat/lobby")
+    for node in three_nodes:
+        await subscriptions_settled(node, 1)
+    sent = [f"m{i}" for i in range(200)]
+    await publisher.publish("chat/lobby", *sent[:100])
+    await publisher.publish("chat/lobby", *sent[100:], via="server")
+    await publisher.publish("chat/lobby", "end", via="server")
+    for client in [neighbour, *far]:
+        assert await client.take(201) == [*sent, "end"]
+    # ws.publish leaves out only its sender, and only on its own node; server.publish reaches it.
+    assert await publisher.take(101) == [*sent[100:], "end"]
+    await b.wait_stats("200+ received", lambda s: s["broker_received"] == 201)
+    stats = a.stats()
+    assert stats["broker_published"] == 201
+    assert stats["broker_received"] == 0, "a node ignores its own messages"
+    assert stats["broker_connected"] is True
+
+
+async def test_wildcards_across_nodes_deliver_once(three_nodes: list[Node]) -> None:
+    a, b, _ = three_nodes
+    publisher = await a.client()
+    overlapping, single, deep = await b.client(), await b.client(), await b.client()
+    await overlapping.subscribe("sensors/+/temp", "sensors/#", "sensors/k1/temp")
+    await single.subscribe("sensors/+/temp")
+    await deep.subscribe("sensors/#")
+    # sensors/+/temp, sensors, sensors/*, sensors/k1/temp
+    await subscriptions_settled(b, 4)
+    await publisher.publish("sensors/k1/temp", "t1")
+    await publisher.publish("sensors/k1/humidity", "h1")
+    await publisher.publish("sensors", "s")
+    await publisher.publish("sensors/k2/temp/x", "deep")
+    await publisher.publish("elsewhere", "never")
+    await publisher.publish("sensors/k3/temp", "t3")
+    assert await overlapping.take(5) == ["t1", "h1", "s", "deep", "t3"]
+    assert await single.take(2) == ["t1", "t3"]
+    assert await deep.take(5) == ["t1", "h1", "s", "deep", "t3"]
+    await b.wait_stats("5 received", lambda s: s["broker_received"] == 5)
+    for client in (overlapping, single, deep):
+        await client.command("sub", filters=[])
+        assert client.received == [], "nothing twice, nothing unsubscribed"
+
+
+async def test_text_binary_and_compress_survive(three_nodes: list[Node]) -> None:
+    a, b, _ = three_nodes
+    publisher, receiver = await a.client(), await b.client()
+    await receiver.subscribe("kinds")
+    await subscriptions_settled(b, 1)
+    await publisher.publish("kinds", "text")
+    await publisher.publish("kinds", "bytes", binary=True)
+    await publisher.publish("kinds", "squeezed " * 100, compress=True)
+    await publisher.publish("kinds", "squeezed bytes", binary=True, compress=True)
+    assert await receiver.take(4) == ["text", b"bytes", "squeezed " * 100, b"squeezed bytes"]
+
+
+async def test_a_node_subscribes_on_redis_only_to_what_its_subscribers_need(
+    three_nodes: list[Node], shared_redis: redis.Redis
+) -> None:
+    a, b, c = three_nodes
+    first, second = await b.client(), await b.client()
+    await first.subscribe("room/1", "room/+")
+    await second.subscribe("room/1")
+    await subscriptions_settled(b, 2)
+    for node in (a, c):
+        assert node.stats()["broker_subscriptions"] == 0
+    channels = [name.decode() for name in shared_redis.pubsub_channels("*:room/1")]
+    assert len(channels) == 1, channels
+    channel = channels[0]
+    assert shared_redis.pubsub_numsub(channel) == [(channel.encode(), 1)], (
+        "one node, one subscription"
+    )
+    await first.unsubscribe("room/1")
+    await subscriptions_settled(b, 2)  # second still needs room/1
+    await first.unsubscribe("room/+")
+    await subscriptions_settled(b, 1)
+    await second.close()
+    await subscriptions_settled(b, 0)
+    await until(
+        lambda: shared_redis.pubsub_numsub(channel) == [(channel.encode(), 0)], "unsubscribed"
+    )
+
+
+async def test_a_burst_of_subscriptions_is_a_few_round_trips() -> None:
+    broker = PrivateBroker.redis()
+    broker.start()
+    [node] = await start_nodes(broker.url, 1)
+    try:
+        client = redis.Redis(host="127.0.0.1", port=broker.port)
+        before = client.info("commandstats").get("cmdstat_subscribe", {}).get("calls", 0)
+        subscriber = await node.client()
+        for first in range(0, 10_000, 1000):
+            await subscriber.subscribe(*(f"user/{i}" for i in range(first, first + 1000)))
+        await subscriptions_settled(node, 10_000)
+        calls = client.info("commandstats")["cmdstat_subscribe"]["calls"] - before
+        # 20 at best (512 channels each); more when the broker task wakes while a burst is still
+        # arriving, but never one per channel.
+        assert 20 <= calls <= 100, f"{calls} SUBSCRIBE commands for 10 000 channels"
+        assert len(client.pubsub_channels("*")) == 10_000
+        await subscriber.close()
+        await subscriptions_settled(node, 0)
+        assert client.pubsub_channels("*") == []
+    finally:
+        await stop_nodes(node)
+        broker.stop()
+
+
+async def test_redis_going_away_and_back() -> None:
+    broker = PrivateBroker.redis()
+    broker.start()
+    a, b = await start_nodes(broker.url, 2)
+    try:
+        publisher, local, far = await a.client(), await a.client(), await b.client()
+        await local.subscribe("news/#")
+        await far.subscribe("news/#")
+        await subscriptions_settled(b, 2)
+        await publisher.publish("news/1", "before")
+        assert await local.take(1) == ["before"]
+        assert await far.take(1) == ["before"]
+
+        broker.stop()
+        for node in (a, b):
+            await node.wait_stats("disconnected", lambda s: not s["broker_connected"])
+        await publisher.publish("news/2", "during")
+        assert await local.take(1) == ["during"], "local delivery goes on"
+        await a.wait_stats("a drop", lambda s: s["broker_dropped"] >= 1)
+
+        broker.start()
+        for node in (a, b):
+            await node.wait_stats(
+                "reconnected and resubscribed",
+                lambda s: (
+                    s["broker_connected"]
+                    and s["broker_reconnects"] == 1
+                    and s["broker_subscriptions"] == 2
+                ),
+            )
+        await publisher.publish("news/3", "after")
+        assert await local.take(1) == ["after"]
+        assert await far.take(1) == ["after"], "cross-node delivery resumes"
+        await far.command("sub", filters=[])
+        assert far.received == [], "what was published during the outage is not delivered later"
+    finally:
+        await stop_nodes(a, b)
+        broker.stop()
+    for node in (a, b):
+        log = node.log()
+        assert log.count("pub/sub broker unreachable") == 1, log
+        assert log.count("pub/sub broker reachable again") == 1, log
+
+
+async def test_workers_sharing_a_port_reach_each_others_subscribers(
+    shared_redis: redis.Redis,
+) -> None:
+    prefix, port = unique_prefix(), free_port()
+    app = Path(__file__).with_name("backplane_workers_app.py")
+    supervisor = subprocess.Popen(
+        [sys.executable, str(app), REDIS_URL, prefix, str(port), "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    by_worker: dict[int, ClientConnection] = {}
+    try:
+        deadline = time.monotonic() + T
+        while len(by_worker) < 2:  # the kernel picks the worker of each new connection
+            assert time.monotonic() < deadline, f"connections reached only workers {set(by_worker)}"
+            try:
+                client = await connect(f"ws://127.0.0.1:{port}/")
+            except OSError:
+                await asyncio.sleep(0.05)  # not serving yet
+                continue
+            pid = int(await asyncio.wait_for(client.recv(), T))
+            if pid in by_worker:
+                await client.close()
+            else:
+                by_worker[pid] = client
+        subscriber, publisher = by_worker.values()
+        await subscriber.send("sub:news")
+        assert await asyncio.wait_for(subscriber.recv(), T) == "subscribed"
+        channel = f"{prefix}:news".encode()
+        await until(lambda: shared_redis.pubsub_numsub(channel) == [(channel, 1)], "subscribed")
+        await publisher.send("pub:news:from the other worker")
+        assert await asyncio.wait_for(subscriber.recv(), T) == "from the other worker"
+    finally:
+        for client in by_worker.values():
+            await client.close()
+        supervisor.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(asyncio.to_thread(supervisor.wait), 3 * T) == 0
+
+
+async def test_unreachable_at_start(caplog: pytest.LogCaptureFixture) -> None:
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    required = hyperws.Server(pubsub=closed, pubsub_required=True)
+    with pytest.raises(ConnectionError, match="unreachable"):
+        await required.listen(0, "127.0.0.1")
+
+    server = hyperws.Server(pubsub=closed, pubsub_prefix=unique_prefix())
+    received: list[str] = []
+
+    @server.ws("/")
+    def connected(ws: hyperws.Websocket) -> None:
+        ws.subscribe("t")
+        ws.on("message", lambda message, is_binary: received.append(message))
+
+    with caplog.at_level(logging.WARNING, logger="hyperws"):
+        await server.listen(0, "127.0.0.1")
+        try:
+            async with connect(f"ws://127.0.0.1:{server.port}/") as client:
+                await until(lambda: server.num_subscribers("t") == 1, "subscribed")
+                assert server.publish("t", "local") is True
+                assert await asyncio.wait_for(client.recv(), 5) == "local"
+            stats = server.stats()
+            assert stats["broker_connected"] is False
+            assert stats["broker_dropped"] == 1
+        finally:
+            await server.close()
+    warnings = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+
+
+def test_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="'amqp'"):
+        hyperws.Server(pubsub="amqp://127.0.0.1")
+    with pytest.raises(ValueError, match="pubsub_prefix"):
+        hyperws.Server(pubsub=REDIS_URL, pubsub_prefix="")
+    with pytest.raises(ValueError, match="pubsub_required"):
+        hyperws.Server(pubsub=REDIS_URL, pubsub_required=1)  # type: ignore[arg-type]
+
+
+async def test_without_pubsub_the_broker_counters_stay_zero() -> None:
+    server = hyperws.Server()
+    await server.listen(0, "127.0.0.1")
+    try:
+        stats = server.stats()
+        assert {k: v for k, v in stats.items() if k.startswith("broker_")} == {
+            "broker_published": 0,
+            "broker_received": 0,
+            "broker_dropped": 0,
+            "broker_reconnects": 0,
+            "broker_subscriptions": 0,
+            "broker_connected": False,
+        }
+    finally:
+        await server.close()
