@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 # Per input, with AddressSanitizer: every target takes well under 10 ms an input.
 timeout_seconds=2
-rss_limit_mb=1024
+rss_limit_mb=2048
 targets=(http_head proxy_protocol frame_decoder deflate close_and_utf8 topics)
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then

@@ -13,7 +13,7 @@
 #![no_main]
 
 use bytes::BytesMut;
-use hyperws::protocol::deflate::{negotiate, Compression};
+use hyperws::protocol::deflate::{negotiate, Compression, MAX_WINDOW_BITS};
 use hyperws::protocol::{Decoder, Inbound, ProtocolError};
 use libfuzzer_sys::fuzz_target;
 
@@ -40,9 +40,11 @@ fuzz_target!(|data: &[u8]| {
                 ""
             }
         );
-        let window_bits = hyperws::protocol::deflate::MAX_WINDOW_BITS;
+        let route = Compression::Dedicated {
+            window_bits: MAX_WINDOW_BITS,
+        };
         let params = (flags & 1 != 0)
-            .then(|| negotiate([offer.as_bytes()], Compression::Dedicated { window_bits }))
+            .then(|| negotiate([offer.as_bytes()], route))
             .flatten();
         Decoder::new(max_payload).with_deflate(params)
     };

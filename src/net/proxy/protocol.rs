@@ -60,14 +60,15 @@ pub enum Parsed {
 
 /// What the start of a connection holds: a whole PROXY header, the start of one, or anything else.
 pub fn parse(input: &[u8]) -> Parsed {
-    // A v1 header is one line ending in CRLF, which ppp 2.3 judges even when it is cut short (cut
-    // just after the source port's space, the empty destination port is an error; `UNKNOWN` ended by
-    // a bare LF is taken, unless what follows is not UTF-8). So the line is judged once its CRLF has
-    // arrived, or it is too long to be a header.
-    if input.starts_with(b"PROXY ")
-        && input.len() < V1_MAX_LEN
-        && !input.windows(2).any(|pair| pair == b"\r\n")
-    {
+    // A v1 header is one line, which ppp 2.3 judges even when it is cut short (cut just after the
+    // source port's space, the empty destination port is an error; `UNKNOWN` ended by a bare LF is
+    // taken, unless what follows is not UTF-8). ppp's line ends with the byte after its first CR, so
+    // it is judged once that byte has arrived, or once the line is longer than a header can be.
+    let line_ended = input
+        .iter()
+        .position(|&c| c == b'\r')
+        .is_some_and(|cr| cr + 1 < input.len());
+    if input.starts_with(b"PROXY ") && input.len() <= V1_MAX_LEN && !line_ended {
         return Parsed::Partial;
     }
     let result = HeaderResult::parse(input);
@@ -206,6 +207,19 @@ mod tests {
         // followed it in the same read.
         assert_eq!(parse(b"PROXY UNKNOWN \n"), Parsed::Partial);
         assert_eq!(parse(b"PROXY UNKNOWN \n\xa8"), Parsed::Partial);
+        // And a header ppp ends at `\r\r` reads the same whole and alone.
+        let ended_by_cr_cr = b"PROXY UNKNOWN \n\r\r";
+        let expected = Parsed::Complete {
+            len: ended_by_cr_cr.len(),
+            source: None,
+        };
+        assert_eq!(parse(ended_by_cr_cr), expected);
+        assert_eq!(parse(&[&ended_by_cr_cr[..], b"\n"].concat()), expected);
+        // And a line one byte longer than a header can be was taken when cut at the limit.
+        let too_long = format!("PROXY UNKNOWN \n {}\r\n", "x".repeat(90));
+        assert_eq!(too_long.len(), V1_MAX_LEN + 1);
+        assert_eq!(parse(&too_long.as_bytes()[..V1_MAX_LEN]), Parsed::Partial);
+        assert_eq!(parse(too_long.as_bytes()), Parsed::Invalid);
     }
 
     #[test]
