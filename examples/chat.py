@@ -4,6 +4,11 @@ Run: python examples/chat.py [port] (or PORT=...; default 9002; HOST=0.0.0.0 to 
 machines), then open http://127.0.0.1:9002/ in two browser windows: pick a name and a room in each;
 what one sends shows up in the other when they are in the same room.
 
+Several servers, one chat: give each the same broker, e.g. PUBSUB=redis://127.0.0.1:6379/0 (or
+nats://127.0.0.1:4222), and run two on different ports (`PUBSUB=... python examples/chat.py 9002` and
+`... 9012`): a page on one sees the messages of a page on the other. With WORKERS=4, four processes
+share the port (without PUBSUB, each worker's rooms are its own).
+
 Each room is a topic: a connection subscribes to `chat/ROOM` (`ws.subscribe`), announces itself to
 the others there (`ws.publish`), and every message is published to the whole room, sender included
 (`server.publish`), so the sender sees it once the server has it. The page connects to
@@ -18,7 +23,7 @@ import sys
 import hyperws
 
 ROOM = re.compile(r"[A-Za-z0-9_-]{1,32}")  # no '/', '+' or '#': a room is exactly one topic level
-server = hyperws.Server()
+server = hyperws.Server(pubsub=os.environ.get("PUBSUB"), pubsub_prefix="chat-example")
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -141,4 +146,4 @@ if __name__ == "__main__":
     port = int(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PORT", "9002"))
     host = os.environ.get("HOST", "127.0.0.1")
     print(f"chat on http://{host}:{port}/ (Ctrl-C to stop)")
-    server.run(port, host)
+    server.run(port, host, workers=int(os.environ.get("WORKERS", "1")))

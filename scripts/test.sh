@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test: the linters, the Rust unit tests, the Python suite against a freshly built wheel on
-# every supported CPython (3.10 to 3.13), and the Autobahn conformance suite. Installs what it needs (a
-# venv per Python: .venv for the main one, .venv-3.X for the others; the wheel; the test packages;
-# Autobahn). Environment: PYTHON (the main interpreter, default python3), OTHER_PYTHONS (default
+# Runs every test: the linters, the Rust unit tests, a short pass of every fuzz target, the Python suite
+# (with real Redis, NATS and Chromium) against a freshly built wheel on every supported CPython (3.10 to
+# 3.13), the documentation build, and the Autobahn conformance suite. Installs what it needs (a venv per
+# Python: .venv for the main one, .venv-3.X for the others; the wheel; the test packages; cargo-fuzz;
+# Chromium from Debian's packages; Autobahn) and starts the brokers when they are down. Environment: PYTHON (the main interpreter, default python3), OTHER_PYTHONS (default
 # "3.10 3.11 3.12 3.13" less the main one's version; found under pyenv or on PATH).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +29,12 @@ wheel=$(ls target/wheels/hyperws-*.whl)
 
 echo "== Rust unit tests"
 cargo test --release --quiet
+
+echo "== fuzzing (10 s a target; scripts/fuzz.sh 60 for a real run)"
+scripts/fuzz.sh 10
+
+echo "== Chromium for the browser tests"
+scripts/browser.sh
 
 echo "== brokers for the scale-out tests"
 scripts/brokers.sh

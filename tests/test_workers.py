@@ -165,7 +165,9 @@ async def test_a_worker_that_dies_is_restarted(supervised):
     assert second in now and first not in now
     supervisor.process.send_signal(signal.SIGINT)
     assert await supervisor.exit_code() == 0, supervisor.output()
-    assert "worker 1 exited" in supervisor.output() or "worker 2 exited" in supervisor.output()
+    output = supervisor.output()
+    assert "worker 1 exited" in output or "worker 2 exited" in output
+    assert "2 workers without pubsub: a publish reaches only the subscribers" in output
 
 
 async def test_workers_need_a_port():

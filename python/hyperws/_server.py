@@ -320,6 +320,13 @@ class Server(Router):
         if worker is None and workers > 1:
             if port == 0:
                 raise ValueError("workers share one port: give run() a port, not 0")
+            if self._engine_options["pubsub"] is None:
+                _workers.logger.warning(
+                    "%d workers without pubsub: a publish reaches only the subscribers of the "
+                    "worker that makes it; give Server(pubsub='redis://...' or 'nats://...') "
+                    "to reach every worker's",
+                    workers,
+                )
             raise SystemExit(_workers.Supervisor(workers).run())
 
         async def serve() -> None:
