@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
 .venv/bin/python -m pip install -q "mkdocs-material>=9.5" "mkdocstrings[python]>=0.26"
 if [ "${1:-}" = "serve" ]; then
-  exec .venv/bin/mkdocs serve
+  NO_MKDOCS_2_WARNING=1 exec .venv/bin/mkdocs serve
 fi
-.venv/bin/mkdocs build --strict --quiet
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet
 echo "docs: site/index.html"
