@@ -216,10 +216,11 @@ async def check_http_routes(example: Example) -> None:
     assert (page.status, page.body) == (200, b"<h1>hello</h1>")
     health = await http_exchange(server.port, request("GET", "/health"))
     assert json.loads(health.body) == {"status": "ok", "connections": 0}
-    added = await http_exchange(
-        server.port,
-        request("POST", "/items", b'{"name": "x"}', [("Content-Type", "application/json")]),
-    )
+    body, json_type = b'{"name": "x"}', ("Content-Type", "application/json")
+    refused = await http_exchange(server.port, request("POST", "/items", body, [json_type]))
+    assert refused.status == 401
+    token = ("Authorization", "Bearer secret")
+    added = await http_exchange(server.port, request("POST", "/items", body, [json_type, token]))
     assert (added.status, json.loads(added.body)) == (201, {"name": "x"})
 
 
