@@ -4,25 +4,28 @@ Routes: `/dedicated` compresses with a context per connection, `/shared` compres
 own, `/plain` (and any other path) does not offer permessage-deflate. Every route echoes with
 `compress=True`, which compresses only where the connection negotiated the extension.
 
-Run: python examples/autobahn_server.py PORT
+Run: python examples/autobahn_server.py PORT [CERT_FILE KEY_FILE]   (with the files: wss:// only)
 """
 
 import sys
 
 import hyperws
 
-server = hyperws.Server()
-
 
 def echo(ws: hyperws.Websocket) -> None:
     ws.on("message", lambda message, is_binary: ws.send(message, is_binary, compress=True))
 
 
-limits = {"max_payload_length": 16 * 1024 * 1024, "idle_timeout": 0}
-server.ws("/dedicated", echo, compression="dedicated", **limits)
-server.ws("/shared", echo, compression="shared", **limits)
-server.ws("/", echo, **limits)
-server.ws("/*", echo, **limits)
+def make_server(cert_file: str | None = None, key_file: str | None = None) -> hyperws.Server:
+    server = hyperws.Server(cert_file=cert_file, key_file=key_file)
+    limits = {"max_payload_length": 16 * 1024 * 1024, "idle_timeout": 0}
+    server.ws("/dedicated", echo, compression="dedicated", **limits)
+    server.ws("/shared", echo, compression="shared", **limits)
+    server.ws("/", echo, **limits)
+    server.ws("/*", echo, **limits)
+    return server
+
 
 if __name__ == "__main__":
-    server.run(int(sys.argv[1]), host="127.0.0.1")
+    port, *tls_files = sys.argv[1:]
+    make_server(*tls_files).run(int(port), host="127.0.0.1")

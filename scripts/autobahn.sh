@@ -1,37 +1,60 @@
 #!/usr/bin/env bash
 # Runs the Autobahn test suite's fuzzing client against examples/autobahn_server.py and fails if any case
-# FAILED. Three passes: every case against /dedicated (permessage-deflate with a context per connection),
-# the compression cases (12.*, 13.*) against /shared (each message compressed on its own), and the
-# cases without compression (1.* to 11.*) against /plain (compression not offered).
-# Usage: scripts/autobahn.sh [CASES]   (CASES narrows the first pass; the other two run only without it)
-# Environment: AUTOBAHN_TOOLS (default ../shared/tools/autobahn), AUTOBAHN_PREFIX (default /opt/autobahn),
-# AUTOBAHN_EXCLUDE (cases to skip), PYTHON (default .venv/bin/python).
+# FAILED. Four passes: every case against /dedicated (permessage-deflate with a context per connection),
+# the compression cases (12.*, 13.*) against /shared (each message compressed on its own), the cases
+# without compression (1.* to 11.*) against /plain (compression not offered), and 1.* to 7.* over wss://
+# against /plain (TLS with a throwaway certificate made here).
+# Usage: scripts/autobahn.sh [CASES]   (CASES narrows the first pass; the others run only without it)
+# Environment: AUTOBAHN_PREFIX (where scripts/autobahn/setup.sh installs wstest, default /opt/autobahn),
+# AUTOBAHN_EXCLUDE (cases to skip), PYTHON (default .venv/bin/python, with hyperws and trustme).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-tools=${AUTOBAHN_TOOLS:-../shared/tools/autobahn}
-prefix=${AUTOBAHN_PREFIX:-/opt/autobahn}
+export AUTOBAHN_PREFIX=${AUTOBAHN_PREFIX:-/opt/autobahn}
 python=${PYTHON:-.venv/bin/python}
+export PYTHON3=$python
 out=.autobahn
+mkdir -p "$out"
 
-AUTOBAHN_PREFIX=$prefix bash "$tools/setup.sh" "$prefix"
+scripts/autobahn/setup.sh
 
-port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$python" examples/autobahn_server.py "$port" > "$out.server.log" 2>&1 &
-server=$!
-trap 'kill "$server" 2>/dev/null || true' EXIT
-
-exclude=()
-[ -n "${AUTOBAHN_EXCLUDE:-}" ] && exclude=(-x "$AUTOBAHN_EXCLUDE")
-run() {  # PATH CASES OUTDIR
-  echo "== Autobahn: $2 against /$1"
-  AUTOBAHN_PREFIX=$prefix bash "$tools/run.sh" "${exclude[@]}" "ws://127.0.0.1:$port/$1" "$2" "$3"
+free_port() {
+  "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+servers=()
+trap 'kill "${servers[@]}" 2> /dev/null || true' EXIT
+port=$(free_port)
+"$python" examples/autobahn_server.py "$port" > "$out/server.log" 2>&1 &
+servers+=($!)
 
 status=0
-run dedicated "${1:-*}" "$out/dedicated" || status=1
+run() {  # SCHEME PORT PATH CASES
+  echo "== Autobahn: $4 against $1://127.0.0.1:$2/$3"
+  local report=$out/$3
+  [ "$1" = ws ] || report=$out/$1-$3
+  scripts/autobahn/run.sh "$1://127.0.0.1:$2/$3" "$4" "$report" || status=1
+}
+
+run ws "$port" dedicated "${1:-*}"
 if [ -z "${1:-}" ]; then
-  run shared '12.*,13.*' "$out/shared" || status=1
-  run plain '1.*,2.*,3.*,4.*,5.*,6.*,7.*,8.*,9.*,10.*,11.*' "$out/plain" || status=1
+  run ws "$port" shared '12.*,13.*'
+  run ws "$port" plain '1.*,2.*,3.*,4.*,5.*,6.*,7.*,8.*,9.*,10.*,11.*'
+
+  # wstest does not check the server's certificate; the CA is written for trying by hand.
+  mkdir -p "$out/tls"
+  "$python" - "$out/tls" << 'PY'
+import sys
+import trustme
+
+ca = trustme.CA()
+ca.cert_pem.write_to_path(f"{sys.argv[1]}/ca.pem")
+cert = ca.issue_cert("127.0.0.1", "localhost")
+cert.cert_chain_pems[0].write_to_path(f"{sys.argv[1]}/cert.pem")
+cert.private_key_pem.write_to_path(f"{sys.argv[1]}/key.pem")
+PY
+  tls_port=$(free_port)
+  "$python" examples/autobahn_server.py "$tls_port" "$out/tls/cert.pem" "$out/tls/key.pem" > "$out/tls-server.log" 2>&1 &
+  servers+=($!)
+  run wss "$tls_port" plain '1.*,2.*,3.*,4.*,5.*,6.*,7.*'
 fi
 exit $status
