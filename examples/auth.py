@@ -1,11 +1,14 @@
 """Upgrades authenticated with a token, and the page that uses them, on one port.
 
-Run: python examples/auth.py [port], then open http://127.0.0.1:9003/ in a browser (the token is
-"secret"; a wrong one gets HTTP 401), or `python -m websockets "ws://127.0.0.1:9003/rooms/lobby?token=secret"`.
+Run: python examples/auth.py [port] (or PORT=...; default 9003; HOST=0.0.0.0 to serve other machines),
+then open http://127.0.0.1:9003/ in a browser (the token is "secret"; a wrong one gets HTTP 401), or,
+after `pip install websockets`, `python -m websockets "ws://127.0.0.1:9003/rooms/lobby?token=secret"`.
 `GET /health` answers for load balancers.
 """
 
 import json
+import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -92,9 +95,6 @@ def on_open(ws: hyperws.Websocket) -> None:
 
 
 if __name__ == "__main__":
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 9003
-    print(f"http://127.0.0.1:{port}/ (Ctrl-C to stop)")
-    try:
-        server.run(port)
-    except KeyboardInterrupt:
-        pass
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # "serving on ..." once bound
+    port = int(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PORT", "9003"))
+    server.run(port, os.environ.get("HOST", "127.0.0.1"))

@@ -13,6 +13,7 @@ the server's event loop, so the module also runs as `python -m hyperws examples.
 
 import asyncio
 import json
+import logging
 import os
 import random
 import sys
@@ -157,5 +158,5 @@ def on_open(ws: hyperws.Websocket) -> None:
 if __name__ == "__main__":
     port = int(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PORT", "9004"))
     host = os.environ.get("HOST", "127.0.0.1")
-    print(f"dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # "serving on ..." once bound
     server.run(port, host)

@@ -1,5 +1,12 @@
-"""Echo server: every message comes back with the same type. Run: python examples/echo.py [port]"""
+"""Echo server: every message comes back with the same type.
 
+Run: python examples/echo.py [port] (or PORT=...; default 9001; HOST=0.0.0.0 to serve other machines).
+Try it with any WebSocket client, e.g. `pip install websockets` then
+`python -m websockets ws://127.0.0.1:9001/`.
+"""
+
+import logging
+import os
 import sys
 
 import hyperws
@@ -9,15 +16,10 @@ server = hyperws.Server()
 
 @server.ws("/", max_payload_length=16 * 1024 * 1024, idle_timeout=120)
 def on_open(ws: hyperws.Websocket) -> None:
-    print(f"{ws.ip} connected")
     ws.on("message", lambda message, is_binary: ws.send(message, is_binary))
-    ws.on("close", lambda code, message: print(f"{ws.ip} disconnected ({code})"))
 
 
 if __name__ == "__main__":
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 9001
-    print(f"hyperws echo server on ws://127.0.0.1:{port}/ (Ctrl-C to stop)")
-    try:
-        server.run(port)
-    except KeyboardInterrupt:
-        pass
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # "serving on ..." once bound
+    port = int(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PORT", "9001"))
+    server.run(port, os.environ.get("HOST", "127.0.0.1"))

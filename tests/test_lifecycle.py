@@ -58,3 +58,31 @@ async def test_stats_count_messages_and_bytes_both_ways(serve):
     assert stats["messages_in"] == 10 and stats["bytes_in"] == 1000
     assert stats["messages_out"] == 10
     assert stats["bytes_out"] >= 10 * (100 + 2), "frames written, headers included"
+
+
+def test_run_on_a_port_in_use_raises_the_os_error_with_its_errno(tmp_path):
+    """The error a user sees is the bind's own: errno set, and not chained to an ImportError."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        script = tmp_path / "app.py"
+        script.write_text(
+            "import errno, hyperws\n"
+            "try:\n"
+            f"    hyperws.Server().run({port}, '127.0.0.1')\n"
+            "except OSError as error:\n"
+            "    assert error.errno == errno.EADDRINUSE, error.errno\n"
+            "    assert error.__context__ is None and error.__cause__ is None, repr(error.__context__)\n"
+            "    print('EADDRINUSE', error)\n"
+        )
+        done = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, timeout=30
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("EADDRINUSE [Errno 98] cannot listen on 127.0.0.1:")
+    assert done.stdout.rstrip().endswith(": Address already in use")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import logging
 import os
 import signal
+from collections.abc import Coroutine
 from typing import Any
 
 from . import _core, _workers
@@ -12,6 +15,8 @@ from ._options import UpgradeOptions, proxy_header_option, trust_proxy_option
 from ._router import Router
 from ._runtime import HandlerChain, Hooks
 from ._tls import PathLike, check_server_name, tls_config
+
+logger = logging.getLogger("hyperws")
 
 GOING_AWAY = 1001
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -336,6 +341,8 @@ class Server(Router):
                 loop.add_signal_handler(stop_signal, stop.set)
             try:
                 await self.listen(port, host, reuse_port=worker is not None)
+                scheme = "https" if self._tls is not None else "http"
+                logger.info("serving on %s://%s:%d (pid %d)", scheme, host, self.port, os.getpid())
                 if worker is not None:
                     _workers.stop_with_parent(loop, stop)
                 await stop.wait()
@@ -344,12 +351,9 @@ class Server(Router):
                     loop.remove_signal_handler(stop_signal)
                 await self.close()
 
-        try:
-            import uvloop
-        except ImportError:
-            asyncio.run(serve())
-        else:
-            uvloop.run(serve())
+        # Chosen before serving, so that an error while serving is not chained to the ImportError.
+        runner = asyncio.run if importlib.util.find_spec("uvloop") is None else _uvloop_run
+        runner(serve())
 
     async def __aenter__(self) -> Server:
         return self
@@ -376,3 +380,9 @@ def _check_pubsub(pubsub: str | None, prefix: str, required: bool) -> None:
 def _positive(name: str, value: object, kind: type | tuple[type, ...]) -> None:
     if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:  # type: ignore[operator]
         raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+def _uvloop_run(main: Coroutine[Any, Any, None]) -> None:
+    import uvloop
+
+    uvloop.run(main)

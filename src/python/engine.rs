@@ -10,6 +10,7 @@ use pyo3::{intern, PyTraverseError, PyVisit};
 
 use super::awaitable::is_awaitable;
 use super::cork::{self, CorkGuard};
+use super::os_error;
 use super::payload::MessageType;
 use super::publish;
 use super::request::PendingRequest;
@@ -238,7 +239,7 @@ impl Engine {
                 };
                 NetServer::bind(bind, table, http, config, events)
             })
-            .map_err(|e| PyOSError::new_err(format!("cannot listen on {host}:{port}: {e}")))?;
+            .map_err(|e| os_error(&e, &format!("cannot listen on {host}:{port}"), None))?;
         let port = server.local_addr().port();
         slf.borrow_mut().server = Some(server);
         Ok(port)

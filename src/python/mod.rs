@@ -12,10 +12,28 @@ mod tls;
 mod upgrade;
 mod websocket;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::routing::{join_prefix as join, RouteTable};
+
+/// An `OSError` as Python makes them: `errno` set (so Python picks the subclass, e.g.
+/// `FileNotFoundError`) and its own wording, "[Errno 98] CONTEXT: Address already in use", with
+/// `filename` when given.
+fn os_error(error: &std::io::Error, context: &str, filename: Option<&str>) -> PyErr {
+    let text = error.to_string();
+    let reason = text.split(" (os error").next().unwrap_or(&text);
+    let message = if context.is_empty() {
+        reason.to_owned()
+    } else {
+        format!("{context}: {reason}")
+    };
+    match (error.raw_os_error(), filename) {
+        (Some(errno), Some(file)) => PyOSError::new_err((errno, message, file.to_owned())),
+        (Some(errno), None) => PyOSError::new_err((errno, message)),
+        (None, _) => PyOSError::new_err(message),
+    }
+}
 
 /// Raises ValueError when `pattern` is not a valid route pattern.
 #[pyfunction]

@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
+use super::os_error;
 use crate::net::tls::{ClientAuth, ClientCa, KeyPairFiles, Problem, Tls, TlsError};
 
 /// Certificates, server names and client authentication, checked when made and on every change.
@@ -97,16 +98,7 @@ impl TlsConfig {
 /// content is unusable raises `ValueError` starting with its name.
 fn to_python(error: TlsError) -> PyErr {
     match &error.problem {
-        Problem::Unreadable(io) => {
-            // Python's own wording: "[Errno 2] No such file or directory: 'cert.pem'".
-            let text = io.to_string();
-            let message = text.split(" (os error").next().unwrap_or(&text).to_owned();
-            PyOSError::new_err((
-                io.raw_os_error().unwrap_or(0),
-                message,
-                error.file.display().to_string(),
-            ))
-        }
+        Problem::Unreadable(io) => os_error(io, "", Some(&error.file.display().to_string())),
         Problem::Invalid(_) => PyValueError::new_err(error.to_string()),
     }
 }
