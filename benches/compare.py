@@ -14,6 +14,10 @@ and writes it, with the machine and versions, to benches/results/<date>.md (raw 
 In the echo workloads the server's syscalls are counted over the measured window (perf stat on the syscall
 tracepoints, enabled and disabled at the generator's WINDOW markers) and shown per echoed message; hyperws also
 reports its own loop wake-ups and events handed to Python (SIGUSR1 makes the bench server print its stats).
+
+The TLS workloads (echo32tls, connecttls, idletls) run against the servers whose app serves TLS, all with the same
+throwaway certificate made once per run (trustme: a CA and an ECDSA P-256 leaf for localhost and 127.0.0.1, in a
+temporary directory): the server gets --cert and --key, the generator wss:// urls with --ca and --tls-name.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -65,13 +70,16 @@ class Server:
         True  # counts for the "best Python peer" ratio (hyperws is not a peer of itself)
     )
     stats: bool = False  # prints `STATS <json>` on stderr on SIGUSR1 (the hyperws bench server)
+    tls: bool = False  # its app serves wss:// when given --cert and --key (the TLS workloads)
 
 
 SERVERS = [
-    Server("hyperws", "hyperws_server.py", module="hyperws", python_peer=False, stats=True),
-    Server("bun", "bun_server.js", runtime="bun", python_peer=False),
+    Server(
+        "hyperws", "hyperws_server.py", module="hyperws", python_peer=False, stats=True, tls=True
+    ),
+    Server("bun", "bun_server.js", runtime="bun", python_peer=False, tls=True),
     Server("node-ws", "node_ws_server.js", runtime="node", python_peer=False),
-    Server("socketify", "socketify_server.py", module="socketify"),
+    Server("socketify", "socketify_server.py", module="socketify", tls=True),
     Server("picows", "picows_server.py", module="picows"),
     Server("aiohttp", "aiohttp_server.py", module="aiohttp"),
     Server("websockets", "websockets_server.py", module="websockets"),
@@ -133,6 +141,12 @@ class Workload:
     route: str = "/echo"
     # count the server's syscalls (and hyperws's wake-ups) per message over the measured window
     counters: bool = False
+    # over TLS: the server serves the run's throwaway certificate, the generator connects with wss://
+    tls: bool = False
+    # the issue's target for hyperws / Bun (a floor, or a ceiling when lower is better), shown in the summary
+    target: float | None = None
+    # also show the server's CPU per operation: what the server needs even when the generator is the limit
+    cpu_per_op: bool = False
 
 
 def _timed(d: float, w: float) -> list[str]:
@@ -249,9 +263,76 @@ WORKLOADS = {
             peak_rss=True,
             route="/slow",
         ),
+        Workload(
+            "echo32tls",
+            "echo over TLS 1.3, 32 B text, 64 connections x 16 in flight",
+            "msg/s",
+            lambda u, d, w: (
+                [
+                    *("echo", "--url", f"{u}/echo", "--conns", "64", "--inflight", "16"),
+                    *("--size", "32", *_timed(d, w)),
+                ]
+            ),
+            counters=True,
+            tls=True,
+            target=0.75,
+        ),
+        Workload(
+            "connecttls",
+            "connect, full TLS 1.3 handshake, WebSocket handshake, one echo, close; 16 at a time",
+            "handshakes/s",
+            lambda u, d, w: ["connect", "--url", f"{u}/echo", "--concurrency", "16", *_timed(d, w)],
+            default_duration=5,
+            tls=True,
+            target=1.0,
+            cpu_per_op=True,
+        ),
+        Workload(
+            "idletls",
+            "10000 idle TLS connections: server RSS growth per connection",
+            "KiB/conn",
+            lambda u, d, w: ["idle", "--url", f"{u}/echo", "--conns", "10000", "--hold", "60"],
+            higher_is_better=False,
+            metric="rss_per_conn",
+            tls=True,
+            target=1.25,
+        ),
     ]
 }
 DEFAULT_WORKLOADS = "echo32,echo16k"
+
+
+# --- TLS ----------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TlsFiles:
+    """The run's throwaway certificate: the CA the generator trusts, the chain and key the servers serve."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    name: str = "localhost"  # what the generator sends as SNI and checks against the certificate
+
+    def server_args(self) -> list[str]:
+        return ["--cert", str(self.cert), "--key", str(self.key)]
+
+    def loadgen_args(self) -> list[str]:
+        return ["--ca", str(self.ca), "--tls-name", self.name]
+
+
+def make_certificate(folder: Path) -> TlsFiles:
+    """A throwaway CA and a leaf certificate for localhost and 127.0.0.1, both ECDSA P-256 (trustme's default
+    key type), written as PEM into `folder`."""
+    import trustme  # installed by setup_peers.sh
+
+    ca = trustme.CA(key_type=trustme.KeyType.ECDSA)
+    leaf = ca.issue_cert("localhost", "127.0.0.1", key_type=trustme.KeyType.ECDSA)
+    files = TlsFiles(folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
+    ca.cert_pem.write_to_path(str(files.ca))
+    files.cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(files.key))
+    return files
 
 
 # --- one run ----------------------------------------------------------------------------------------------------
@@ -394,8 +475,11 @@ def cpu_busy(cpu: int) -> float:
 
 
 class ServerProcess:
-    def __init__(self, server: Server, python: str, cpu: int, log: Path) -> None:
+    def __init__(
+        self, server: Server, python: str, cpu: int, log: Path, tls: TlsFiles | None = None
+    ) -> None:
         self.server = server
+        self.tls = tls
         self.port = free_port()
         self.log = log
         self.unsupported: dict[
@@ -403,7 +487,12 @@ class ServerProcess:
         ] = {}  # route -> why, from `UNSUPPORTED <route> <why>` lines
         self._log_file = log.open("wb")
         self.proc = subprocess.Popen(
-            [*pin(cpu), *command(server, python), "--port", str(self.port)],
+            [
+                *pin(cpu),
+                *command(server, python),
+                *("--port", str(self.port)),
+                *(tls.server_args() if tls else []),
+            ],
             cwd=SERVERS_DIR,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -414,7 +503,7 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}"
 
     def wait_ready(self, timeout: float = 60) -> str | None:
         """None when READY was printed, else why not."""
@@ -547,6 +636,14 @@ SYSCALLS = {
 COUNTING_SECONDS = 3.0  # measured seconds of the separate counting pass
 
 
+def loadgen_argv(
+    workload: Workload, srv: ServerProcess, duration: float, warmup: float
+) -> list[str]:
+    """The generator's arguments for this workload against this server (with the CA to trust over TLS)."""
+    argv = workload.argv(srv.url, duration, warmup)
+    return argv + (srv.tls.loadgen_args() if srv.tls else [])
+
+
 class Counters:
     """Samples the server between the generator's WINDOW markers. With `stats`: its STATS lines (SIGUSR1 makes
     the hyperws bench server print `server.stats()`; nearly free, so done in the measured run). With
@@ -666,7 +763,7 @@ def counting_pass(
     """A second, short run of the same load on the same server with its syscalls counted (see Counters).
     Returns why it was invalid ("" when valid): that makes the run INVALID like any other error."""
     counters = Counters(srv.proc.pid, False, syscalls=True)
-    argv = workload.argv(srv.url, COUNTING_SECONDS, 1.0)
+    argv = loadgen_argv(workload, srv, COUNTING_SECONDS, 1.0)
     report, _, why = run_loadgen(
         args.loadgen, argv, args.loadgen_cpu, COUNTING_SECONDS + 60, None, counters.window
     )
@@ -682,8 +779,15 @@ def one_run(
 ) -> tuple[Run, str | None]:
     """Returns the run and, if the server could not start, why."""
     run = Run(workload.name, server.name, rep)
+    if workload.tls and not server.tls:
+        run.unsupported = "its bench app does not serve TLS"
+        return run, None
     srv = ServerProcess(
-        server, args.python, args.server_cpu, logs / f"{workload.name}-{server.name}-{rep}.log"
+        server,
+        args.python,
+        args.server_cpu,
+        logs / f"{workload.name}-{server.name}-{rep}.log",
+        args.tls if workload.tls else None,
     )
     failed = srv.wait_ready()
     if failed:
@@ -696,7 +800,7 @@ def one_run(
     duration = args.duration
     if duration is None:
         duration = workload.default_duration or 10.0
-    argv = workload.argv(srv.url, duration, args.warmup)
+    argv = loadgen_argv(workload, srv, duration, args.warmup)
     rss: dict[str, float] = {}
 
     def on_ready(n: int) -> None:  # idle: all connections open
@@ -807,6 +911,18 @@ def counter_cells(runs: list[Run]) -> list[str]:
     return cells
 
 
+def cpu_per_op_cell(ok: list[Run]) -> str:
+    """Median server CPU per operation over the valid runs, in microseconds: the server's CPU seconds over the
+    generator's whole run divided by rate x that run's length (warm-up and measured window run at the same rate;
+    start-up and drain make it a slight overestimate)."""
+    per = [
+        r.server_cpu / (r.value * r.wall) * 1e6
+        for r in ok
+        if r.server_cpu is not None and r.value and r.wall
+    ]
+    return f"{statistics.median(per):.0f}" if per else DASH
+
+
 def notes_for(workload: Workload, mine: list[Run], ok: list[Run]) -> list[str]:
     notes = []
     for why in dict.fromkeys(r.why() for r in mine if not r.valid and not r.unsupported):
@@ -814,6 +930,8 @@ def notes_for(workload: Workload, mine: list[Run], ok: list[Run]) -> list[str]:
             notes.append(f"INVALID: {why[:100]}")
     for why in dict.fromkeys(r.unsupported for r in mine if r.unsupported):
         notes.append(f"unsupported: {why}")
+    for tls in dict.fromkeys(str((r.report or {}).get("tls")) for r in ok if workload.tls):
+        notes.append(f"negotiated {tls}")
     plain = [r for r in ok if (r.report or {}).get("compressed_in") == 0]
     if plain:
         notes.append(f"sent every echo uncompressed in {len(plain)} rep(s)")
@@ -861,6 +979,7 @@ def summarize(workload: Workload, runs: list[Run], server_order: list[str]) -> l
                 ", ".join(r.cell() for r in mine),
                 *rss_cols,
                 *(counter_cells(mine) if workload.counters else []),
+                *([cpu_per_op_cell(ok)] if workload.cpu_per_op else []),
                 " / ".join(cpu),
                 " / ".join(gen),
                 f"{len(ok)}/{len(mine)}",
@@ -895,10 +1014,23 @@ def summary_rows(all_runs: dict[str, list[Run]], server_order: list[str]) -> lis
                 f"{wname} ({workload.unit}, {better} is better)",
                 *cells,
                 ratio(subject, medians.get(REFERENCE)),
+                target_cell(workload, subject, medians.get(REFERENCE)),
                 f"{ratio(subject, medians.get(best_peer))} ({best_peer})" if best_peer else DASH,
             ]
         )
     return rows
+
+
+def target_cell(workload: Workload, mine: float | None, reference: float | None) -> str:
+    """The issue's target for the subject / reference ratio, and whether this run met it."""
+    if workload.target is None:
+        return DASH
+    bound = f"{'>=' if workload.higher_is_better else '<='} {workload.target:.2f}x"
+    if mine is None or not reference:
+        return f"{bound}: no valid ratio"
+    r = mine / reference
+    met = r >= workload.target if workload.higher_is_better else r <= workload.target
+    return f"{bound}: {'met' if met else 'MISSED'}"
 
 
 def summary_headers(server_order: list[str]) -> list[str]:
@@ -906,6 +1038,7 @@ def summary_headers(server_order: list[str]) -> list[str]:
         "workload",
         *server_order,
         f"{SUBJECT} / {REFERENCE}",
+        "target",
         f"{SUBJECT} / best Python peer",
     ]
 
@@ -938,9 +1071,12 @@ COUNTER_HEADERS = [
 
 
 def headers(workload: Workload) -> list[str]:
-    """The table's columns: the peak-RSS and counter ones go after "each rep" for the workloads that have them."""
-    extra = (RSS_HEADERS if workload.peak_rss else []) + (
-        COUNTER_HEADERS if workload.counters else []
+    """The table's columns: the peak-RSS, counter and CPU-per-operation ones go after "each rep" for the
+    workloads that have them."""
+    extra = (
+        (RSS_HEADERS if workload.peak_rss else [])
+        + (COUNTER_HEADERS if workload.counters else [])
+        + (["server CPU µs/op (≈)"] if workload.cpu_per_op else [])
     )
     return HEADERS[:4] + extra + HEADERS[4:]
 
@@ -1088,6 +1224,16 @@ def main() -> int:
     if not args.loadgen.exists():
         p.error(f"no load generator at {args.loadgen}: run benches/setup_peers.sh first")
 
+    tls_dir = None
+    args.tls = None
+    if any(WORKLOADS[n].tls for n in names):
+        tls_dir = tempfile.TemporaryDirectory(prefix="hyperws-bench-tls-")
+        try:
+            args.tls = make_certificate(Path(tls_dir.name))
+        except ImportError:
+            p.error(
+                "the TLS workloads need trustme in the servers' venv: run benches/setup_peers.sh"
+            )
     os.environ["LD_LIBRARY_PATH"] = ":".join(
         p for p in (str(LIBUV_DIR), os.environ.get("LD_LIBRARY_PATH", "")) if p
     )
@@ -1174,6 +1320,13 @@ def main() -> int:
         f"- ratios: against {REFERENCE}, and against the best Python peer of that workload",
         "- server CPU s: CPU the server process used while the generator ran, per repetition",
     ]
+    if args.tls:
+        head.append(
+            "- TLS workloads: one throwaway certificate for every server (trustme: CA and leaf ECDSA P-256, "
+            f"for {args.tls.name} and 127.0.0.1); the generator: rustls (aws-lc-rs), TLS 1.3 only, X25519 only, "
+            "a full handshake per connection (no resumption), SNI "
+            f"{args.tls.name}, ALPN http/1.1"
+        )
     for name, why in skipped.items():
         head.append(f"- skipped {name}: {why}")
     md, text = list(head), []
@@ -1195,6 +1348,8 @@ def main() -> int:
     out = args.out or RESULTS_DIR / f"{stamp}.md"
     out.write_text("\n".join(md) + "\n")
     print(f"\nwritten: {out} (raw runs: {RESULTS_DIR / (stamp + '.jsonl')}, server logs: {logs})")
+    if tls_dir:
+        tls_dir.cleanup()
     return 0
 
 

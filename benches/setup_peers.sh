@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the comparison benchmark needs, inside benches/.peers/ (git-ignored, nothing global):
 #   - a venv at benches/.peers/venv with the Python peers (websockets, picows, aiohttp, socketify, granian,
-#     uvicorn with httptools, uvloop) and ruff (for `ruff check benches`)
+#     uvicorn with httptools, uvloop), ruff (for `ruff check benches`) and trustme (certificates for the TLS
+#     workloads)
 #   - libuv.so.1 for socketify's native library: Debian's libuv1 unpacked (apt-get download + dpkg -x, nothing
 #     installed system-wide) into benches/.peers/debroot; compare.py puts it on LD_LIBRARY_PATH
 #   - Node's `ws` and Bun (the `bun` npm package, whose platform package @oven/bun-linux-x64 carries the binary)
@@ -57,6 +58,7 @@ install_peer httptools httptools
 install_peer uvicorn uvicorn
 install_peer maturin maturin
 install_peer ruff ruff
+install_peer trustme trustme  # the throwaway CA and certificate of the TLS workloads (compare.py)
 
 # socketify's wheel carries its native library, which links libuv.so.1: unpack Debian's libuv1 beside it.
 LIBUV_DIR="$PEERS_DIR/debroot/usr/lib/x86_64-linux-gnu"

@@ -14,7 +14,12 @@ def parse_args(description: str) -> argparse.Namespace:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--no-uvloop", action="store_true", help="use asyncio's default loop")
-    return p.parse_args()
+    p.add_argument("--cert", help="PEM certificate chain: serve TLS (wss://) with it and --key")
+    p.add_argument("--key", help="PEM private key of --cert")
+    args = p.parse_args()
+    if (args.cert is None) != (args.key is None):
+        p.error("--cert and --key go together")
+    return args
 
 
 # /slow: the flood target. Each binary message costs the handler this long (an `await` of a sleep, or the peer's

@@ -6,7 +6,8 @@
 // through at SLOW_DELAY per binary message (Bun has no way to pause reading a WebSocket, so a flood piles up in
 // that queue); a text message is answered with the tally "<messages> <bytes>"; /echoz: /echo sent with
 // `compress = true` (Bun enables permessage-deflate per server: it is negotiated only where the client offers it,
-// and the load generator offers it only to /echoz). Prints READY once listening.
+// and the load generator offers it only to /echoz). With `--cert FILE --key FILE` it serves TLS (wss://):
+// `Bun.serve({ tls: { cert, key } })`. Prints READY once listening.
 
 const SLOW_DELAY_MS = 1;
 const TOPIC = "bench";
@@ -34,9 +35,15 @@ async function work(ws) {
   s.working = false;
 }
 
+const certFile = arg("cert");
+const keyFile = arg("key");
+if (!certFile !== !keyFile) throw new Error("--cert and --key go together");
+const tls = certFile ? { tls: { cert: Bun.file(certFile), key: Bun.file(keyFile) } } : {};
+
 const server = Bun.serve({
   hostname: arg("host", "127.0.0.1"),
   port: Number(arg("port")),
+  ...tls,
   fetch(req, server) {
     const path = new URL(req.url).pathname;
     if (ROUTES.has(path) && server.upgrade(req, { data: { path } })) return undefined;
@@ -68,6 +75,6 @@ const server = Bun.serve({
     },
   },
 });
-process.stderr.write(`bun: listening (Bun ${Bun.version})\n`);
+process.stderr.write(`bun: listening (Bun ${Bun.version}${certFile ? ", TLS" : ""})\n`);
 process.stdout.write("READY\n");
 process.on("SIGTERM", () => process.exit(0));

@@ -6,6 +6,8 @@ message with the tally (hyperws's read-side flow control pauses the socket while
 `compression="shared"` and every echo sent with `compress=True` (skipped, with UNSUPPORTED on stdout, while this hyperws has no compression). Prints READY
 once listening. If this hyperws has no pub/sub yet, /echo is still served and /sub, /pub say so on stderr.
 
+With `--cert` and `--key` the server serves TLS (wss://) with them (`hyperws.Server(cert_file=..., key_file=...)`).
+
 SIGUSR1 prints `STATS <json of server.stats()>` on stderr: the driver sends it at the start and the end of the
 measured window to count loop wake-ups and events handed to Python.
 """
@@ -24,7 +26,9 @@ from _common import SLOW_DELAY, Tally, loop_name, parse_args, ready, run, unsupp
 MAX = 16 * 1024 * 1024
 TOPIC = "bench"
 
-server = hyperws.Server()
+ARGS = parse_args(__doc__ or "")
+TLS = {"cert_file": ARGS.cert, "key_file": ARGS.key} if ARGS.cert else {}
+server = hyperws.Server(**TLS)
 _warned: set[str] = set()
 
 
@@ -88,10 +92,9 @@ def print_stats() -> None:
 async def main(host: str, port: int) -> None:
     await server.listen(port, host)
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, print_stats)
-    ready("hyperws", loop_name())
+    ready("hyperws" + (" (TLS)" if TLS else ""), loop_name())
     await asyncio.Event().wait()
 
 
 if __name__ == "__main__":
-    args = parse_args(__doc__ or "")
-    run(main(args.host, args.port), args.no_uvloop)
+    run(main(ARGS.host, ARGS.port), ARGS.no_uvloop)

@@ -9,7 +9,8 @@ to pause reading a WebSocket, so a flood piles up in that queue), and answers a 
 
 socketify runs its own libuv loop with an asyncio loop inside (uvloop's when installed, for the /slow tasks). Its
 native library needs libuv.so.1: setup_peers.sh unpacks Debian's libuv1 into benches/.peers and compare.py puts
-it on LD_LIBRARY_PATH. Prints READY once listening.
+it on LD_LIBRARY_PATH. With `--cert` and `--key` it serves TLS (wss://) with them (uWebSockets' SSL app:
+`AppOptions(cert_file_name=..., key_file_name=...)`). Prints READY once listening.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ MAX = 16 * 1024 * 1024
 TOPIC = "bench"
 
 
-def main(host: str, port: int, no_uvloop: bool) -> None:
+def main(host: str, port: int, no_uvloop: bool, tls: tuple[str, str] | None) -> None:
     if not no_uvloop:
         try:
             import uvloop
@@ -32,13 +33,13 @@ def main(host: str, port: int, no_uvloop: bool) -> None:
             pass
         else:
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    from socketify import App, AppListenOptions, CompressOptions, OpCode
+    from socketify import App, AppListenOptions, AppOptions, CompressOptions, OpCode
     from socketify.native import ffi
 
     def key(ws: Any) -> int:  # each callback gets a new wrapper: key the queue by the native socket
         return int(ffi.cast("uintptr_t", ws.ws))
 
-    app = App()
+    app = App(AppOptions(cert_file_name=tls[0], key_file_name=tls[1]) if tls else None)
 
     def behavior(**handlers: Any) -> dict[str, Any]:
         return {
@@ -92,7 +93,8 @@ def main(host: str, port: int, no_uvloop: bool) -> None:
 
     def listening(config: Any) -> None:
         loop = type(app.loop.loop).__module__.split(".")[0]
-        print(f"socketify: listening (libuv + {loop})", file=sys.stderr, flush=True)
+        kind = ", TLS" if tls else ""
+        print(f"socketify: listening (libuv + {loop}{kind})", file=sys.stderr, flush=True)
         print("READY", flush=True)
 
     app.listen(AppListenOptions(port=port, host=host), listening)
@@ -101,4 +103,4 @@ def main(host: str, port: int, no_uvloop: bool) -> None:
 
 if __name__ == "__main__":
     args = parse_args(__doc__ or "")
-    main(args.host, args.port, args.no_uvloop)
+    main(args.host, args.port, args.no_uvloop, (args.cert, args.key) if args.cert else None)

@@ -14,7 +14,7 @@ const CYCLE_LIMIT: Duration = Duration::from_secs(5);
 
 pub async fn run(a: &mut Args) -> Result<Report, Usage> {
     let url_s = a.string("url")?;
-    let url = Rc::new(ws::Url::parse(&url_s)?);
+    let url = Rc::new(a.url(&url_s)?);
     let concurrency = a.num("concurrency", 16)?;
     let size = a.num("size", 16)?;
     let duration = a.secs("duration", 5.0)?;

@@ -39,7 +39,7 @@ impl Sender {
 
 pub async fn run(a: &mut Args) -> Result<Report, Usage> {
     let url_s = a.string("url")?;
-    let url = ws::Url::parse(&url_s)?;
+    let url = a.url(&url_s)?;
     let conns = a.num("conns", 64)?;
     let inflight = a.num("inflight", 16)?;
     let size = a.num("size", 32)?;

@@ -27,8 +27,8 @@ struct Shared {
 pub async fn run(a: &mut Args) -> Result<Report, Usage> {
     let pub_s = a.string("pub-url")?;
     let sub_s = a.string("sub-url")?;
-    let pub_url = ws::Url::parse(&pub_s)?;
-    let sub_url = ws::Url::parse(&sub_s)?;
+    let pub_url = a.url(&pub_s)?;
+    let sub_url = a.url(&sub_s)?;
     let subs = a.num("subs", 1000)?;
     let slow = a.num("slow", 0)?;
     let size = a.num("size", 32)?;

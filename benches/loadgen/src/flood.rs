@@ -15,7 +15,7 @@ const BATCH: usize = 16;
 
 pub async fn run(a: &mut Args) -> Result<Report, Usage> {
     let url_s = a.string("url")?;
-    let url = ws::Url::parse(&url_s)?;
+    let url = a.url(&url_s)?;
     let total_mib = a.num("total-mib", 200)?;
     let size = a.num("size", 65536)?;
     let timeout = a.secs("timeout", 120.0)?;

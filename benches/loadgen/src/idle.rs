@@ -36,7 +36,7 @@ pub fn raise_nofile() -> u64 {
 
 pub async fn run(a: &mut Args) -> Result<Report, Usage> {
     let url_s = a.string("url")?;
-    let url = ws::Url::parse(&url_s)?;
+    let url = a.url(&url_s)?;
     let conns = a.num("conns", 10_000)?;
     let hold = a.secs("hold", 5.0)?;
     let concurrency = a.num("connect-concurrency", 128)?;

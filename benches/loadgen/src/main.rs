@@ -8,6 +8,8 @@
 //! loadgen idle    --url ws://.../echo --conns 10000 --hold 5
 //! loadgen flood   --url ws://.../slow --total-mib 200 --size 65536
 //! ```
+//! A `wss://` url connects with TLS (`--ca FILE`, the PEM CA to trust; `--tls-name NAME`, the name sent as SNI and
+//! checked against the certificate, default the url's host).
 //! Timed modes print `WINDOW start` and `WINDOW end` on stdout around the measured window. Prints one line of
 //! JSON on stdout at the end (`"valid": false` on any error or loss); `idle` prints
 //! `READY <n>` first, once every connection is open. Exit status: 0 valid, 1 invalid, 2 usage error.
@@ -18,6 +20,7 @@ mod echo;
 mod fanout;
 mod flood;
 mod idle;
+mod tls;
 mod ws;
 
 use std::collections::HashMap;
@@ -47,7 +50,9 @@ const USAGE: &str = "usage: loadgen MODE [--option value ...]
   connect --url URL [--concurrency 16] [--size 16] [--duration 5] [--warmup 1]
   idle    --url URL [--conns 10000] [--hold 5] [--connect-concurrency 128]
   flood   --url URL [--total-mib 200] [--size 65536] [--timeout 120]
-URLs are ws://host:port/path. Output: one JSON line on stdout.";
+URLs are ws://host:port/path, or wss://host:port/path with TLS 1.3 (rustls): --ca FILE (the PEM CA to trust,
+required) and [--tls-name NAME] (SNI and the name checked, default the url's host); every connection makes a full
+handshake (X25519, no resumption). Output: one JSON line on stdout.";
 
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -98,6 +103,8 @@ impl From<String> for Usage {
 pub struct Args {
     pub mode: String,
     opts: HashMap<String, String>,
+    /// Built from `--ca` and `--tls-name` by the first `wss://` url, shared by the others.
+    tls: Option<tls::TlsClient>,
 }
 
 const FLAGS: &[&str] = &["binary", "deflate"];
@@ -129,7 +136,11 @@ impl Args {
                 return Err(format!("--{key} given twice"));
             }
         }
-        Ok(Args { mode, opts })
+        Ok(Args {
+            mode,
+            opts,
+            tls: None,
+        })
     }
 
     pub fn string(&mut self, key: &str) -> Result<String, Usage> {
@@ -165,6 +176,32 @@ impl Args {
             Some("true") => Ok(true),
             Some(v) => Err(Usage(format!("--{key}: expected true or false, got {v:?}"))),
         }
+    }
+
+    /// Parses a url; a `wss://` one gets the run's TLS client (from `--ca` and `--tls-name`).
+    pub fn url(&mut self, s: &str) -> Result<ws::Url, Usage> {
+        let mut url = ws::Url::parse(s)?;
+        if url.secure {
+            url.tls = Some(self.tls_client(&url.host)?);
+        }
+        Ok(url)
+    }
+
+    fn tls_client(&mut self, host: &str) -> Result<tls::TlsClient, Usage> {
+        if let Some(client) = &self.tls {
+            return Ok(client.clone());
+        }
+        let ca = self
+            .opts
+            .remove("ca")
+            .ok_or_else(|| Usage("a wss:// url needs --ca FILE (the CA to trust)".into()))?;
+        let name = self
+            .opts
+            .remove("tls-name")
+            .unwrap_or_else(|| host.to_string());
+        let client = tls::TlsClient::new(&ca, &name)?;
+        self.tls = Some(client.clone());
+        Ok(client)
     }
 
     /// Errors on options the mode did not read.
@@ -270,6 +307,9 @@ impl Report {
     fn finish(mut self) -> (String, bool) {
         if self.errors > 0 || self.lost > 0 {
             self.valid = false;
+        }
+        if let Some(tls) = tls::negotiated() {
+            self.str("tls", tls);
         }
         let samples: Vec<String> = self.samples.iter().map(|s| json_str(s)).collect();
         let mut out = String::from("{");

@@ -2,15 +2,21 @@
 //! built once and patched with a sequence number, and a parser for the server's (unmasked) frames that fails
 //! loudly on anything this benchmark never expects (fragmentation, RSV bits, masked server frames, ...).
 
+use std::future::poll_fn;
+use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_rustls::client::TlsStream;
 
 use crate::deflate::{self, Inflater};
+use crate::tls::TlsClient;
 use crate::Phase;
 
 pub const OP_TEXT: u8 = 0x1;
@@ -35,7 +41,7 @@ pub fn syscalls() -> (u64, u64) {
     )
 }
 
-/// `ws://host:port/path`, nothing more (no TLS, no userinfo).
+/// `ws://host:port/path` or `wss://host:port/path`, nothing more (no userinfo).
 #[derive(Clone, Debug)]
 pub struct Url {
     pub host: String,
@@ -43,13 +49,24 @@ pub struct Url {
     pub path: String,
     /// Resolved once, when parsed, so no connect waits on name resolution.
     pub addr: SocketAddr,
+    /// `wss://`: connections make a TLS handshake first.
+    pub secure: bool,
+    /// The TLS client for a `wss://` url (set by `Args::url`, which reads `--ca` and `--tls-name`).
+    pub tls: Option<TlsClient>,
 }
 
 impl Url {
     pub fn parse(s: &str) -> Result<Url, String> {
-        let rest = s
-            .strip_prefix("ws://")
-            .ok_or_else(|| format!("url {s:?}: only ws:// urls are supported"))?;
+        let (secure, rest) = match (s.strip_prefix("ws://"), s.strip_prefix("wss://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => {
+                return Err(format!(
+                    "url {s:?}: only ws:// and wss:// urls are supported"
+                ))
+            }
+        };
+        let default_port = if secure { 443 } else { 80 };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -61,13 +78,13 @@ impl Url {
                 .ok_or_else(|| format!("url {s:?}: unclosed ["))?;
             match after.strip_prefix(':') {
                 Some(p) => (h, p.parse::<u16>().map_err(|_| bad_port(p))?),
-                None if after.is_empty() => (h, 80),
+                None if after.is_empty() => (h, default_port),
                 None => return Err(format!("url {s:?}: junk after ]")),
             }
         } else {
             match authority.rsplit_once(':') {
                 Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad_port(p))?),
-                None => (authority, 80),
+                None => (authority, default_port),
             }
         };
         if host.is_empty() {
@@ -83,6 +100,8 @@ impl Url {
             port,
             path: path.to_string(),
             addr,
+            secure,
+            tls: None,
         })
     }
 
@@ -361,6 +380,85 @@ pub fn parse_header_rsv(b: &[u8], deflate: bool) -> Result<(Header, bool), Strin
     ))
 }
 
+/// A connection's byte stream: plain TCP, or TLS over TCP.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// What one wait on a TLS stream ended with: plaintext bytes taken by rustls (or 0 for a flush of records it
+/// held), or plaintext bytes read.
+enum TlsReady {
+    Wrote(usize),
+    Read(usize),
+}
+
+/// One wait on a TLS stream, with the plain path's priorities: write first (the pending plaintext, or else the
+/// records rustls still holds from an earlier write that would have blocked), then read.
+fn poll_tls(
+    tls: &mut TlsStream<TcpStream>,
+    cx: &mut Context<'_>,
+    out: &[u8],
+    into: &mut [u8],
+) -> Poll<io::Result<TlsReady>> {
+    let mut tls = Pin::new(tls);
+    if !out.is_empty() {
+        if let Poll::Ready(r) = tls.as_mut().poll_write(cx, out) {
+            return Poll::Ready(r.map(TlsReady::Wrote));
+        }
+    } else if tls.get_ref().1.wants_write() {
+        if let Poll::Ready(r) = tls.as_mut().poll_flush(cx) {
+            return Poll::Ready(r.map(|()| TlsReady::Wrote(0)));
+        }
+    }
+    let mut buf = ReadBuf::new(into);
+    match tls.poll_read(cx, &mut buf) {
+        Poll::Ready(Ok(())) => Poll::Ready(Ok(TlsReady::Read(buf.filled().len()))),
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
 pub enum Io {
     /// Bytes arrived in the read buffer.
     Read,
@@ -372,7 +470,7 @@ pub enum Io {
 
 /// An upgraded connection with its own read buffer (parsed in place) and write buffer (written in one call).
 pub struct Conn {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub rbuf: Vec<u8>,
     pub rstart: usize,
     pub rend: usize,
@@ -406,12 +504,16 @@ impl Conn {
         mask: [u8; 4],
         deflate: bool,
     ) -> Result<Conn, String> {
-        let stream = TcpStream::connect(url.addr)
+        let tcp = TcpStream::connect(url.addr)
             .await
             .map_err(|e| format!("connect {}: {e}", url.addr))?;
-        stream
-            .set_nodelay(true)
+        tcp.set_nodelay(true)
             .map_err(|e| format!("set_nodelay: {e}"))?;
+        let stream = match (&url.tls, url.secure) {
+            (Some(tls), _) => Stream::Tls(Box::new(tls.handshake(tcp).await?)),
+            (None, true) => return Err("wss:// url without a TLS client (--ca)".into()),
+            (None, false) => Stream::Plain(tcp),
+        };
         let mut c = Conn {
             stream,
             rbuf: vec![0; rbuf_size.max(1024)],
@@ -551,15 +653,21 @@ impl Conn {
     /// changes. Exactly one read or write syscall per returned Read/Wrote.
     pub async fn io(&mut self, phase: &mut watch::Receiver<Phase>) -> Result<Io, String> {
         self.make_room();
+        if matches!(self.stream, Stream::Tls(_)) {
+            return self.io_tls(phase).await;
+        }
         let want_write = self.has_output();
         let Conn {
-            stream,
+            stream: Stream::Plain(stream),
             rbuf,
             rend,
             wbuf,
             wpos,
             ..
-        } = self;
+        } = self
+        else {
+            unreachable!("TLS streams are handled above")
+        };
         let (mut rd, mut wr) = stream.split();
         tokio::select! {
             biased;
@@ -582,6 +690,50 @@ impl Conn {
                 *rend += n;
                 Ok(Io::Read)
             }
+            r = phase.changed() => {
+                r.map_err(|_| "phase sender dropped".to_string())?;
+                Ok(Io::Phase)
+            }
+        }
+    }
+
+    /// `io` over TLS: the same contract, one wait on the TLS stream (which may read or write more than once
+    /// underneath: rustls reads until the socket is empty and flushes the records it holds).
+    async fn io_tls(&mut self, phase: &mut watch::Receiver<Phase>) -> Result<Io, String> {
+        let Conn {
+            stream: Stream::Tls(tls),
+            rbuf,
+            rend,
+            wbuf,
+            wpos,
+            ..
+        } = self
+        else {
+            unreachable!("io_tls on a plain stream")
+        };
+        let (out, into) = (&wbuf[*wpos..], &mut rbuf[*rend..]);
+        tokio::select! {
+            biased;
+            r = poll_fn(|cx| poll_tls(tls, cx, out, into)) => match r {
+                Ok(TlsReady::Wrote(n)) => {
+                    WRITES.fetch_add(1, Ordering::Relaxed);
+                    *wpos += n;
+                    if *wpos == wbuf.len() {
+                        wbuf.clear();
+                        *wpos = 0;
+                    }
+                    Ok(Io::Wrote)
+                }
+                Ok(TlsReady::Read(0)) => {
+                    Err("connection closed by the server (EOF without a close frame)".into())
+                }
+                Ok(TlsReady::Read(n)) => {
+                    READS.fetch_add(1, Ordering::Relaxed);
+                    *rend += n;
+                    Ok(Io::Read)
+                }
+                Err(e) => Err(format!("TLS: {e}")),
+            },
             r = phase.changed() => {
                 r.map_err(|_| "phase sender dropped".to_string())?;
                 Ok(Io::Phase)
@@ -668,6 +820,13 @@ impl Conn {
                 .await
                 .map_err(|e| format!("write: {e}"))?;
             WRITES.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Stream::Tls(_) = self.stream {
+            // rustls may still hold records that the socket did not take.
+            self.stream
+                .flush()
+                .await
+                .map_err(|e| format!("write: {e}"))?;
         }
         self.wbuf.clear();
         self.wpos = 0;
@@ -883,6 +1042,9 @@ mod tests {
         );
         let u = Url::parse("ws://localhost").unwrap();
         assert_eq!((u.port, u.path.as_str()), (80, "/"));
-        assert!(Url::parse("wss://x/").is_err());
+        let u = Url::parse("wss://127.0.0.1/echo").unwrap();
+        assert!(u.secure && u.tls.is_none());
+        assert_eq!(u.port, 443);
+        assert!(Url::parse("http://127.0.0.1/").is_err());
     }
 }
