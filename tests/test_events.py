@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import warnings
 
 import pytest
 from websockets.asyncio.client import connect
@@ -312,6 +313,7 @@ async def test_off_removes_one_listener_or_all(serve):
     assert b == ["1", "2"]
 
 
+@pytest.mark.filterwarnings("ignore:hyperws never emits")
 async def test_emit_custom_events(serve):
     server, opened = await open_socket(serve)
     got = []
@@ -951,3 +953,25 @@ async def test_async_listeners_keep_order_per_connection_under_concurrency(serve
     results = await asyncio.gather(*(client_run(n) for n in range(20)))
     for n, got in enumerate(results):
         assert got == [f"{n}:{i}" for i in range(100)]
+
+
+async def test_a_listener_for_an_event_never_emitted_is_warned_about(serve):
+    caught: list[list[warnings.WarningMessage]] = []
+
+    def on_open(ws: hyperws.Websocket) -> None:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            ws.on("message", lambda message, is_binary: None)
+            ws.on("mesage", lambda message, is_binary: None)  # a typo
+            ws.once("joined", lambda: None)  # the app's own event, for emit()
+        caught.append(seen)
+
+    server = hyperws.Server()
+    server.ws("/typo", on_open)
+    await serve(server)
+    async with connect(url(server, "/typo")):
+        await until(lambda: caught)
+    messages = [str(warning.message) for warning in caught[0]]
+    assert [warning.category for warning in caught[0]] == [UserWarning, UserWarning]
+    assert messages[0].startswith('hyperws never emits "mesage" (its events: message, close')
+    assert '"joined"' in messages[1] and "emit()" in messages[1]

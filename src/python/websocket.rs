@@ -4,7 +4,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyConnectionError, PyRuntimeError, PyTypeError, PyUserWarning, PyValueError,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
@@ -901,10 +903,28 @@ fn add_listener(
             listener.get_type().name()?
         )));
     }
+    if !ENGINE_EVENTS.contains(&event) {
+        warn_unknown_event(py, event)?;
+    }
     slf.borrow_mut()
         .listeners
         .add(event, listener.clone().unbind(), once);
     Ok(slf.clone().into_any().unbind())
+}
+
+/// The events the engine emits; others come only from the app's own `emit`.
+const ENGINE_EVENTS: [&str; 6] = ["message", "close", "drain", "ping", "pong", "dropped"];
+
+/// A listener for an event the engine never emits is most likely a typo ("mesage"): say so, as a
+/// `UserWarning` (an app's own events, fired with `emit`, stay allowed; filter the warning for them).
+fn warn_unknown_event(py: Python<'_>, event: &str) -> PyResult<()> {
+    let message = format!(
+        "hyperws never emits {event:?} (its events: {}); if it is your own event, fired with \
+         emit(), ignore this warning",
+        ENGINE_EVENTS.join(", ")
+    );
+    let message = std::ffi::CString::new(message).unwrap_or_default();
+    PyErr::warn(py, &py.get_type::<PyUserWarning>(), &message, 2)
 }
 
 /// What `ws.on(event)` returns without a listener: registers the function it decorates.
