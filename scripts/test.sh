@@ -26,6 +26,8 @@ wheel=$(ls target/wheels/hyperws-*.whl)
 .venv/bin/python -m pip install -q --force-reinstall --no-deps "$wheel"
 .venv/bin/python -m pip install -q "$wheel[test]" uvloop
 .venv/bin/mypy
+# Typed user code: the examples and a file that uses the whole public API.
+.venv/bin/mypy --strict examples tests/typed_api.py
 
 echo "== Rust unit tests"
 cargo test --release --quiet
