@@ -118,6 +118,13 @@ class Node:
         self._log.close()
 
 
+async def subscriptions_settled(node: Node, count: int) -> None:
+    """Waits until `node` holds `count` broker subscriptions (confirmed by the broker)."""
+    await node.wait_stats(
+        f"{count} broker subscriptions", lambda s: s["broker_subscriptions"] == count
+    )
+
+
 async def stop_nodes(*nodes: Node) -> None:
     """Stops the nodes together, the loop running meanwhile (so that this process's clients answer
     their close handshakes)."""

@@ -6,7 +6,6 @@ subscriptions only for what a node's own subscribers need."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import nats
 import pytest
@@ -16,75 +15,15 @@ import hyperws
 
 from backplane_nodes import (
     NATS_URL,
-    Node,
     PrivateBroker,
     free_port,
     require_broker,
     start_nodes,
     stop_nodes,
+    subscriptions_settled,
     unique_prefix,
     until,
 )
-
-
-@pytest.fixture
-async def three_nodes() -> AsyncIterator[list[Node]]:
-    require_broker("127.0.0.1", 4222, "NATS")
-    nodes = await start_nodes(NATS_URL, 3)
-    yield nodes
-    await stop_nodes(*nodes)
-
-
-async def subscriptions_settled(node: Node, count: int) -> None:
-    await node.wait_stats(
-        f"{count} broker subscriptions", lambda s: s["broker_subscriptions"] == count
-    )
-
-
-async def test_a_publish_reaches_every_node_once_in_order(three_nodes: list[Node]) -> None:
-    a, b, c = three_nodes
-    publisher, neighbour = await a.client(), await a.client()
-    far = [await b.client(), await c.client(), await c.client()]
-    for client in [publisher, neighbour, *far]:
-        await client.subscribe("chat/lobby")
-    for node in three_nodes:
-        await subscriptions_settled(node, 1)
-    sent = [f"m{i}" for i in range(200)]
-    await publisher.publish("chat/lobby", *sent[:100])
-    await publisher.publish("chat/lobby", *sent[100:], via="server")
-    for client in [neighbour, *far]:
-        assert await client.take(200) == sent
-    assert await publisher.take(100) == sent[100:]
-    await c.wait_stats("200 received", lambda s: s["broker_received"] == 200)
-    for client in [publisher, neighbour, *far]:
-        await client.command("sub", filters=[])
-        assert client.received == [], "nothing twice"
-    stats = a.stats()
-    assert (stats["broker_published"], stats["broker_received"]) == (200, 0)
-
-
-async def test_wildcards_across_nodes_deliver_once(three_nodes: list[Node]) -> None:
-    a, b, _ = three_nodes
-    publisher = await a.client()
-    overlapping, single, deep = await b.client(), await b.client(), await b.client()
-    await overlapping.subscribe("sensors/+/temp", "sensors/#", "sensors/k1/temp")
-    await single.subscribe("sensors/+/temp")
-    await deep.subscribe("sensors/#")
-    # sensors.*.temp, sensors, sensors.>, sensors.k1.temp
-    await subscriptions_settled(b, 4)
-    await publisher.publish("sensors/k1/temp", "t1")
-    await publisher.publish("sensors/k1/humidity", "h1")
-    await publisher.publish("sensors", "s")
-    await publisher.publish("sensors/k2/temp/x", "deep")
-    await publisher.publish("elsewhere", "never")
-    await publisher.publish("sensors/k3/temp", "t3")
-    # Order is kept per topic; topics carried by different NATS subscriptions may interleave.
-    assert sorted(await overlapping.take(5)) == ["deep", "h1", "s", "t1", "t3"]
-    assert await single.take(2) == ["t1", "t3"]
-    assert sorted(await deep.take(5)) == ["deep", "h1", "s", "t1", "t3"]
-    for client in (overlapping, single, deep):
-        await client.command("sub", filters=[])
-        assert client.received == [], "nothing twice, nothing unsubscribed"
 
 
 async def test_levels_a_token_cannot_hold_are_escaped() -> None:
@@ -129,18 +68,6 @@ async def test_levels_a_token_cannot_hold_are_escaped() -> None:
     finally:
         await observer.close()
         await stop_nodes(a, b)
-
-
-async def test_text_binary_and_compress_survive(three_nodes: list[Node]) -> None:
-    a, b, _ = three_nodes
-    publisher, receiver = await a.client(), await b.client()
-    await receiver.subscribe("kinds")
-    await subscriptions_settled(b, 1)
-    await publisher.publish("kinds", "text")
-    await publisher.publish("kinds", "bytes", binary=True)
-    await publisher.publish("kinds", "squeezed " * 100, compress=True)
-    await publisher.publish("kinds", "squeezed bytes", binary=True, compress=True)
-    assert await receiver.take(4) == ["text", b"bytes", "squeezed " * 100, b"squeezed bytes"]
 
 
 async def test_subscriptions_follow_local_subscribers() -> None:

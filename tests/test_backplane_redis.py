@@ -30,6 +30,7 @@ from backplane_nodes import (
     require_broker,
     start_nodes,
     stop_nodes,
+    subscriptions_settled,
     unique_prefix,
     until,
 )
@@ -46,71 +47,6 @@ async def three_nodes(shared_redis: redis.Redis) -> AsyncIterator[list[Node]]:
     nodes = await start_nodes(REDIS_URL, 3)
     yield nodes
     await stop_nodes(*nodes)
-
-
-async def subscriptions_settled(node: Node, count: int) -> None:
-    await node.wait_stats(
-        f"{count} broker subscriptions", lambda s: s["broker_subscriptions"] == count
-    )
-
-
-async def test_a_publish_reaches_every_node_once_in_order(three_nodes: list[Node]) -> None:
-    a, b, c = three_nodes
-    publisher, neighbour = await a.client(), await a.client()
-    far = [await b.client(), await c.client(), await c.client()]
-    for client in [publisher, neighbour, *far]:
-        await client.subscribe("chat/lobby")
-    for node in three_nodes:
-        await subscriptions_settled(node, 1)
-    sent = [f"m{i}" for i in range(200)]
-    await publisher.publish("chat/lobby", *sent[:100])
-    await publisher.publish("chat/lobby", *sent[100:], via="server")
-    await publisher.publish("chat/lobby", "end", via="server")
-    for client in [neighbour, *far]:
-        assert await client.take(201) == [*sent, "end"]
-    # ws.publish leaves out only its sender, and only on its own node; server.publish reaches it.
-    assert await publisher.take(101) == [*sent[100:], "end"]
-    await b.wait_stats("200+ received", lambda s: s["broker_received"] == 201)
-    stats = a.stats()
-    assert stats["broker_published"] == 201
-    assert stats["broker_received"] == 0, "a node ignores its own messages"
-    assert stats["broker_connected"] is True
-
-
-async def test_wildcards_across_nodes_deliver_once(three_nodes: list[Node]) -> None:
-    a, b, _ = three_nodes
-    publisher = await a.client()
-    overlapping, single, deep = await b.client(), await b.client(), await b.client()
-    await overlapping.subscribe("sensors/+/temp", "sensors/#", "sensors/k1/temp")
-    await single.subscribe("sensors/+/temp")
-    await deep.subscribe("sensors/#")
-    # sensors/+/temp, sensors, sensors/*, sensors/k1/temp
-    await subscriptions_settled(b, 4)
-    await publisher.publish("sensors/k1/temp", "t1")
-    await publisher.publish("sensors/k1/humidity", "h1")
-    await publisher.publish("sensors", "s")
-    await publisher.publish("sensors/k2/temp/x", "deep")
-    await publisher.publish("elsewhere", "never")
-    await publisher.publish("sensors/k3/temp", "t3")
-    assert await overlapping.take(5) == ["t1", "h1", "s", "deep", "t3"]
-    assert await single.take(2) == ["t1", "t3"]
-    assert await deep.take(5) == ["t1", "h1", "s", "deep", "t3"]
-    await b.wait_stats("5 received", lambda s: s["broker_received"] == 5)
-    for client in (overlapping, single, deep):
-        await client.command("sub", filters=[])
-        assert client.received == [], "nothing twice, nothing unsubscribed"
-
-
-async def test_text_binary_and_compress_survive(three_nodes: list[Node]) -> None:
-    a, b, _ = three_nodes
-    publisher, receiver = await a.client(), await b.client()
-    await receiver.subscribe("kinds")
-    await subscriptions_settled(b, 1)
-    await publisher.publish("kinds", "text")
-    await publisher.publish("kinds", "bytes", binary=True)
-    await publisher.publish("kinds", "squeezed " * 100, compress=True)
-    await publisher.publish("kinds", "squeezed bytes", binary=True, compress=True)
-    assert await receiver.take(4) == ["text", b"bytes", "squeezed " * 100, b"squeezed bytes"]
 
 
 async def test_a_node_subscribes_on_redis_only_to_what_its_subscribers_need(
