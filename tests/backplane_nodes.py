@@ -125,6 +125,26 @@ async def subscriptions_settled(node: Node, count: int) -> None:
     )
 
 
+async def lose_the_broker(broker: PrivateBroker, a: Node, b: Node) -> tuple[Client, Client, Client]:
+    """Subscribes a client of each node to news/#, sees a publish cross, stops the broker, and sees
+    local delivery go on while the publish for the other node is dropped (counted). Returns the
+    publisher, its neighbour and the client of the other node."""
+    publisher, local, far = await a.client(), await a.client(), await b.client()
+    await local.subscribe("news/#")
+    await far.subscribe("news/#")
+    await subscriptions_settled(b, 2)
+    await publisher.publish("news/1", "before")
+    assert await local.take(1) == ["before"]
+    assert await far.take(1) == ["before"]
+    broker.stop()
+    for node in (a, b):
+        await node.wait_stats("disconnected", lambda s: not s["broker_connected"])
+    await publisher.publish("news/2", "during")
+    assert await local.take(1) == ["during"], "local delivery goes on"
+    await a.wait_stats("a drop", lambda s: s["broker_dropped"] >= 1)
+    return publisher, local, far
+
+
 async def stop_nodes(*nodes: Node) -> None:
     """Stops the nodes together, the loop running meanwhile (so that this process's clients answer
     their close handshakes)."""

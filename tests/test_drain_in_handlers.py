@@ -150,6 +150,16 @@ async def test_the_readme_backpressure_loop_delivers_every_update_in_order(serve
     await app.finished()
 
 
+async def expect_one_message_then_next(serve, where: str, job: Job, message: bytes) -> None:
+    """Runs `job` (which sends `message` in pieces, then b"next") with a client that reads nothing
+    until the server is over its limit."""
+    app, client = await connected(serve, where, job)
+    await read_once_over_limit(app, client)
+    assert await client.read_message(timeout=WAIT) == (BINARY, message)
+    assert await client.read_message(timeout=WAIT) == (BINARY, b"next")
+    await app.finished()
+
+
 @pytest.mark.parametrize("where", ["open", "message", "task"])
 async def test_stream_of_10_mib_over_a_64_kib_limit_arrives_whole_then_the_next_send(serve, where):
     chunks = [os.urandom(MIB) for _ in range(10)]
@@ -162,11 +172,7 @@ async def test_stream_of_10_mib_over_a_64_kib_limit_arrives_whole_then_the_next_
         await ws.stream(source())
         assert ws.send(b"next")
 
-    app, client = await connected(serve, where, job)
-    await read_once_over_limit(app, client)
-    assert await client.read_message(timeout=WAIT) == (BINARY, b"".join(chunks))
-    assert await client.read_message(timeout=WAIT) == (BINARY, b"next")
-    await app.finished()
+    await expect_one_message_then_next(serve, where, job, b"".join(chunks))
 
 
 @pytest.mark.parametrize("where", ["open", "message", "task"])
@@ -180,11 +186,7 @@ async def test_writable_pipes_10_mib_waiting_on_drain(serve, where):
                     await writer.drain()
         assert ws.send(b"next")
 
-    app, client = await connected(serve, where, job)
-    await read_once_over_limit(app, client)
-    assert await client.read_message(timeout=WAIT) == (BINARY, b"".join(chunks))
-    assert await client.read_message(timeout=WAIT) == (BINARY, b"next")
-    await app.finished()
+    await expect_one_message_then_next(serve, where, job, b"".join(chunks))
 
 
 @pytest.mark.parametrize("where", PLACES)
