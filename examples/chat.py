@@ -146,5 +146,5 @@ def on_open(ws: hyperws.Websocket) -> None:
 if __name__ == "__main__":
     port = int(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PORT", "9002"))
     host = os.environ.get("HOST", "127.0.0.1")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")  # "serving on ..." once bound
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # "listening on ..." once bound
     server.run(port, host, workers=int(os.environ.get("WORKERS", "1")))

@@ -20,6 +20,6 @@ def on_open(ws: hyperws.Websocket) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")  # "serving on ..." once bound
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # "listening on ..." once bound
     port = int(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PORT", "9001"))
     server.run(port, os.environ.get("HOST", "127.0.0.1"))

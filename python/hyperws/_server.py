@@ -341,8 +341,10 @@ class Server(Router):
                 loop.add_signal_handler(stop_signal, stop.set)
             try:
                 await self.listen(port, host, reuse_port=worker is not None)
-                scheme = "https" if self._tls is not None else "http"
-                logger.info("serving on %s://%s:%d (pid %d)", scheme, host, self.port, os.getpid())
+                schemes = "wss://, https://" if self._tls is not None else "ws://, http://"
+                logger.info(
+                    "listening on %s:%d (%s; pid %d)", host, self.port, schemes, os.getpid()
+                )
                 if worker is not None:
                     _workers.stop_with_parent(loop, stop)
                 await stop.wait()
