@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test: the linters, the Rust unit tests, a short pass of every fuzz target, the Python suite
 # (with real Redis, NATS and Chromium) against a freshly built wheel on every supported CPython (3.10 to
-# 3.13), the documentation build, and the Autobahn conformance suite. Installs what it needs (a venv per
-# Python: .venv for the main one, .venv-3.X for the others; the wheel; the test packages; cargo-fuzz;
-# Chromium from Debian's packages; Autobahn) and starts the brokers when they are down. Environment: PYTHON (the main interpreter, default python3), OTHER_PYTHONS (default
-# "3.10 3.11 3.12 3.13" less the main one's version; found under pyenv or on PATH).
+# 3.13; the others than the main one by scripts/test-pythons.sh), the documentation build, and the
+# Autobahn conformance suite. Installs what it needs (a venv per Python, the wheel, the test packages,
+# cargo-fuzz, Chromium from Debian's packages, Autobahn) and starts the brokers when they are down.
+# Environment: PYTHON (the main interpreter, default python3), OTHER_PYTHONS (default
+# "3.10 3.11 3.12 3.13" less the main one's version).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,32 +47,11 @@ echo "== Python tests on $main_version"
 # Run from tests/ so the installed wheel is imported, not the source tree.
 (cd tests && ../.venv/bin/python -m pytest -q)
 
-find_python() {  # VERSION: an interpreter of that version, under pyenv or on PATH
-  local root found
-  root=$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")
-  found=$(ls -d "$root"/versions/"$1".*/bin/"python$1" 2>/dev/null | sort -V | tail -n 1)
-  # A pyenv shim on PATH answers even for versions it cannot run: ask the interpreter itself.
-  if [ -z "$found" ] && "python$1" -c 'pass' 2>/dev/null; then
-    found=$(command -v "python$1")
-  fi
-  echo "$found"
-}
-
+others=()
 for version in ${OTHER_PYTHONS:-3.10 3.11 3.12 3.13}; do
-  [ "$version" = "$main_version" ] && continue
-  interpreter=$(find_python "$version")
-  if [ -z "$interpreter" ]; then
-    echo "error: CPython $version not found (under pyenv or on PATH): the wheel claims to support it" >&2
-    exit 1
-  fi
-  echo "== Python tests on $version ($interpreter)"
-  venv=.venv-$version
-  [ -x "$venv/bin/python" ] || "$interpreter" -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --upgrade pip
-  "$venv/bin/python" -m pip install -q --force-reinstall --no-deps "$wheel"
-  "$venv/bin/python" -m pip install -q "$wheel[test]"
-  (cd tests && "../$venv/bin/python" -m pytest -q -p no:cacheprovider)
+  [ "$version" = "$main_version" ] || others+=("$version")
 done
+[ ${#others[@]} -eq 0 ] || scripts/test-pythons.sh "$wheel" "${others[@]}"
 
 echo "== documentation site (strict: a broken link or reference fails)"
 scripts/docs.sh

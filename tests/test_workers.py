@@ -130,16 +130,17 @@ def alive(pid: int) -> bool:
     return True
 
 
+RUN = ("{python}", "worker_app.py", "PORT", "2")
+CLI = ("{python}", "-m", "hyperws", "worker_app:server", "--port", "PORT", "--workers", "2")
+
+
 @pytest.mark.parametrize(
-    "command",
-    [
-        ("{python}", "worker_app.py", "PORT", "2"),
-        ("{python}", "-m", "hyperws", "worker_app:server", "--port", "PORT", "--workers", "2"),
-    ],
-    ids=["run", "cli"],
+    ("command", "stop_signal"),
+    [(RUN, signal.SIGTERM), (CLI, signal.SIGTERM), (CLI, signal.SIGINT)],
+    ids=["run-sigterm", "cli-sigterm", "cli-sigint"],
 )
-async def test_workers_share_the_port_and_sigterm_closes_every_connection_with_1001(
-    supervised, command
+async def test_workers_share_the_port_and_a_stop_signal_closes_every_connection_with_1001(
+    supervised, command, stop_signal
 ):
     supervisor = supervised(*(part.format(python=sys.executable) for part in command))
     await supervisor.serving()
@@ -147,7 +148,7 @@ async def test_workers_share_the_port_and_sigterm_closes_every_connection_with_1
     assert len(workers) == 2 and supervisor.process.pid not in workers
     clients = [await supervisor.connect() for _ in range(20)]
     served_by = {int(await asyncio.wait_for(client.recv(), TIMEOUT)) for client in clients}
-    supervisor.process.send_signal(signal.SIGTERM)
+    supervisor.process.send_signal(stop_signal)
     for client in clients:
         await asyncio.wait_for(client.wait_closed(), START)
         assert client.close_code == 1001
