@@ -11,16 +11,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import select
 import socket
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+
+from child_server import child_server
 
 from helpers import TIMEOUT
 from rawws import (
@@ -107,26 +106,8 @@ class Footprint:
 
 @pytest.fixture
 def server() -> Iterator[ServerProcess]:
-    process = subprocess.Popen(
-        [sys.executable, str(SERVER)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=SERVER.parent,
-    )
-    assert process.stdin is not None and process.stdout is not None
-    try:
-        ready, _, _ = select.select([process.stdout], [], [], SAFETY)
-        assert ready, "the hostile server did not start"
-        yield ServerProcess(process.pid, int(process.stdout.readline()))
-    finally:
-        process.stdin.close()
-        try:
-            process.wait(SAFETY)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        assert process.returncode == 0, f"the hostile server exited with {process.returncode}"
+    with child_server(SERVER) as (pid, port):
+        yield ServerProcess(pid, port)
 
 
 async def still_echoes(client: ClientConnection) -> None:

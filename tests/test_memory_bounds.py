@@ -11,9 +11,6 @@ import asyncio
 import json
 import os
 import resource
-import select
-import subprocess
-import sys
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +18,8 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+
+from child_server import child_server
 
 from helpers import TIMEOUT, until
 from rawws import BINARY, CLOSE, PING, RawWebSocket, build_frame, http_exchange
@@ -95,25 +94,8 @@ class ServerProcess:
 
 @pytest.fixture
 def memory_server() -> Iterator[ServerProcess]:
-    process = subprocess.Popen(
-        [sys.executable, str(SERVER)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=SERVER.parent,
-    )
-    assert process.stdin is not None and process.stdout is not None
-    try:
-        ready, _, _ = select.select([process.stdout], [], [], SAFETY)
-        assert ready, "the memory server did not start"
-        yield ServerProcess(process.pid, int(process.stdout.readline()))
-    finally:
-        process.stdin.close()
-        try:
-            process.wait(SAFETY)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with child_server(SERVER) as (pid, port):
+        yield ServerProcess(pid, port)
 
 
 async def still_echoes(client: ClientConnection) -> None:
