@@ -113,32 +113,41 @@ impl Transport {
 }
 
 impl TlsSocket {
+    /// Only the bytes rustls has decrypted are made room for (zeroed) in `buf`, not the whole `ask`: a
+    /// small message does not cost a memset of the read size.
     fn read_plaintext(&mut self, buf: &mut BytesMut, ask: usize) -> io::Result<usize> {
+        let Some(available) = self.decrypted()? else {
+            return Ok(0);
+        };
+        let n = available.min(ask);
         let start = buf.len();
-        buf.resize(start + ask, 0);
-        let read = self.read_into(&mut buf[start..]);
-        buf.truncate(start + *read.as_ref().unwrap_or(&0));
-        let n = read?;
-        self.more_plaintext = n == ask;
+        buf.resize(start + n, 0);
+        self.session.reader().read_exact(&mut buf[start..])?;
+        self.more_plaintext = available > n;
         Ok(n)
     }
 
-    fn read_into(&mut self, into: &mut [u8]) -> io::Result<usize> {
+    /// How many decrypted bytes rustls holds, reading and decrypting records off the socket until there
+    /// are some. `None` at the end of the stream (the peer's close_notify, or its FIN without one);
+    /// `WouldBlock` when the socket has nothing more.
+    fn decrypted(&mut self) -> io::Result<Option<usize>> {
         loop {
-            match self.session.reader().read(into) {
-                Ok(n) => return Ok(n), // 0: the peer's close_notify
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // The peer ended the TCP stream without close_notify: an end all the same.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                Err(e) => return Err(e),
+            let state = match self.session.process_new_packets() {
+                Ok(state) => state,
+                Err(error) => {
+                    // rustls queued an alert that tells the peer why.
+                    let _ = self.write_records();
+                    return Err(invalid(error));
+                }
+            };
+            if state.plaintext_bytes_to_read() > 0 {
+                return Ok(Some(state.plaintext_bytes_to_read()));
+            }
+            if state.peer_has_closed() {
+                return Ok(None);
             }
             if self.session.read_tls(&mut SocketIo(&self.tcp))? == 0 {
-                return Ok(0);
-            }
-            if let Err(error) = self.session.process_new_packets() {
-                // rustls queued an alert that tells the peer why.
-                let _ = self.write_records();
-                return Err(invalid(error));
+                return Ok(None);
             }
         }
     }
