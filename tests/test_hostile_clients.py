@@ -9,7 +9,6 @@ from a client that never reads and partial frame headers are in test_memory_boun
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from child_server import child_server
+from child_server import ChildServer, child_server
 
 from helpers import TIMEOUT
 from rawws import (
@@ -51,11 +50,7 @@ FEED_BACKPRESSURE = 64 * KiB
 LEFTOVER = 8 * MiB
 
 
-@dataclass
-class ServerProcess:
-    pid: int
-    port: int
-
+class ServerProcess(ChildServer):
     def rss(self) -> int:
         with open(f"/proc/{self.pid}/status") as status:
             for line in status:
@@ -65,20 +60,6 @@ class ServerProcess:
 
     def open_fds(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
-
-    async def stats(self) -> dict[str, int]:
-        request = b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        response = await http_exchange(self.port, request, timeout=SAFETY)
-        assert response.status == 200, response
-        return json.loads(response.body)
-
-    async def stats_until(self, predicate: Callable[[dict[str, int]], bool]) -> dict[str, int]:
-        for _ in range(int(SAFETY / 0.05)):
-            stats = await self.stats()
-            if predicate(stats):
-                return stats
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"the server's stats never matched: {stats}")
 
     async def connections_back_to(self, count: int) -> None:
         await self.stats_until(lambda stats: stats["connections"] == count)

@@ -8,21 +8,20 @@ Each test prints the figures it saw (run with -s to read them)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import resource
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from child_server import child_server
+from child_server import ChildServer, child_server
 
 from helpers import TIMEOUT, until
-from rawws import BINARY, CLOSE, PING, RawWebSocket, build_frame, http_exchange
+from rawws import BINARY, CLOSE, PING, RawWebSocket, build_frame
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -43,11 +42,7 @@ class Memory:
         return f"RSS {self.rss / MiB:.1f} MiB, VmSize {self.size / MiB:.1f} MiB"
 
 
-@dataclass
-class ServerProcess:
-    pid: int
-    port: int
-
+class ServerProcess(ChildServer):
     def memory(self) -> Memory:
         fields = {}
         with open(f"/proc/{self.pid}/status") as status:
@@ -61,20 +56,6 @@ class ServerProcess:
         """VmHWM starts again from the current RSS (proc(5), clear_refs)."""
         with open(f"/proc/{self.pid}/clear_refs", "w") as clear_refs:
             clear_refs.write("5")
-
-    async def stats(self) -> dict[str, int]:
-        request = b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        response = await http_exchange(self.port, request, timeout=SAFETY)
-        assert response.status == 200, response
-        return json.loads(response.body)
-
-    async def stats_until(self, predicate: Callable[[dict[str, int]], bool]) -> dict[str, int]:
-        for _ in range(int(SAFETY / 0.1)):
-            stats = await self.stats()
-            if predicate(stats):
-                return stats
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"the server's stats never matched: {stats}")
 
     def unread(self) -> int:
         """Bytes the kernel holds for the server's connections that the server has not read yet."""
