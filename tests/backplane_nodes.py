@@ -145,6 +145,23 @@ async def lose_the_broker(broker: PrivateBroker, a: Node, b: Node) -> tuple[Clie
     return publisher, local, far
 
 
+async def delivery_resumes(publisher: Client, local: Client, far: Client) -> None:
+    """After `lose_the_broker` and the broker's return: a publish crosses again, and what was published
+    during the outage is not delivered later."""
+    await publisher.publish("news/3", "after")
+    assert await local.take(1) == ["after"]
+    assert await far.take(1) == ["after"], "cross-node delivery resumes"
+    await far.command("sub", filters=[])
+    assert far.received == [], "what was published during the outage is not delivered later"
+
+
+def outage_logged_once(*nodes: Node) -> None:
+    for node in nodes:
+        log = node.log()
+        assert log.count("pub/sub broker unreachable") == 1, log
+        assert log.count("pub/sub broker reachable again") == 1, log
+
+
 async def stop_nodes(*nodes: Node) -> None:
     """Stops the nodes together, the loop running meanwhile (so that this process's clients answer
     their close handshakes)."""

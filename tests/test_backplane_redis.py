@@ -26,8 +26,10 @@ from backplane_nodes import (
     Node,
     PrivateBroker,
     T,
+    delivery_resumes,
     free_port,
     lose_the_broker,
+    outage_logged_once,
     require_broker,
     start_nodes,
     stop_nodes,
@@ -118,18 +120,11 @@ async def test_redis_going_away_and_back() -> None:
                     and s["broker_subscriptions"] == 2
                 ),
             )
-        await publisher.publish("news/3", "after")
-        assert await local.take(1) == ["after"]
-        assert await far.take(1) == ["after"], "cross-node delivery resumes"
-        await far.command("sub", filters=[])
-        assert far.received == [], "what was published during the outage is not delivered later"
+        await delivery_resumes(publisher, local, far)
     finally:
         await stop_nodes(a, b)
         broker.stop()
-    for node in (a, b):
-        log = node.log()
-        assert log.count("pub/sub broker unreachable") == 1, log
-        assert log.count("pub/sub broker reachable again") == 1, log
+    outage_logged_once(a, b)
 
 
 async def test_workers_sharing_a_port_reach_each_others_subscribers(
