@@ -1,6 +1,7 @@
 use std::cell::OnceCell;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -14,10 +15,14 @@ use crate::protocol::deflate::{
 use crate::protocol::encode::{self, put_header};
 use crate::protocol::{encode_close_payload, CLOSE_POLICY};
 
+mod write_through;
+
 /// Payloads at least this long are queued as their own buffer instead of being copied into the tail.
 const SEPARATE_PAYLOAD_AT: usize = 4096;
 /// The first allocation of an empty tail.
 const TAIL_START: usize = 1024;
+/// `OutState::socket` when there is none to write to.
+const NO_SOCKET: RawFd = -1;
 
 /// The half of a connection that the Python side holds: its outbound queue and its close/destroy requests.
 /// The connection's task holds the socket and drains this queue with vectored writes.
@@ -62,6 +67,11 @@ struct OutState {
     /// nothing was queued after it (see `send_pong`); 0 otherwise. Whatever writes or takes the tail
     /// resets it.
     owed_pong: u8,
+    /// The task holds output it took and has not all written yet: only it may write now.
+    task_writing: bool,
+    /// The plain socket, while the task owns it, for writes from the queueing thread (see
+    /// `write_through`); -1 otherwise (TLS, not started, ended).
+    socket: RawFd,
 }
 
 /// The frames published while a message is streamed, held until it ends, and their bytes (counted in
@@ -194,6 +204,7 @@ impl ConnHandle {
             deflate,
             out: Mutex::new(OutState {
                 writer_parked: true,
+                socket: NO_SOCKET,
                 ..OutState::default()
             }),
             buffered: AtomicUsize::new(0),
@@ -594,6 +605,7 @@ impl ConnHandle {
             into.push_back(std::mem::take(&mut state.tail).freeze());
             state.owed_pong = 0;
         }
+        state.task_writing = !into.is_empty();
         if into.is_empty() {
             state.writer_parked = true;
         }
@@ -629,6 +641,7 @@ impl ConnHandle {
         state.owed_pong = 0;
         state.compressor = None;
         state.waker = None;
+        state.socket = NO_SOCKET;
         self.buffered.store(0, Ordering::Relaxed);
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -99,6 +100,13 @@ impl Waiting<'_> {
     }
 }
 
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // Before the socket closes (the fields drop after this): its descriptor may be reused at once.
+        self.conn.detach_socket();
+    }
+}
+
 impl Connection {
     pub(super) fn new(
         transport: Transport,
@@ -107,6 +115,9 @@ impl Connection {
         events: Arc<EventQueue>,
         close_timeout: Duration,
     ) -> Self {
+        if let Transport::Tcp(tcp) = &transport {
+            conn.attach_socket(tcp.as_raw_fd());
+        }
         Self {
             decoder: Decoder::new(conn.route.max_payload_length).with_deflate(conn.deflate),
             transport,

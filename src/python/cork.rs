@@ -13,13 +13,15 @@ use pyo3::Python;
 
 use super::engine::EngineShared;
 use super::publish;
+use crate::bridge::EventQueue;
 use crate::net::ConnHandle;
 use crate::pubsub::PublishRun;
 
 #[derive(Default)]
 struct Cork {
     depth: u32,
-    pending: Vec<Arc<ConnHandle>>,
+    /// Connections that got output while corked, with their engine's event queue.
+    pending: Vec<(Arc<ConnHandle>, Arc<EventQueue>)>,
     run: Option<HeldRun>,
 }
 
@@ -75,19 +77,19 @@ pub fn flush_publishes() {
     Python::attach(|py| publish::fan_out(py, &shared, run));
 }
 
-/// Wakes `conn`'s writer now, or when the outermost cork on this thread ends.
-pub fn wake(conn: &Arc<ConnHandle>) {
+/// Writes `conn`'s output (or wakes its writer) now, or when the outermost cork on this thread ends.
+pub fn wake(conn: &Arc<ConnHandle>, events: &Arc<EventQueue>) {
     let deferred = CORK.with(|cork| {
         let mut cork = cork.borrow_mut();
         if cork.depth > 0 {
-            cork.pending.push(Arc::clone(conn));
+            cork.pending.push((Arc::clone(conn), Arc::clone(events)));
             true
         } else {
             false
         }
     });
     if !deferred {
-        conn.wake();
+        conn.write_or_wake(events);
     }
 }
 
@@ -116,8 +118,8 @@ impl Drop for CorkGuard {
                 Vec::new()
             }
         });
-        for conn in pending {
-            conn.wake();
+        for (conn, events) in pending {
+            conn.write_or_wake(&events);
         }
     }
 }

@@ -103,7 +103,7 @@ fn settle(
 ) {
     Traffic::add(&shared.events.traffic().messages_out, delivered);
     for conn in to_wake {
-        cork::wake(conn);
+        cork::wake(conn, &shared.events);
     }
     let mut drops: Vec<Event> = dropped
         .map(|(id, data, binary)| Event::Dropped { id, data, binary })

@@ -694,7 +694,7 @@ impl Websocket {
         match self.conn.send_fragment(fragment, outgoing.bytes()) {
             Queued::Yes { wake } => {
                 if wake {
-                    cork::wake(&self.conn);
+                    cork::wake(&self.conn, &self.shared.events);
                 }
                 Ok(!force || self.conn.under_limit())
             }
@@ -709,7 +709,7 @@ impl Websocket {
     fn _stream_end(&mut self) {
         self.stream = None;
         if self.outbound().end_stream() {
-            cork::wake(&self.conn);
+            cork::wake(&self.conn, &self.shared.events);
         }
         Traffic::add(&self.shared.events.traffic().messages_out, 1);
     }
@@ -875,7 +875,7 @@ impl Websocket {
                 Traffic::add(&self.shared.events.traffic().messages_out, 1);
             }
             if wake {
-                cork::wake(&self.conn);
+                cork::wake(&self.conn, &self.shared.events);
             }
         }
         queued

@@ -1,0 +1,123 @@
+//! Writes from the thread that queued the output (the asyncio thread, at the end of a batch), when the
+//! connection's task is parked with nothing of its own in flight on a plain socket. A reply to one message
+//! then reaches the socket without waking the task: one thread switch less per request-reply round trip
+//! (see docs/architecture.md, "Writes from the queueing thread"). What the socket does not take is left to
+//! the task, woken as before.
+
+use std::io::{self, IoSlice};
+use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::atomic::Ordering;
+
+use bytes::Buf;
+use socket2::SockRef;
+
+use super::{ConnHandle, OutState, Phase, NO_SOCKET};
+use crate::bridge::{Event, EventQueue, Traffic};
+
+/// At most this many buffers per write, as the task's own writes.
+const WRITE_SLICES: usize = 64;
+
+impl ConnHandle {
+    /// The task owns `socket` (a plain TCP socket) from now until `detach_socket`.
+    pub(in crate::net) fn attach_socket(&self, socket: RawFd) {
+        self.state().socket = socket;
+    }
+
+    /// The task is about to close the socket: nothing may write to it any more.
+    pub(in crate::net) fn detach_socket(&self) {
+        self.state().socket = NO_SOCKET;
+    }
+
+    /// Writes what is queued from this thread when the task may be left parked; otherwise, and for
+    /// whatever the socket does not take, wakes the task. For the thread that was told to wake it
+    /// (`Queued::Yes { wake: true }`).
+    pub fn write_or_wake(&self, events: &EventQueue) {
+        static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let off = *OFF.get_or_init(|| std::env::var_os("HYPERWS_AB_OFF").is_some());
+        let mut state = self.state();
+        if off || !may_write_through(&state) {
+            drop(state);
+            self.wake();
+            return;
+        }
+        match write_queued(&mut state) {
+            Ok(written) => {
+                self.count_written(&state, written, events);
+                if state.chunks.is_empty() && state.tail.is_empty() {
+                    // Everything went: the task stays parked, waiting for the next wake-up or input.
+                    state.writer_parked = true;
+                    state.owed_pong = 0;
+                    state.tail = Default::default();
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // The task meets the error on its own next read or write, and ends the connection.
+            Err(_) => {}
+        }
+        drop(state);
+        self.wake();
+    }
+
+    fn count_written(&self, state: &OutState, written: usize, events: &EventQueue) {
+        Traffic::add(&events.traffic().bytes_out, written);
+        let after = self.buffered.load(Ordering::Relaxed) - written;
+        self.buffered.store(after, Ordering::SeqCst);
+        if self.writable(state) <= self.route.max_backpressure
+            && self.drain_wanted.swap(false, Ordering::SeqCst)
+        {
+            events.push(Event::Drain { id: self.id });
+        }
+    }
+}
+
+/// The task is parked with nothing in flight, the connection open on a plain socket, and something
+/// queued. Held frames (a streamed message's) are not in the queue, so they are never written early.
+fn may_write_through(state: &OutState) -> bool {
+    state.socket != NO_SOCKET
+        && !state.task_writing
+        && !state.destroy
+        && state.phase == Phase::Open
+        && !(state.chunks.is_empty() && state.tail.is_empty())
+}
+
+/// One vectored write of the queue (chunks, then the tail) to the socket, with the queue's lock held so
+/// that the task cannot take and write later output first; what was written leaves the queue.
+fn write_queued(state: &mut OutState) -> io::Result<usize> {
+    let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+    let mut count = 0;
+    for chunk in state.chunks.iter().take(WRITE_SLICES - 1) {
+        slices[count] = IoSlice::new(chunk);
+        count += 1;
+    }
+    if !state.tail.is_empty() && count == state.chunks.len() {
+        slices[count] = IoSlice::new(&state.tail);
+        count += 1;
+    }
+    // SAFETY: `socket` is the task's open socket: the task clears it under this lock (which is held here)
+    // before it closes the socket, so the descriptor cannot be closed or reused during this write.
+    let socket = unsafe { BorrowedFd::borrow_raw(state.socket) };
+    // socket2 sends with MSG_NOSIGNAL: a peer that is gone is an error here, not a SIGPIPE.
+    let written = SockRef::from(&socket).send_vectored(&slices[..count])?;
+    advance(state, written);
+    Ok(written)
+}
+
+fn advance(state: &mut OutState, mut written: usize) {
+    while written > 0 {
+        match state.chunks.front_mut() {
+            Some(front) if written >= front.len() => {
+                written -= front.len();
+                state.chunks.pop_front();
+            }
+            Some(front) => {
+                front.advance(written);
+                return;
+            }
+            None => {
+                state.tail.advance(written);
+                return;
+            }
+        }
+    }
+}
