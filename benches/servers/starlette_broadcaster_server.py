@@ -54,14 +54,24 @@ async def pub(websocket: WebSocket) -> None:
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     await broadcast.connect()
-    # broadcaster 0.3.1's Redis backend wakes its reader when the first channel is subscribed, before
-    # redis-py 8 has recorded it; the reader finds no subscription, stops, and waits for the next
-    # channel's. Held for the process's life, two channels subscribed here keep the reader running.
+    # Two races of broadcaster 0.3.1, worked around by subscribing this process to the channel at
+    # start-up, for its whole life: (1) its Redis backend wakes its reader on the first subscription,
+    # before redis-py 8 has recorded it; the reader finds none, stops, and waits for another channel's
+    # (hence a second channel); (2) connections subscribing at the same time to a channel nobody holds
+    # yet each replace the channel's set of queues, so all but one receive nothing (and fail with a
+    # KeyError when they leave). The held subscription's messages are read and dropped.
     try:
         async with AsyncExitStack() as stack:
-            for name in ("start-1", "start-2"):
-                await stack.enter_async_context(broadcast.subscribe(channel=f"{CHANNEL}:{name}"))
+            await stack.enter_async_context(broadcast.subscribe(channel=f"{CHANNEL}:start"))
+            held = await stack.enter_async_context(broadcast.subscribe(channel=CHANNEL))
+
+            async def drop_all() -> None:
+                async for _ in held:  # type: ignore[union-attr]
+                    pass
+
+            dropping = asyncio.create_task(drop_all())
             yield
+            dropping.cancel()
     finally:
         await broadcast.disconnect()
 

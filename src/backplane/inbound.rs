@@ -145,7 +145,7 @@ impl Arrivals<'_> {
         self.fan_out_run();
         let link = self.link;
         Traffic::add(&link.events.traffic().messages_out, self.delivered);
-        self.to_wake.sort_unstable_by_key(|conn| Arc::as_ptr(conn));
+        self.to_wake.sort_unstable_by_key(Arc::as_ptr);
         self.to_wake.dedup_by(|a, b| Arc::ptr_eq(a, b));
         for conn in &self.to_wake {
             conn.wake();
