@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the comparison benchmark needs, inside benches/.peers/ (git-ignored, nothing global):
 #   - a venv at benches/.peers/venv with the Python peers (websockets, picows, aiohttp, socketify, granian,
-#     uvicorn with httptools, uvloop), ruff (for `ruff check benches`) and trustme (certificates for the TLS
+#     uvicorn with httptools, uvloop; redis-py, starlette and broadcaster for cross_node.py), ruff (for `ruff check benches`) and trustme (certificates for the TLS
 #     workloads)
 #   - libuv.so.1 for socketify's native library: Debian's libuv1 unpacked (apt-get download + dpkg -x, nothing
 #     installed system-wide) into benches/.peers/debroot; compare.py puts it on LD_LIBRARY_PATH
@@ -59,6 +59,10 @@ install_peer uvicorn uvicorn
 install_peer maturin maturin
 install_peer ruff ruff
 install_peer trustme trustme  # the throwaway CA and certificate of the TLS workloads (compare.py)
+# The cross-node peers (cross_node.py): Starlette + broadcaster's Redis backend, and redis-py for websockets.
+install_peer redis redis
+install_peer starlette starlette
+install_peer broadcaster broadcaster
 
 # socketify's wheel carries its native library, which links libuv.so.1: unpack Debian's libuv1 beside it.
 LIBUV_DIR="$PEERS_DIR/debroot/usr/lib/x86_64-linux-gnu"

@@ -91,9 +91,10 @@ async def test_a_burst_of_subscriptions_is_a_few_round_trips() -> None:
             await subscriber.subscribe(*(f"user/{i}" for i in range(first, first + 1000)))
         await subscriptions_settled(node, 10_000)
         calls = client.info("commandstats")["cmdstat_subscribe"]["calls"] - before
-        # 20 at best (512 channels each); more when the broker task wakes while a burst is still
-        # arriving, but never one per channel.
-        assert 20 <= calls <= 100, f"{calls} SUBSCRIBE commands for 10 000 channels"
+        # A handler's subscriptions reach the broker task together, when the handler returns, so
+        # the 10 messages' 10 000 channels take 20 commands of at most 512 (ceil(10 000 / 512)),
+        # plus at most one partly filled command per message however the threads are scheduled.
+        assert 20 <= calls <= 20 + 9, f"{calls} SUBSCRIBE commands for 10 000 channels"
         assert len(client.pubsub_channels("*")) == 10_000
         await subscriber.close()
         await subscriptions_settled(node, 0)

@@ -9,13 +9,23 @@ from collections.abc import Coroutine
 from typing import Any
 
 
-def parse_args(description: str) -> argparse.Namespace:
+def parse_args(description: str, pubsub: bool = False) -> argparse.Namespace:
+    """The servers' common options; with `pubsub`, also `--pubsub URL` (the broker that connects this server
+    to the others of a cross-node run, required by the servers that only serve through a broker) and
+    `--pubsub-prefix` (a namespace on it)."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--no-uvloop", action="store_true", help="use asyncio's default loop")
     p.add_argument("--cert", help="PEM certificate chain: serve TLS (wss://) with it and --key")
     p.add_argument("--key", help="PEM private key of --cert")
+    if pubsub:
+        p.add_argument(
+            "--pubsub", help="broker URL (redis://... or nats://...) shared with other nodes"
+        )
+        p.add_argument(
+            "--pubsub-prefix", default="bench", help="namespace of the topics on the broker"
+        )
     args = p.parse_args()
     if (args.cert is None) != (args.key is None):
         p.error("--cert and --key go together")

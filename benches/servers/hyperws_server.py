@@ -7,6 +7,8 @@ message with the tally (hyperws's read-side flow control pauses the socket while
 once listening. If this hyperws has no pub/sub yet, /echo is still served and /sub, /pub say so on stderr.
 
 With `--cert` and `--key` the server serves TLS (wss://) with them (`hyperws.Server(cert_file=..., key_file=...)`).
+With `--pubsub URL` it is one node of several sharing that broker (`hyperws.Server(pubsub=URL,
+pubsub_prefix=...)`): a publish on /pub reaches the /sub connections of every node (benches/cross_node.py).
 
 SIGUSR1 prints `STATS <json of server.stats()>` on stderr: the driver sends it at the start and the end of the
 measured window to count loop wake-ups and events handed to Python.
@@ -26,9 +28,14 @@ from _common import SLOW_DELAY, Tally, loop_name, parse_args, ready, run, unsupp
 MAX = 16 * 1024 * 1024
 TOPIC = "bench"
 
-ARGS = parse_args(__doc__ or "")
+ARGS = parse_args(__doc__ or "", pubsub=True)
 TLS = {"cert_file": ARGS.cert, "key_file": ARGS.key} if ARGS.cert else {}
-server = hyperws.Server(**TLS)
+BROKER = (
+    {"pubsub": ARGS.pubsub, "pubsub_prefix": ARGS.pubsub_prefix, "pubsub_required": True}
+    if ARGS.pubsub
+    else {}
+)
+server = hyperws.Server(**TLS, **BROKER)
 _warned: set[str] = set()
 
 

@@ -7,10 +7,12 @@
 //! the message is delivered only when it came through that filter's broker subscription; so copies are
 //! told apart without remembering any message. A Redis pattern that over-matches (`*` crosses `/`)
 //! carries topics that no local filter matches: they have no designated filter and are ignored.
+//!
+//! The broker tasks hand over what they read in one go: consecutive plain messages to one topic are
+//! fanned out as one run (the registry walked and each subscriber's queue locked once for all of them,
+//! as a corked local publish is), and each parked writer is woken once per batch.
 
 use std::sync::Arc;
-
-use bytes::Bytes;
 
 use super::counters::Counters;
 use super::envelope::Envelope;
@@ -21,66 +23,133 @@ use crate::net::ConnHandle;
 use crate::protocol::encode;
 use crate::pubsub::PublishRun;
 
+/// Messages a broker task reads before it delivers them (what is already there; it never waits for more).
+pub const RECEIVE_BATCH: usize = 256;
+
 impl Link {
-    /// Delivers the message in `bytes` that arrived through the broker subscription `via`.
-    pub fn deliver(&self, via: &Subscription, bytes: &[u8]) {
+    /// Delivers messages read from the broker, in order: each is the bytes that arrived through a broker
+    /// subscription.
+    pub fn deliver<'a>(&self, messages: impl IntoIterator<Item = (&'a Subscription, &'a [u8])>) {
+        let mut arrivals = Arrivals {
+            link: self,
+            checked: None,
+            run: None,
+            delivered: 0,
+            to_wake: Vec::new(),
+            drops: Vec::new(),
+        };
+        for (via, bytes) in messages {
+            arrivals.push(via, bytes);
+        }
+        arrivals.finish();
+    }
+}
+
+/// A batch of received messages on its way to the local subscribers.
+struct Arrivals<'a> {
+    link: &'a Link,
+    /// The topic and subscription of the latest message checked, and whether it was to be delivered
+    /// (consecutive messages to one topic are checked once).
+    checked: Option<(Box<str>, Subscription, bool)>,
+    /// Plain messages to one topic waiting to be fanned out together.
+    run: Option<PublishRun>,
+    delivered: usize,
+    to_wake: Vec<Arc<ConnHandle>>,
+    drops: Vec<Event>,
+}
+
+impl Arrivals<'_> {
+    fn push(&mut self, via: &Subscription, bytes: &[u8]) {
         let Some(envelope) = Envelope::decode(bytes) else {
             return;
         };
-        if envelope.node == self.node {
+        if envelope.node == self.link.node || !self.carried_here(via, envelope.topic) {
             return;
         }
-        let naming = self.interest.naming();
-        let carried_here = matches!(
-            self.topics.first_matching_filter(envelope.topic),
-            Ok(Some(filter)) if naming.carrier(&filter, envelope.topic) == *via
-        );
-        if !carried_here {
-            return;
-        }
-        Counters::add(&self.counters.received, 1);
+        Counters::add(&self.link.counters.received, 1);
         let opcode = if envelope.binary {
             encode::BINARY
         } else {
             encode::TEXT
         };
         if envelope.compress {
-            let Ok(published) =
-                self.topics
-                    .publish_compressed(envelope.topic, opcode, envelope.payload, None)
-            else {
-                return;
-            };
-            let dropped = published
-                .dropped
-                .iter()
-                .map(|&id| (id, published.payload.clone(), envelope.binary));
-            self.settle(published.delivered, &published.to_wake, dropped);
-        } else {
-            let Ok(mut run) = PublishRun::new(envelope.topic, None) else {
-                return;
-            };
-            run.push(opcode, envelope.payload);
-            let published = self.topics.publish_run(run);
-            self.settle(published.delivered, &published.to_wake, published.dropped());
+            self.fan_out_run();
+            self.publish_compressed(envelope.topic, opcode, envelope.payload, envelope.binary);
+            return;
+        }
+        match &mut self.run {
+            Some(run) if run.takes(envelope.topic, None) => run.push(opcode, envelope.payload),
+            _ => {
+                self.fan_out_run();
+                if let Ok(mut run) = PublishRun::new(envelope.topic, None) {
+                    run.push(opcode, envelope.payload);
+                    self.run = Some(run);
+                }
+            }
         }
     }
 
+    /// Whether this node delivers a message to `topic` that came through `via` (see the module
+    /// documentation).
+    fn carried_here(&mut self, via: &Subscription, topic: &str) -> bool {
+        if let Some((checked_topic, checked_via, answer)) = &self.checked {
+            if **checked_topic == *topic && checked_via == via {
+                return *answer;
+            }
+        }
+        let naming = self.link.interest.naming();
+        let answer = matches!(
+            self.link.topics.first_matching_filter(topic),
+            Ok(Some(filter)) if naming.carrier(&filter, topic) == *via
+        );
+        self.checked = Some((topic.into(), via.clone(), answer));
+        answer
+    }
+
+    fn fan_out_run(&mut self) {
+        let Some(run) = self.run.take() else {
+            return;
+        };
+        let published = self.link.topics.publish_run(run);
+        self.delivered += published.delivered;
+        self.drops.extend(
+            published
+                .dropped()
+                .map(|(id, data, binary)| Event::Dropped { id, data, binary }),
+        );
+        self.to_wake.extend(published.to_wake);
+    }
+
+    fn publish_compressed(&mut self, topic: &str, opcode: u8, payload: &[u8], binary: bool) {
+        let Ok(published) = self
+            .link
+            .topics
+            .publish_compressed(topic, opcode, payload, None)
+        else {
+            return;
+        };
+        self.delivered += published.delivered;
+        self.drops
+            .extend(published.dropped.iter().map(|&id| Event::Dropped {
+                id,
+                data: published.payload.clone(),
+                binary,
+            }));
+        self.to_wake.extend(published.to_wake);
+    }
+
     /// What `publish::settle` does for a local publish, on this thread that never corks: counts what was
-    /// queued, wakes the writers found parked and reports each refused message as a 'dropped' event.
-    fn settle(
-        &self,
-        delivered: usize,
-        to_wake: &[Arc<ConnHandle>],
-        dropped: impl Iterator<Item = (u64, Bytes, bool)>,
-    ) {
-        Traffic::add(&self.events.traffic().messages_out, delivered);
-        for conn in to_wake {
+    /// queued, wakes the writers found parked (once each) and reports each refused message as a
+    /// 'dropped' event.
+    fn finish(mut self) {
+        self.fan_out_run();
+        let link = self.link;
+        Traffic::add(&link.events.traffic().messages_out, self.delivered);
+        self.to_wake.sort_unstable_by_key(Arc::as_ptr);
+        self.to_wake.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        for conn in &self.to_wake {
             conn.wake();
         }
-        let mut drops: Vec<Event> = dropped
-            .map(|(id, data, binary)| Event::Dropped { id, data, binary })
-            .collect();
-        self.events.push_all(&mut drops);
+        link.events.push_all(&mut self.drops);
     }
 }

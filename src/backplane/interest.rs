@@ -4,8 +4,15 @@
 //! The registry calls [`Interest::add`] on a filter's first local subscriber and [`Interest::remove`] on
 //! its last; the broker task takes the changes in batches. Several filters can share a broker subscription
 //! (`a/#` and `a` both need the channel `a`), so each one is counted.
+//!
+//! A change wakes the broker task, which takes everything pending. While a thread holds an
+//! [`InterestHold`] (the Python thread does while it dispatches a batch of events), its changes wake the
+//! task once, when the hold ends: a handler that subscribes to 10 000 topics hands them over in one batch
+//! however the threads are scheduled, instead of in whatever trickle the task sees while it runs.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -17,7 +24,7 @@ use super::subjects::{Naming, Subscription};
 pub struct Interest {
     naming: Arc<Naming>,
     state: Mutex<State>,
-    changed: Notify,
+    changed: Arc<Notify>,
 }
 
 #[derive(Debug, Default)]
@@ -40,7 +47,7 @@ impl Interest {
         Self {
             naming,
             state: Mutex::default(),
-            changed: Notify::new(),
+            changed: Arc::new(Notify::new()),
         }
     }
 
@@ -66,7 +73,7 @@ impl Interest {
         }
         drop(state);
         if changed {
-            self.changed.notify_one();
+            self.wake();
         }
     }
 
@@ -88,6 +95,23 @@ impl Interest {
         }
         drop(state);
         if changed {
+            self.wake();
+        }
+    }
+
+    /// Wakes the broker task now, or when this thread's hold ends.
+    fn wake(&self) {
+        let deferred = HOLD.with(|hold| {
+            let mut hold = hold.borrow_mut();
+            if hold.depth == 0 {
+                return false;
+            }
+            if !hold.owed.iter().any(|n| Arc::ptr_eq(n, &self.changed)) {
+                hold.owed.push(Arc::clone(&self.changed));
+            }
+            true
+        });
+        if !deferred {
             self.changed.notify_one();
         }
     }
@@ -118,8 +142,49 @@ impl Interest {
     }
 }
 
+#[derive(Default)]
+struct Hold {
+    depth: u32,
+    /// The broker tasks to wake when the outermost hold ends (one per engine changed meanwhile).
+    owed: Vec<Arc<Notify>>,
+}
+
+thread_local! {
+    static HOLD: RefCell<Hold> = RefCell::default();
+}
+
+/// Defers the wake-ups of the broker tasks for this thread's subscription changes until it is dropped
+/// (see the module documentation); nests.
+pub struct InterestHold(PhantomData<*const ()>);
+
+impl InterestHold {
+    pub fn begin() -> Self {
+        HOLD.with(|hold| hold.borrow_mut().depth += 1);
+        Self(PhantomData)
+    }
+}
+
+impl Drop for InterestHold {
+    fn drop(&mut self) {
+        let owed = HOLD.with(|hold| {
+            let mut hold = hold.borrow_mut();
+            hold.depth -= 1;
+            if hold.depth == 0 {
+                std::mem::take(&mut hold.owed)
+            } else {
+                Vec::new()
+            }
+        });
+        for changed in owed {
+            changed.notify_one();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use futures_util::FutureExt;
+
     use super::*;
     use crate::backplane::subjects::Dialect;
 
@@ -166,5 +231,26 @@ mod tests {
         interest.add("z");
         assert_eq!(names(interest.take_all()), ["p:y", "p:z"]);
         assert_eq!(interest.take_changes(), Changes::default());
+    }
+
+    #[test]
+    fn changes_under_a_hold_wake_the_broker_task_once_when_it_ends() {
+        let interest = interest();
+        let outer = InterestHold::begin();
+        interest.add("a");
+        let inner = InterestHold::begin();
+        interest.add("b");
+        drop(inner);
+        interest.remove("a");
+        assert!(
+            interest.changed().now_or_never().is_none(),
+            "nothing wakes the task while held"
+        );
+        drop(outer);
+        assert!(interest.changed().now_or_never().is_some());
+        assert!(interest.changed().now_or_never().is_none(), "woken once");
+        let changes = interest.take_changes();
+        assert_eq!(names(changes.subscribe), ["p:b"]);
+        assert_eq!(names(changes.unsubscribe), ["p:a"]);
     }
 }

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 pub use counters::Counters;
-pub use interest::Interest;
+pub use interest::{Interest, InterestHold};
 pub use subjects::Naming;
 
 use crate::bridge::EventQueue;

@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::{Client, ConnectOptions, Event, Request};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::task::JoinHandle;
 
 use super::counters::Counters;
+use super::inbound::RECEIVE_BATCH;
 use super::interest::Changes;
 use super::link::{Backoff, Link};
 use super::outbox::{self, Outgoing, Receiver};
@@ -139,8 +140,15 @@ async fn apply(
         let link = Arc::clone(link);
         let via = subscription.clone();
         let reader = tokio::spawn(async move {
-            while let Some(message) = subscriber.next().await {
-                link.deliver(&via, &message.payload);
+            while let Some(first) = subscriber.next().await {
+                let mut received = vec![first];
+                while received.len() < RECEIVE_BATCH {
+                    match subscriber.next().now_or_never() {
+                        Some(Some(message)) => received.push(message),
+                        _ => break,
+                    }
+                }
+                link.deliver(received.iter().map(|message| (&via, &message.payload[..])));
             }
         });
         subscriptions.insert(subscription, reader);

@@ -5,11 +5,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use redis::{Client, RedisError};
+use redis::{Client, Msg, RedisError};
 
 use super::counters::Counters;
+use super::inbound::RECEIVE_BATCH;
 use super::interest::Changes;
 use super::link::{Backoff, Link};
 use super::outbox::{self, Outgoing, Receiver};
@@ -82,15 +83,8 @@ impl Session {
         loop {
             let result = tokio::select! {
                 message = self.messages.next() => match message {
-                    Some(message) => {
-                        let via = Subscription {
-                            pattern: message.from_pattern(),
-                            name: match message.get_pattern::<Option<String>>() {
-                                Ok(Some(pattern)) => pattern,
-                                _ => message.get_channel_name().to_owned(),
-                            },
-                        };
-                        link.deliver(&via, message.get_payload_bytes());
+                    Some(first) => {
+                        self.deliver(first, link);
                         Ok(())
                     }
                     None => Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset).into()),
@@ -109,6 +103,23 @@ impl Session {
                 return Some(error);
             }
         }
+    }
+
+    /// Delivers `first` and the messages already read after it, together.
+    fn deliver(&mut self, first: Msg, link: &Link) {
+        let mut received = vec![first];
+        while received.len() < RECEIVE_BATCH {
+            match self.messages.next().now_or_never() {
+                Some(Some(message)) => received.push(message),
+                // Nothing more yet, or the end, which the next read reports.
+                _ => break,
+            }
+        }
+        let carried: Vec<(Subscription, &[u8])> = received
+            .iter()
+            .map(|message| (carried_by(message), message.get_payload_bytes()))
+            .collect();
+        link.deliver(carried.iter().map(|(via, bytes)| (via, *bytes)));
     }
 
     async fn publish(&mut self, batch: &mut Vec<Outgoing>, link: &Link) -> Result<(), RedisError> {
@@ -164,6 +175,17 @@ impl Session {
         }
         counters.set_subscriptions(self.held.len());
         Ok(())
+    }
+}
+
+/// The subscription, channel or pattern, that carried `message`.
+fn carried_by(message: &Msg) -> Subscription {
+    Subscription {
+        pattern: message.from_pattern(),
+        name: match message.get_pattern::<Option<String>>() {
+            Ok(Some(pattern)) => pattern,
+            _ => message.get_channel_name().to_owned(),
+        },
     }
 }
 

@@ -3,6 +3,9 @@
 //! publishes to one topic made one after another wait in a run that is fanned out in one pass (each
 //! subscriber's queue locked once for the run instead of once per message).
 //!
+//! Subscription changes made meanwhile reach the broker task (if any) together, at the end (see
+//! `backplane::InterestHold`).
+//!
 //! A held run goes out before anything that could see it missing: the end of the cork, and any send,
 //! close, subscription change or read of a connection's buffered bytes on this thread (`flush_publishes`).
 
@@ -13,6 +16,7 @@ use pyo3::Python;
 
 use super::engine::EngineShared;
 use super::publish;
+use crate::backplane::InterestHold;
 use crate::bridge::EventQueue;
 use crate::net::ConnHandle;
 use crate::pubsub::PublishRun;
@@ -93,13 +97,17 @@ pub fn wake(conn: &Arc<ConnHandle>, events: &Arc<EventQueue>) {
     }
 }
 
-/// Holds wake-ups and runs of publishes while alive; nests.
-pub struct CorkGuard(());
+/// Holds wake-ups, runs of publishes and subscription changes for the broker while alive; nests.
+pub struct CorkGuard {
+    _interest: InterestHold,
+}
 
 impl CorkGuard {
     pub fn begin() -> Self {
         CORK.with(|cork| cork.borrow_mut().depth += 1);
-        Self(())
+        Self {
+            _interest: InterestHold::begin(),
+        }
     }
 }
 

@@ -1,6 +1,10 @@
 //! `fanout`: S subscribers on /sub, one publisher on /pub. The publisher keeps `window` messages ahead of the
 //! tracker (subscriber 0); every subscriber must receive every message, in order, intact.
 //!
+//! `--sub-url` may list several URLs, comma-separated (the /sub of several servers sharing a broker): the
+//! subscribers are spread over them evenly, in order, and the first subscriber of each URL is a tracker; the
+//! publisher keeps `window` messages ahead of the slowest tracker.
+//!
 //! `--slow N` adds N more subscribers that connect (after the others) and then never read: they only keep their
 //! sockets open until the end, so the server faces consumers that stop reading (backpressure). They are not
 //! checked and not counted; the window still keys on the fast tracker, so they cannot stall the run.
@@ -18,8 +22,8 @@ use crate::{connect_many, run_phases, timed, Args, Outcome, Phase, Report, Usage
 struct Shared {
     /// Messages the publisher has queued; final once the phase is Drain (it stops queueing then).
     sent: Cell<u32>,
-    /// Messages the tracker has received.
-    tracked: Cell<u32>,
+    /// Messages each tracker (the first subscriber of each sub URL) has received.
+    tracked: Vec<Cell<u32>>,
     tracker_moved: Notify,
     expect: Expect,
 }
@@ -28,7 +32,10 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
     let pub_s = a.string("pub-url")?;
     let sub_s = a.string("sub-url")?;
     let pub_url = a.url(&pub_s)?;
-    let sub_url = a.url(&sub_s)?;
+    let sub_urls = sub_s
+        .split(',')
+        .map(|u| a.url(u))
+        .collect::<Result<Vec<_>, _>>()?;
     let subs = a.num("subs", 1000)?;
     let slow = a.num("slow", 0)?;
     let size = a.num("size", 32)?;
@@ -42,8 +49,10 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
     if size < SEQ_LEN {
         return Err(Usage(format!("--size must be at least {SEQ_LEN}")));
     }
-    if subs == 0 || window == 0 || window > u32::MAX as usize {
-        return Err(Usage("--subs and --window must be positive".into()));
+    if subs < sub_urls.len() || window == 0 || window > u32::MAX as usize {
+        return Err(Usage(
+            "--subs must be at least one per sub URL and --window positive".into(),
+        ));
     }
     crate::idle::raise_nofile();
 
@@ -57,18 +66,25 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
         .boolean("binary", binary);
 
     let mut rng = ws::Rng::from_time();
-    let (opened, errors) = connect_many(&sub_url, subs, 64 * 1024, 64, &mut rng, false).await;
-    for e in errors {
-        rep.error(format!("subscriber {e}"));
+    let mut opened = Vec::with_capacity(subs);
+    let mut trackers = Vec::with_capacity(sub_urls.len());
+    for (i, url) in sub_urls.iter().enumerate() {
+        let n = subs / sub_urls.len() + usize::from(i < subs % sub_urls.len());
+        trackers.push(opened.len());
+        let (conns, errors) = connect_many(url, n, 64 * 1024, 64, &mut rng, false).await;
+        for e in errors {
+            rep.error(format!("subscriber {e}"));
+        }
+        opened.extend(conns);
     }
     let connected = opened.iter().filter(|c| c.is_some()).count();
     rep.int("subscribed", connected as u64);
-    if opened[0].is_none() {
+    if trackers.iter().any(|&t| opened[t].is_none()) {
         rep.valid = false;
         return Ok(rep);
     }
     // The slow subscribers: a small read buffer, never read from; held (unread) until the report is made.
-    let (slow_conns, errors) = connect_many(&sub_url, slow, 4096, 64, &mut rng, false).await;
+    let (slow_conns, errors) = connect_many(&sub_urls[0], slow, 4096, 64, &mut rng, false).await;
     for e in errors {
         rep.error(format!("slow subscriber {e}"));
     }
@@ -92,7 +108,7 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
     let opcode = if binary { OP_BINARY } else { OP_TEXT };
     let shared = Rc::new(Shared {
         sent: Cell::new(0),
-        tracked: Cell::new(0),
+        tracked: trackers.iter().map(|_| Cell::new(0)).collect(),
         tracker_moved: Notify::new(),
         expect: Expect {
             opcode,
@@ -103,7 +119,8 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
     let mut set = JoinSet::new();
     for (id, c) in opened.into_iter().enumerate() {
         if let Some(c) = c {
-            set.spawn_local(subscriber(c, id, shared.clone(), rx.clone()));
+            let tracker = trackers.iter().position(|&t| t == id);
+            set.spawn_local(subscriber(c, id, tracker, shared.clone(), rx.clone()));
         }
     }
     set.spawn_local(publisher_loop(
@@ -134,6 +151,7 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
 async fn subscriber(
     mut c: Conn,
     id: usize,
+    tracker: Option<usize>,
     shared: Rc<Shared>,
     mut phase: watch::Receiver<Phase>,
 ) -> Outcome {
@@ -162,8 +180,8 @@ async fn subscriber(
                 if *phase.borrow() == Phase::Measure {
                     out.counted += n;
                 }
-                if id == 0 && n > 0 {
-                    shared.tracked.set(recvd);
+                if let (Some(t), true) = (tracker, n > 0) {
+                    shared.tracked[t].set(recvd);
                     shared.tracker_moved.notify_one();
                 }
             }
@@ -212,7 +230,8 @@ async fn publisher_loop(
         let ph = *phase.borrow_and_update();
         if ph < Phase::Drain {
             let mut sent = shared.sent.get();
-            while sent - shared.tracked.get() < window {
+            let slowest = shared.tracked.iter().map(Cell::get).min().unwrap_or(0);
+            while sent - slowest < window {
                 tmpl.push(&mut c.wbuf, sent);
                 sent += 1;
             }

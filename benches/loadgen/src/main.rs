@@ -45,7 +45,7 @@ pub enum Phase {
 const USAGE: &str = "usage: loadgen MODE [--option value ...]
   echo    --url URL [--conns 64] [--inflight 16] [--size 32] [--duration 10] [--warmup 2] [--drain 5] [--binary]
           [--deflate]   (permessage-deflate, no context takeover either way: every message compressed)
-  fanout  --pub-url URL --sub-url URL [--subs 1000] [--slow 0] [--size 32] [--window 32] [--duration 10]
+  fanout  --pub-url URL --sub-url URL[,URL...] [--subs 1000] [--slow 0] [--size 32] [--window 32] [--duration 10]
           [--warmup 2] [--drain 5] [--settle-ms 200] [--binary]
   connect --url URL [--concurrency 16] [--size 16] [--duration 5] [--warmup 1]
   idle    --url URL [--conns 10000] [--hold 5] [--connect-concurrency 128]
