@@ -1424,14 +1424,11 @@ def main() -> int:
                     extra.append(
                         f"server RSS {mib(run.rss_start_kib)} MiB at start, peak {mib(run.rss_peak_kib)} MiB"
                     )
-                if run.valid and workload.latency:
-                    extra.append(
-                        ", ".join(
-                            f"{PERCENTILES[k]} {fmt(v)} µs"
-                            for k in workload.latency
-                            if (v := run.latency(k)) is not None
-                        )
-                    )
+                extra += [
+                    f"{PERCENTILES[k]} {fmt(v)} µs"
+                    for k in workload.latency
+                    if run.valid and (v := run.latency(k)) is not None
+                ]
                 if run.counters:
                     extra.append(
                         ", ".join(f"{k} {v:.3g}" for k, v in run.counters.items())
