@@ -132,7 +132,8 @@ class Workload:
     argv: Callable[[str, float, float], list[str]]
     higher_is_better: bool = True
     # "rate": the generator's `rate`; "rss_per_conn": server RSS growth per open connection (idle workloads);
-    # "peak_rss": the server's peak RSS in MiB (flood), valid only when the generator says nothing was lost
+    # "peak_rss": the server's peak RSS in MiB (flood), valid only when the generator says nothing was lost;
+    # a percentile of PERCENTILES ("p50", ...): the generator's round trip at that percentile, in µs
     metric: str = "rate"
     default_duration: float | None = None  # overrides --duration when that is not given
     # also show the server's RSS at start and its peak (VmHWM, read right before the server is stopped)
@@ -147,6 +148,20 @@ class Workload:
     target: float | None = None
     # also show the server's CPU per operation: what the server needs even when the generator is the limit
     cpu_per_op: bool = False
+    # round-trip percentiles (keys of PERCENTILES) shown as columns, and as rows of the summary
+    latency: tuple[str, ...] = ()
+    # the issue's ceilings for hyperws / Bun on some of those percentiles, shown in the summary
+    latency_targets: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def under_load(self) -> bool:
+        """Its figure depends on both pinned CPUs staying free (so noise and a busy generator matter)."""
+        return self.metric == "rate" or self.metric in PERCENTILES
+
+
+# The generator's round-trip percentiles (echo mode), by the name used here: its report's `<name>_us` field.
+PERCENTILES = {"p50": "p50", "p90": "p90", "p99": "p99", "p999": "p99.9"}
+RR = ("p50", "p99")  # what the request-reply workloads show
 
 
 def _timed(d: float, w: float) -> list[str]:
@@ -167,6 +182,67 @@ WORKLOADS = {
                 ]
             ),
             counters=True,
+            target=0.9,
+            latency=RR,
+            latency_targets=(("p99", 1.2),),
+        ),
+        Workload(
+            "rr100",
+            "request-reply: echo, 32 B text, 100 connections x 1 in flight",
+            "msg/s",
+            lambda u, d, w: (
+                [
+                    *("echo", "--url", f"{u}/echo", "--conns", "100", "--inflight", "1"),
+                    *("--size", "32", *_timed(d, w)),
+                ]
+            ),
+            counters=True,
+            target=1.0,
+            latency=RR,
+        ),
+        Workload(
+            "rr1000",
+            "request-reply: echo, 32 B text, 1000 connections x 1 in flight",
+            "msg/s",
+            lambda u, d, w: (
+                [
+                    *("echo", "--url", f"{u}/echo", "--conns", "1000", "--inflight", "1"),
+                    *("--size", "32", *_timed(d, w)),
+                ]
+            ),
+            counters=True,
+            target=1.0,
+            latency=RR,
+        ),
+        Workload(
+            "pingpong",
+            "ping-pong: echo, 32 B text, 1 connection x 1 in flight: round trip p50",
+            "µs",
+            lambda u, d, w: (
+                [
+                    *("echo", "--url", f"{u}/echo", "--conns", "1", "--inflight", "1"),
+                    *("--size", "32", *_timed(d, w)),
+                ]
+            ),
+            higher_is_better=False,
+            metric="p50",
+            counters=True,
+            target=1.1,
+            latency=RR,
+        ),
+        Workload(
+            "jsonapp",
+            "JSON app: {room, text} parsed, a per-room count updated, a json.dumps reply; "
+            "100 connections x 1 in flight",
+            "msg/s",
+            lambda u, d, w: (
+                [
+                    *("echo", "--url", f"{u}/json", "--conns", "100", "--inflight", "1"),
+                    *("--json", "--size", "32", *_timed(d, w)),
+                ]
+            ),
+            route="/json",
+            latency=RR,
         ),
         Workload(
             "echo16k",
@@ -380,6 +456,11 @@ class Run:
         if ((self.loadgen_cpu or 0) + self.other_loadgen_cpu) / self.wall > 0.9:
             share = max(share, self.other_loadgen_cpu / self.wall)
         return share
+
+    def latency(self, percentile: str) -> float | None:
+        """The round trip at `percentile` (a key of PERCENTILES) in µs, from the generator's report."""
+        v = (self.report or {}).get(f"{percentile}_us")
+        return float(v) if isinstance(v, (int, float)) else None
 
     def why(self) -> str:
         """Why the run is invalid, in a few words (for the notes and the progress line)."""
@@ -857,6 +938,11 @@ def one_run(
         else:
             run.valid = False
             run.note = run.note or run.why() or "no rate in the report"
+    elif workload.metric in PERCENTILES:
+        run.value = run.latency(workload.metric)
+        if run.value is None:
+            run.valid = False
+            run.note = run.note or run.why() or "no round trip measured"
     elif workload.metric == "peak_rss":
         if run.rss_peak_kib is not None:
             run.value = run.rss_peak_kib / 1024
@@ -872,18 +958,24 @@ def one_run(
 # --- the table --------------------------------------------------------------------------------------------------
 
 
-def medians_of(runs: list[Run], server_order: list[str]) -> dict[str, float]:
-    """Median of the valid repetitions, per server that has any."""
+def medians_of(
+    runs: list[Run], server_order: list[str], percentile: str | None = None
+) -> dict[str, float]:
+    """Median of the valid repetitions' values (or their round trips at `percentile`), per server that has
+    any."""
     out: dict[str, float] = {}
     for name in server_order:
-        vals = [r.value for r in runs if r.server == name and r.valid and r.value is not None]
+        mine = [r for r in runs if r.server == name and r.valid]
+        vals = [
+            v for r in mine if (v := r.latency(percentile) if percentile else r.value) is not None
+        ]
         if vals:
             out[name] = statistics.median(vals)
     return out
 
 
-def best_python_peer(workload: Workload, medians: dict[str, float]) -> str | None:
-    pick = max if workload.higher_is_better else min
+def best_python_peer(higher_is_better: bool, medians: dict[str, float]) -> str | None:
+    pick = max if higher_is_better else min
     peers = {s.name for s in SERVERS if s.python_peer}
     meds = {n: v for n, v in medians.items() if n in peers}
     return pick(meds, key=lambda n: meds[n]) if meds else None
@@ -938,12 +1030,12 @@ def notes_for(workload: Workload, mine: list[Run], ok: list[Run]) -> list[str]:
     busy = [
         r
         for r in ok
-        if r.loadgen_cpu and r.wall and r.loadgen_cpu / r.wall > 0.9 and workload.metric == "rate"
+        if r.loadgen_cpu and r.wall and r.loadgen_cpu / r.wall > 0.9 and workload.under_load
     ]
     if busy:
         notes.append(f"generator-bound in {len(busy)} rep(s): a lower bound")
     # (the idle and flood workloads leave the CPUs idle on purpose)
-    worst = max((r.noise() for r in mine if r.valid and workload.metric == "rate"), default=0)
+    worst = max((r.noise() for r in mine if r.valid and workload.under_load), default=0)
     if worst > 0.05:
         notes.append(f"other processes took up to {worst:.0%} of a needed CPU")
     return notes
@@ -951,7 +1043,7 @@ def notes_for(workload: Workload, mine: list[Run], ok: list[Run]) -> list[str]:
 
 def summarize(workload: Workload, runs: list[Run], server_order: list[str]) -> list[list[str]]:
     medians = medians_of(runs, server_order)
-    best_peer = best_python_peer(workload, medians)
+    best_peer = best_python_peer(workload.higher_is_better, medians)
     ref = medians.get(REFERENCE)
     best = medians.get(best_peer) if best_peer else None
     rows = []
@@ -978,6 +1070,7 @@ def summarize(workload: Workload, runs: list[Run], server_order: list[str]) -> l
                 f"{fmt(min(vals))} {DASH} {fmt(max(vals))}" if vals else DASH,
                 ", ".join(r.cell() for r in mine),
                 *rss_cols,
+                *(latency_cells(workload, ok) if workload.latency else []),
                 *(counter_cells(mine) if workload.counters else []),
                 *([cpu_per_op_cell(ok)] if workload.cpu_per_op else []),
                 " / ".join(cpu),
@@ -991,45 +1084,86 @@ def summarize(workload: Workload, runs: list[Run], server_order: list[str]) -> l
     return rows
 
 
+def latency_cells(workload: Workload, ok: list[Run]) -> list[str]:
+    """Per percentile shown: the median round trip over the valid runs, and the min - max."""
+    cells = []
+    for key in workload.latency:
+        vals = [v for r in ok if (v := r.latency(key)) is not None]
+        cells.append(
+            f"{fmt(statistics.median(vals))} ({fmt(min(vals))} {DASH} {fmt(max(vals))})"
+            if vals
+            else DASH
+        )
+    return cells
+
+
 def summary_rows(all_runs: dict[str, list[Run]], server_order: list[str]) -> list[list[str]]:
-    """One row per workload: every server's median, then hyperws's ratios to Bun and to the best Python peer."""
+    """One row per workload, and one per round-trip percentile it shows (other than its own metric): every
+    server's median, then hyperws's ratios to Bun (with the issue's target) and to the best Python peer."""
     rows = []
     for wname, runs in all_runs.items():
         workload = WORKLOADS[wname]
-        medians = medians_of(runs, server_order)
-        best_peer = best_python_peer(workload, medians)
-        cells = []
-        for name in server_order:
-            mine = [r for r in runs if r.server == name]
-            if not mine:
-                cells.append(DASH)
-            elif all(r.unsupported for r in mine):
-                cells.append("unsupported")
-            else:
-                cells.append(fmt(medians[name]) if name in medians else "INVALID")
-        subject = medians.get(SUBJECT)
         better = "higher" if workload.higher_is_better else "lower"
         rows.append(
-            [
+            summary_row(
+                runs,
+                server_order,
                 f"{wname} ({workload.unit}, {better} is better)",
-                *cells,
-                ratio(subject, medians.get(REFERENCE)),
-                target_cell(workload, subject, medians.get(REFERENCE)),
-                f"{ratio(subject, medians.get(best_peer))} ({best_peer})" if best_peer else DASH,
-            ]
+                None,
+                workload.higher_is_better,
+                workload.target,
+            )
         )
+        ceilings = dict(workload.latency_targets)
+        for key in workload.latency:
+            if key != workload.metric:
+                label = f"{wname} round trip {PERCENTILES[key]} (µs, lower is better)"
+                rows.append(summary_row(runs, server_order, label, key, False, ceilings.get(key)))
     return rows
 
 
-def target_cell(workload: Workload, mine: float | None, reference: float | None) -> str:
-    """The issue's target for the subject / reference ratio, and whether this run met it."""
-    if workload.target is None:
+def summary_row(
+    runs: list[Run],
+    server_order: list[str],
+    label: str,
+    percentile: str | None,
+    higher_is_better: bool,
+    target: float | None,
+) -> list[str]:
+    """The summary's row for the runs' values, or (`percentile`) their round trips at that percentile."""
+    medians = medians_of(runs, server_order, percentile)
+    best_peer = best_python_peer(higher_is_better, medians)
+    cells = []
+    for name in server_order:
+        mine = [r for r in runs if r.server == name]
+        if not mine:
+            cells.append(DASH)
+        elif all(r.unsupported for r in mine):
+            cells.append("unsupported")
+        else:
+            cells.append(fmt(medians[name]) if name in medians else "INVALID")
+    subject = medians.get(SUBJECT)
+    return [
+        label,
+        *cells,
+        ratio(subject, medians.get(REFERENCE)),
+        target_cell(target, higher_is_better, subject, medians.get(REFERENCE)),
+        f"{ratio(subject, medians.get(best_peer))} ({best_peer})" if best_peer else DASH,
+    ]
+
+
+def target_cell(
+    target: float | None, higher_is_better: bool, mine: float | None, reference: float | None
+) -> str:
+    """The issue's target for the subject / reference ratio (a floor, or a ceiling when lower is better), and
+    whether this run met it."""
+    if target is None:
         return DASH
-    bound = f"{'>=' if workload.higher_is_better else '<='} {workload.target:.2f}x"
+    bound = f"{'>=' if higher_is_better else '<='} {target:.2f}x"
     if mine is None or not reference:
         return f"{bound}: no valid ratio"
     r = mine / reference
-    met = r >= workload.target if workload.higher_is_better else r <= workload.target
+    met = r >= target if higher_is_better else r <= target
     return f"{bound}: {'met' if met else 'MISSED'}"
 
 
@@ -1071,10 +1205,11 @@ COUNTER_HEADERS = [
 
 
 def headers(workload: Workload) -> list[str]:
-    """The table's columns: the peak-RSS, counter and CPU-per-operation ones go after "each rep" for the
-    workloads that have them."""
+    """The table's columns: the peak-RSS, round-trip, counter and CPU-per-operation ones go after "each rep" for
+    the workloads that have them."""
     extra = (
         (RSS_HEADERS if workload.peak_rss else [])
+        + [f"round trip {PERCENTILES[k]} µs (min {DASH} max)" for k in workload.latency]
         + (COUNTER_HEADERS if workload.counters else [])
         + (["server CPU µs/op (≈)"] if workload.cpu_per_op else [])
     )
@@ -1289,6 +1424,11 @@ def main() -> int:
                     extra.append(
                         f"server RSS {mib(run.rss_start_kib)} MiB at start, peak {mib(run.rss_peak_kib)} MiB"
                     )
+                extra += [
+                    f"{PERCENTILES[k]} {fmt(v)} µs"
+                    for k in workload.latency
+                    if run.valid and (v := run.latency(k)) is not None
+                ]
                 if run.counters:
                     extra.append(
                         ", ".join(f"{k} {v:.3g}" for k, v in run.counters.items())

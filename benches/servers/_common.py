@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Coroutine
 from typing import Any
@@ -51,6 +52,20 @@ class Tally:
 
     def answer(self) -> str:
         return f"{self.messages} {self.bytes}"
+
+
+# /json: the "typical app" every Python peer serves with this same function. Each message is a JSON text
+# {"room": ..., "text": ...}; the handler counts it for its room and answers with a small JSON text.
+ROOM_COUNTS: dict[str, int] = {}
+
+
+def json_reply(message: str | bytes | bytearray | memoryview) -> str:
+    """The /json app's answer to one message (json.loads takes str, bytes and bytearray)."""
+    request = json.loads(bytes(message) if isinstance(message, memoryview) else message)
+    room = request["room"]
+    count = ROOM_COUNTS.get(room, 0) + 1
+    ROOM_COUNTS[room] = count
+    return json.dumps({"room": room, "count": count, "length": len(request["text"])})
 
 
 def unsupported(route: str, why: str) -> None:

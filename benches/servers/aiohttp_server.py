@@ -4,7 +4,8 @@
 received is sent to every subscriber with `send_str`/`send_bytes` in a loop (aiohttp has no pub/sub or broadcast
 of its own), skipping a subscriber whose transport is above its high-water mark (awaiting its drain would stall every
 other subscriber: what `websockets.broadcast` does); /slow: `await asyncio.sleep(SLOW_DELAY)` per binary message in the receive loop, a text message
-answered with the tally; /echoz: /echo with `compress=True` (permessage-deflate when the client offers it).
+answered with the tally; /echoz: /echo with `compress=True` (permessage-deflate when the client offers it);
+/json: the "typical app" (`_common.json_reply`) answering each message with `send_str`.
 Prints READY once listening.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 
-from _common import SLOW_DELAY, Tally, loop_name, parse_args, ready, run
+from _common import SLOW_DELAY, Tally, json_reply, loop_name, parse_args, ready, run
 from aiohttp import WSMsgType, web
 
 MAX = 16 * 1024 * 1024
@@ -45,6 +46,14 @@ async def echo(request: web.Request) -> web.WebSocketResponse:
 
 async def echoz(request: web.Request) -> web.WebSocketResponse:
     return await echo_loop(await open_ws(request, compress=True))
+
+
+async def json_app(request: web.Request) -> web.WebSocketResponse:
+    ws = await open_ws(request)
+    async for msg in ws:
+        if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            await ws.send_str(json_reply(msg.data))
+    return ws
 
 
 async def sub(request: web.Request) -> web.WebSocketResponse:
@@ -96,6 +105,7 @@ async def main(host: str, port: int) -> None:
         [
             web.get("/echo", echo),
             web.get("/echoz", echoz),
+            web.get("/json", json_app),
             web.get("/sub", sub),
             web.get("/pub", pub),
             web.get("/slow", slow),

@@ -6,7 +6,9 @@
 // through at SLOW_DELAY per binary message (Bun has no way to pause reading a WebSocket, so a flood piles up in
 // that queue); a text message is answered with the tally "<messages> <bytes>"; /echoz: /echo sent with
 // `compress = true` (Bun enables permessage-deflate per server: it is negotiated only where the client offers it,
-// and the load generator offers it only to /echoz). With `--cert FILE --key FILE` it serves TLS (wss://):
+// and the load generator offers it only to /echoz); /json: the "typical app" (jsonReply, the Python peers'
+// `_common.json_reply` in JS) answering each message with `ws.send(text)`. With `--cert FILE --key FILE` it
+// serves TLS (wss://):
 // `Bun.serve({ tls: { cert, key } })`. Prints READY once listening.
 
 const SLOW_DELAY_MS = 1;
@@ -16,7 +18,15 @@ function arg(name, dflt) {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : dflt;
 }
-const ROUTES = new Set(["/echo", "/echoz", "/sub", "/pub", "/slow"]);
+const ROUTES = new Set(["/echo", "/echoz", "/json", "/sub", "/pub", "/slow"]);
+const roomCounts = new Map();
+
+function jsonReply(message) {
+  const request = JSON.parse(typeof message === "string" ? message : new TextDecoder().decode(message));
+  const count = (roomCounts.get(request.room) ?? 0) + 1;
+  roomCounts.set(request.room, count);
+  return JSON.stringify({ room: request.room, count, length: request.text.length });
+}
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function work(ws) {
@@ -63,6 +73,9 @@ const server = Bun.serve({
           break;
         case "/echoz":
           ws.send(message, true);
+          break;
+        case "/json":
+          ws.send(jsonReply(message));
           break;
         case "/pub":
           server.publish(TOPIC, message);

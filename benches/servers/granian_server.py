@@ -4,7 +4,8 @@ with one thread, the app on this process's asyncio loop, no worker processes).
 /echo: `await transport.receive()` and `send_str`/`send_bytes` back; /sub: joins the subscriber set and waits for
 the close; /pub: every message received is sent to every subscriber transport in a loop (granian has no pub/sub);
 /slow: `await asyncio.sleep(SLOW_DELAY)` per binary message in the receive loop, a text message answered with the
-tally. No /echoz: granian's WebSockets have no permessage-deflate. Prints READY once the port accepts connections.
+tally; /json: the "typical app" (`_common.json_reply`) answering each message with `send_str`. No /echoz:
+granian's WebSockets have no permessage-deflate. Prints READY once the port accepts connections.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ import logging
 import sys
 from typing import Any
 
-from _common import SLOW_DELAY, Tally, loop_name, parse_args, run, unsupported
+from _common import SLOW_DELAY, Tally, json_reply, loop_name, parse_args, run, unsupported
 from granian.constants import Interfaces
 from granian.log import LogLevels
 from granian.rsgi import WebsocketMessageType
 from granian.server.embed import Server
 
 SUBSCRIBERS: set[Any] = set()
-ROUTES = {"/echo", "/sub", "/pub", "/slow"}
+ROUTES = {"/echo", "/json", "/sub", "/pub", "/slow"}
 
 
 async def send(transport: Any, kind: WebsocketMessageType, data: Any) -> None:
@@ -47,6 +48,8 @@ async def websocket(scope: Any, proto: Any) -> None:
                 break
             if path == "/echo":
                 await send(transport, msg.kind, msg.data)
+            elif path == "/json":
+                await transport.send_str(json_reply(msg.data))
             elif path == "/pub":
                 for s in list(SUBSCRIBERS):
                     await send(s, msg.kind, msg.data)

@@ -3,7 +3,8 @@
 /echo: every message back with the same type; /sub: subscribes to topic "bench"; /pub: every message received is
 published to "bench"; /slow: an `async def` listener that sleeps SLOW_DELAY per binary message and answers a text
 message with the tally (hyperws's read-side flow control pauses the socket while it is busy); /echoz: /echo with
-`compression="shared"` and every echo sent with `compress=True` (skipped, with UNSUPPORTED on stdout, while this hyperws has no compression). Prints READY
+`compression="shared"` and every echo sent with `compress=True` (skipped, with UNSUPPORTED on stdout, while this hyperws has no compression); /json: the
+"typical app" (`_common.json_reply`), a plain `on("message")` handler that answers with `ws.send`. Prints READY
 once listening. If this hyperws has no pub/sub yet, /echo is still served and /sub, /pub say so on stderr.
 
 With `--cert` and `--key` the server serves TLS (wss://) with them (`hyperws.Server(cert_file=..., key_file=...)`).
@@ -23,7 +24,16 @@ import sys
 from typing import Any
 
 import hyperws
-from _common import SLOW_DELAY, Tally, loop_name, parse_args, ready, run, unsupported
+from _common import (
+    SLOW_DELAY,
+    Tally,
+    json_reply,
+    loop_name,
+    parse_args,
+    ready,
+    run,
+    unsupported,
+)
 
 MAX = 16 * 1024 * 1024
 TOPIC = "bench"
@@ -48,6 +58,14 @@ def missing(what: str) -> None:
 @server.ws("/echo", max_payload_length=MAX)
 def echo(ws: Any) -> None:
     ws.on("message", lambda message, is_binary: ws.send(message, is_binary))
+
+
+@server.ws("/json", max_payload_length=MAX)
+def json_app(ws: Any) -> None:
+    def on_message(message: Any, is_binary: bool) -> None:
+        ws.send(json_reply(message), False)
+
+    ws.on("message", on_message)
 
 
 @server.ws("/sub", max_payload_length=MAX)

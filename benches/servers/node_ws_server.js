@@ -4,7 +4,8 @@
 // sent to every subscriber in a loop (`ws` has no pub/sub); /slow: messages go to a per-connection queue worked
 // through at SLOW_DELAY per binary message, the socket paused (`ws.pause()`) while 16 or more wait; a text message
 // is answered with the tally "<messages> <bytes>"; /echoz: /echo on a second WebSocketServer with
-// permessage-deflate (threshold 0: every message compressed). Prints READY once listening.
+// permessage-deflate (threshold 0: every message compressed); /json: the "typical app" (jsonReply, the Python
+// peers' `_common.json_reply` in JS) answering each message with a text `ws.send`. Prints READY once listening.
 "use strict";
 
 const http = require("http");
@@ -30,6 +31,15 @@ const deflate = new WebSocketServer({
 });
 const subscribers = new Set();
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const roomCounts = new Map();
+
+function jsonReply(data) {
+  const request = JSON.parse(data.toString());
+  const count = (roomCounts.get(request.room) ?? 0) + 1;
+  roomCounts.set(request.room, count);
+  return JSON.stringify({ room: request.room, count, length: request.text.length });
+}
 
 function echo(ws) {
   ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary }));
@@ -72,6 +82,7 @@ function slow(ws) {
 const routes = {
   "/echo": [plain, echo],
   "/echoz": [deflate, echo],
+  "/json": [plain, (ws) => ws.on("message", (data) => ws.send(jsonReply(data)))],
   "/sub": [
     plain,
     (ws) => {

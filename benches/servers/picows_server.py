@@ -4,14 +4,24 @@
 to every subscriber transport in a plain loop (picows has no pub/sub of its own); /slow: frames go to a queue that
 a task works through, SLOW_DELAY per binary message, with the socket's reading paused while 16 or more wait (the
 flow control picows leaves to the app); a text message is answered with the tally. No /echoz: picows has no
-permessage-deflate. Prints READY once listening.
+permessage-deflate; /json: the "typical app" (`_common.json_reply`) answering each message from `on_ws_frame`.
+Prints READY once listening.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from _common import SLOW_DELAY, Tally, loop_name, parse_args, ready, run, unsupported
+from _common import (
+    SLOW_DELAY,
+    Tally,
+    json_reply,
+    loop_name,
+    parse_args,
+    ready,
+    run,
+    unsupported,
+)
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest, ws_create_server
 
 SUBSCRIBERS: set[WSTransport] = set()
@@ -29,6 +39,15 @@ class Echo(Base):
             self.on_close_frame(transport, frame)
         elif frame.msg_type in (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION):
             transport.send(frame.msg_type, frame.get_payload_as_memoryview(), frame.fin)
+
+
+class Json(Base):
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type == WSMsgType.CLOSE:
+            self.on_close_frame(transport, frame)
+        elif frame.msg_type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            reply = json_reply(frame.get_payload_as_bytes())
+            transport.send(WSMsgType.TEXT, reply.encode())
 
 
 class Sub(Base):
@@ -91,7 +110,7 @@ class Slow(Base):
                 transport.underlying_transport.resume_reading()
 
 
-ROUTES = {b"/echo": Echo, b"/sub": Sub, b"/pub": Pub, b"/slow": Slow}
+ROUTES = {b"/echo": Echo, b"/json": Json, b"/sub": Sub, b"/pub": Pub, b"/slow": Slow}
 
 
 def listener_factory(request: WSUpgradeRequest) -> WSListener | None:

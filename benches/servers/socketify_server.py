@@ -5,7 +5,8 @@ received goes out with `app.publish("bench", ...)` (uWebSockets' native pub/sub,
 handler puts each message on a queue that a task works through, SLOW_DELAY per binary message (socketify has no way
 to pause reading a WebSocket, so a flood piles up in that queue), and answers a text message with the tally;
 /echoz: /echo with `CompressOptions.SHARED_COMPRESSOR` (permessage-deflate when the client offers it) and
-`compress=True` on each send (uWebSockets compresses only the sends that ask for it).
+`compress=True` on each send (uWebSockets compresses only the sends that ask for it); /json: the "typical app"
+(`_common.json_reply`) answering each message with `ws.send(..., OpCode.TEXT)`.
 
 socketify runs its own libuv loop with an asyncio loop inside (uvloop's when installed, for the /slow tasks). Its
 native library needs libuv.so.1: setup_peers.sh unpacks Debian's libuv1 into benches/.peers and compare.py puts
@@ -19,7 +20,7 @@ import asyncio
 import sys
 from typing import Any
 
-from _common import SLOW_DELAY, Tally, parse_args
+from _common import SLOW_DELAY, Tally, json_reply, parse_args
 
 MAX = 16 * 1024 * 1024
 TOPIC = "bench"
@@ -56,6 +57,9 @@ def main(host: str, port: int, no_uvloop: bool, tls: tuple[str, str] | None) -> 
     def echoz(ws: Any, message: Any, opcode: Any) -> None:
         ws.send(message, opcode, compress=True)
 
+    def json_app(ws: Any, message: Any, opcode: Any) -> None:
+        ws.send(json_reply(message), OpCode.TEXT)
+
     def sub_open(ws: Any) -> None:
         ws.subscribe(TOPIC)
 
@@ -87,6 +91,7 @@ def main(host: str, port: int, no_uvloop: bool, tls: tuple[str, str] | None) -> 
 
     app.ws("/echo", behavior(message=echo))
     app.ws("/echoz", behavior(message=echoz, compression=CompressOptions.SHARED_COMPRESSOR))
+    app.ws("/json", behavior(message=json_app))
     app.ws("/sub", behavior(open=sub_open))
     app.ws("/pub", behavior(message=pub))
     app.ws("/slow", behavior(open=slow_open, message=slow_message, close=slow_close))

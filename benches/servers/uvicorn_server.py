@@ -5,7 +5,8 @@ the disconnect; /pub: every message received is queued to every subscriber (ASGI
 `send` may wait for a slow client, so each subscriber has its own sender task and a bounded queue; a message that
 finds it full is dropped); /slow: `await asyncio.sleep(SLOW_DELAY)` per binary message in the receive loop, a text message answered
 with the tally; /echoz: /echo (uvicorn enables permessage-deflate per server with `ws_per_message_deflate`, so it
-is negotiated on any path where the client offers it: the load generator offers it only to /echoz).
+is negotiated on any path where the client offers it: the load generator offers it only to /echoz); /json: the
+"typical app" (`_common.json_reply`) answering each message with a text `send()`.
 
 `--ws` picks uvicorn's WebSocket implementation (default `websockets-sansio`; see benches/README.md for the
 measured choice). Runs on uvloop when installed, with httptools. Prints READY once listening.
@@ -20,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
-from _common import SLOW_DELAY, Tally
+from _common import SLOW_DELAY, Tally, json_reply
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -46,7 +47,7 @@ class Subscriber:
 
 
 SUBSCRIBERS: set[Subscriber] = set()
-ROUTES = {"/echo", "/echoz", "/sub", "/pub", "/slow"}
+ROUTES = {"/echo", "/echoz", "/json", "/sub", "/pub", "/slow"}
 
 
 def out(message: dict[str, Any]) -> dict[str, Any]:
@@ -80,6 +81,10 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
                 return
             if path in ("/echo", "/echoz"):
                 await send(out(message))
+            elif path == "/json":
+                data = message.get("text")
+                reply = json_reply(data if data is not None else message.get("bytes") or b"")
+                await send({"type": "websocket.send", "text": reply})
             elif path == "/pub":
                 event = out(message)
                 for s in SUBSCRIBERS:

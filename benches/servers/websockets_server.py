@@ -4,7 +4,8 @@
 sent to every /sub connection with `websockets.asyncio.server.broadcast`; /slow: `await asyncio.sleep(SLOW_DELAY)`
 per binary message in the receive loop, a text message answered with the tally; /echoz: /echo, where the client
 negotiated permessage-deflate (websockets enables compression per server, not per path: it is negotiated only
-when a client offers it, and the load generator offers it only to /echoz). Prints READY once listening.
+when a client offers it, and the load generator offers it only to /echoz); /json: the "typical app"
+(`_common.json_reply`) answering each message. Prints READY once listening.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import http
 
-from _common import SLOW_DELAY, Tally, loop_name, parse_args, ready, run
+from _common import SLOW_DELAY, Tally, json_reply, loop_name, parse_args, ready, run
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.http11 import Request, Response
 
 SUBSCRIBERS: set[ServerConnection] = set()
-ROUTES = {"/echo", "/sub", "/pub", "/slow", "/echoz"}
+ROUTES = {"/echo", "/json", "/sub", "/pub", "/slow", "/echoz"}
 
 
 async def handler(ws: ServerConnection) -> None:
@@ -25,6 +26,9 @@ async def handler(ws: ServerConnection) -> None:
     if path in ("/echo", "/echoz"):
         async for message in ws:
             await ws.send(message)
+    elif path == "/json":
+        async for message in ws:
+            await ws.send(json_reply(message))
     elif path == "/sub":
         SUBSCRIBERS.add(ws)
         try:

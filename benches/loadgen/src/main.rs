@@ -20,6 +20,8 @@ mod echo;
 mod fanout;
 mod flood;
 mod idle;
+mod json;
+mod latency;
 mod tls;
 mod ws;
 
@@ -45,6 +47,8 @@ pub enum Phase {
 const USAGE: &str = "usage: loadgen MODE [--option value ...]
   echo    --url URL [--conns 64] [--inflight 16] [--size 32] [--duration 10] [--warmup 2] [--drain 5] [--binary]
           [--deflate]   (permessage-deflate, no context takeover either way: every message compressed)
+          [--json] [--rooms 16]   (JSON {\"room\": ..., \"text\": <--size chars>} over the rooms in turn; any JSON
+          text reply is the answer)   Reports round-trip percentiles (p50_us ... p999_us, max_us, mean_us).
   fanout  --pub-url URL --sub-url URL[,URL...] [--subs 1000] [--slow 0] [--size 32] [--window 32] [--duration 10]
           [--warmup 2] [--drain 5] [--settle-ms 200] [--binary]
   connect --url URL [--concurrency 16] [--size 16] [--duration 5] [--warmup 1]
@@ -107,7 +111,7 @@ pub struct Args {
     tls: Option<tls::TlsClient>,
 }
 
-const FLAGS: &[&str] = &["binary", "deflate"];
+const FLAGS: &[&str] = &["binary", "deflate", "json"];
 
 impl Args {
     fn parse(argv: &[String]) -> Result<Args, String> {
