@@ -11,6 +11,8 @@ import http.client
 import os
 import socket
 import ssl
+import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from websockets.exceptions import InvalidMessage
 
 import hyperws
 
+import rawws
 from conftest import echo
 from helpers import TIMEOUT, until
 
@@ -519,3 +522,117 @@ def test_https_with_http_client(certs):
             await server.close()
 
     assert asyncio.run(main()) == (201, b"item")
+
+
+class RecordClient:
+    """A blocking TLS client over Python's ssl (OpenSSL) on a memory BIO, so that a test decides how
+    the records it encrypts reach the socket: many in one write, or one split over many."""
+
+    def __init__(self, port: int, context: ssl.SSLContext) -> None:
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_hostname="localhost")
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.plaintext = b""
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.sock.sendall(self.outgoing.read())
+                self.incoming.write(self.sock.recv(65536))
+        self.sock.sendall(self.outgoing.read())
+
+    def records(self, *messages: bytes) -> bytes:
+        """The records of `messages`, one `write` each (OpenSSL splits a write at 16 KiB)."""
+        for message in messages:
+            self.tls.write(message)
+        return self.outgoing.read()
+
+    def receive(self) -> None:
+        """Decrypts what the server sent next onto `plaintext`."""
+        chunk = self.sock.recv(65536)
+        assert chunk, "the server closed the connection"
+        self.incoming.write(chunk)
+        with contextlib.suppress(ssl.SSLWantReadError):
+            while data := self.tls.read(65536):
+                self.plaintext += data
+
+    def read_until(self, size: int) -> bytes:
+        while len(self.plaintext) < size:
+            self.receive()
+        data, self.plaintext = self.plaintext[:size], self.plaintext[size:]
+        return data
+
+    def read_head(self) -> bytes:
+        while b"\r\n\r\n" not in self.plaintext:
+            self.receive()
+        head, _, self.plaintext = self.plaintext.partition(b"\r\n\r\n")
+        return head
+
+    def read_frame(self) -> tuple[int, bytes]:
+        first, second = self.read_until(2)
+        length = second & 0x7F
+        if length == 126:
+            (length,) = struct.unpack("!H", self.read_until(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", self.read_until(8))
+        return first & 0x0F, self.read_until(length)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def echo_record_by_record(port: int, context: ssl.SSLContext) -> None:
+    """Upgrades, then sends 50 small messages as 50 records in one write, a 100 KiB message as full
+    16 KiB records cut into 1000-byte writes (records split across the server's reads), and a record
+    cut inside its header; checks every echo."""
+    client = RecordClient(port, context)
+    try:
+        key = rawws.new_key()
+        client.sock.sendall(client.records(rawws.upgrade_request("/echo", key=key)))
+        assert client.read_head().startswith(b"HTTP/1.1 101 ")
+
+        small = [f"message {i}".encode() for i in range(50)]
+        frames = [rawws.build_frame(rawws.TEXT, message) for message in small]
+        client.sock.sendall(client.records(*frames))
+        for message in small:
+            assert client.read_frame() == (rawws.TEXT, message)
+
+        large = os.urandom(100 * 1024)
+        records = client.records(rawws.build_frame(rawws.BINARY, large))
+        for start in range(0, len(records), 1000):
+            client.sock.sendall(records[start : start + 1000])
+            time.sleep(0.001)
+        assert client.read_frame() == (rawws.BINARY, large)
+
+        records = client.records(rawws.build_frame(rawws.TEXT, b"after a cut header"))
+        client.sock.sendall(records[:3])
+        time.sleep(0.05)
+        client.sock.sendall(records[3:])
+        assert client.read_frame() == (rawws.TEXT, b"after a cut header")
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+async def test_records_in_one_segment_split_across_reads_and_full_size(serve, certs, version):
+    server = await serve(tls_server(certs))
+    context = certs.client_context()
+    context.minimum_version = context.maximum_version = version
+    await asyncio.to_thread(echo_record_by_record, server.port, context)
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+async def test_tls_versions_echo_and_close_cleanly(serve, certs, version):
+    server = await serve(tls_server(certs))
+    context = certs.client_context()
+    context.minimum_version = context.maximum_version = version
+    async with wss(server, ssl=context) as ws:
+        tls = ws.transport.get_extra_info("ssl_object")
+        assert tls.version() == version.name.replace("_", ".")
+        for message in ["small", "x" * 70_000, os.urandom(300_000)]:
+            await ws.send(message)
+            assert await asyncio.wait_for(ws.recv(), TIMEOUT) == message
+        await ws.close()
+        assert ws.close_code == 1000
