@@ -316,10 +316,12 @@ impl TlsStream {
         }
     }
 
-    /// A partial record left in a much larger allocation moves to an exact copy: a client gone silent
-    /// mid-record keeps only that.
+    /// An empty buffer is dropped, and a partial record left in a much larger allocation moves to an
+    /// exact copy: a client gone silent mid-record keeps only that.
     fn shrink_incoming(&mut self) {
-        if self.incoming.capacity() > 4 * self.incoming.len() {
+        if self.incoming.is_empty() {
+            self.incoming = BytesMut::new();
+        } else if self.incoming.capacity() > 4 * self.incoming.len() {
             self.incoming = BytesMut::from(&self.incoming[..]);
         }
     }
@@ -364,11 +366,12 @@ impl TlsStream {
         }
         let room = ask.max(RECORD_WIRE);
         self.incoming.reserve(room);
-        let n = self.tcp.try_read_buf(&mut (&mut self.incoming).limit(room));
-        if self.incoming.is_empty() {
-            self.incoming = BytesMut::new();
+        let read = self.tcp.try_read_buf(&mut (&mut self.incoming).limit(room));
+        if !matches!(read, Ok(n) if n > 0) {
+            // The room made for a read that found nothing is not kept (rustls's buffered API keeps it).
+            self.shrink_incoming();
         }
-        n
+        read
     }
 
     fn poll_write_records(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
