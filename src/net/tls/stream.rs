@@ -12,7 +12,7 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, BufMut, BytesMut};
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
-use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, WriteTraffic};
+use rustls::unbuffered::{ConnectionState, EncodeError, EncodeTlsData, EncryptError, WriteTraffic};
 use rustls::ServerConfig;
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -227,9 +227,7 @@ impl TlsStream {
                     None
                 }
                 ConnectionState::EncodeTlsData(mut encode) => {
-                    encode_with(&mut self.outgoing, RECORD_WIRE, |room| {
-                        encode.encode(room).map_err(encode_room)
-                    })?;
+                    encode_record(&mut encode, &mut self.outgoing)?;
                     None
                 }
                 // Sent from `outgoing` in order, with what follows.
@@ -291,9 +289,7 @@ impl TlsStream {
                     self.more_input = true;
                 }
                 ConnectionState::EncodeTlsData(mut encode) => {
-                    encode_with(&mut self.outgoing, RECORD_WIRE, |room| {
-                        encode.encode(room).map_err(encode_room)
-                    })?;
+                    encode_record(&mut encode, &mut self.outgoing)?;
                 }
                 ConnectionState::TransmitTlsData(transmit) => transmit.done(),
                 ConnectionState::PeerClosed => self.peer_closed = true,
@@ -335,10 +331,7 @@ impl TlsStream {
             let discard = status.discard;
             let encoded = match status.state {
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
-                    encode_with(&mut self.outgoing, RECORD_WIRE, |room| {
-                        encode.encode(room).map_err(encode_room)
-                    })
-                    .is_ok()
+                    encode_record(&mut encode, &mut self.outgoing).is_ok()
                 }
                 Ok(ConnectionState::TransmitTlsData(transmit)) => {
                     transmit.done();
@@ -481,6 +474,14 @@ fn encrypt_slices(
         encrypt(traffic, &gathered, outgoing)?;
     }
     Ok(taken)
+}
+
+/// A record rustls made (handshake, alert, key update): asked with no room first, rustls says its size.
+fn encode_record(
+    encode: &mut EncodeTlsData<'_, ServerConnectionData>,
+    outgoing: &mut BytesMut,
+) -> io::Result<()> {
+    encode_with(outgoing, 0, |room| encode.encode(room).map_err(encode_room))
 }
 
 fn encrypt(
