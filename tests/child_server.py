@@ -19,10 +19,11 @@ START = 30.0  # safety net for the process to start or stop, not a speed asserti
 
 
 @contextmanager
-def child_server(script: Path) -> Iterator[tuple[int, int]]:
-    """Runs `script`; yields its (pid, port); closes its stdin at the end and requires a clean exit."""
+def child_server(script: Path, *args: str) -> Iterator[tuple[int, int]]:
+    """Runs `script` with `args`; yields its (pid, port); closes its stdin at the end and requires a clean
+    exit."""
     process = subprocess.Popen(
-        [sys.executable, str(script)],
+        [sys.executable, str(script), *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -1,5 +1,6 @@
 """The server that tests/test_memory_bounds.py attacks, run in its own process so that its
-/proc/<pid>/status measures the server alone. Prints its port, then serves until stdin closes.
+/proc/<pid>/status measures the server alone. Prints its port, then serves until stdin closes. Over TLS
+when given a certificate file and its key file.
 
 Routes: /echo (echo, default options), /ping (echo; pings are counted), /partial (echo), /big (echo, max_payload_length=16 MiB), /inflate (compression
 "shared", max_payload_length=8 MiB; messages are counted, not echoed). GET /stats answers JSON: pings
@@ -19,7 +20,8 @@ INFLATE_LIMIT = 8 * 1024 * 1024
 
 
 async def main() -> None:
-    server = hyperws.Server(close_timeout=1.0)
+    tls = {"cert_file": sys.argv[1], "key_file": sys.argv[2]} if len(sys.argv) > 2 else {}
+    server = hyperws.Server(close_timeout=1.0, **tls)
     counts = {"pings": 0, "inflated": 0, "closed": 0}
     sockets: set[hyperws.Websocket] = set()
 

@@ -1,6 +1,6 @@
 """Hostile clients do not grow the server's memory without bound: a client that pings without reading,
-connections holding part of a frame header, frames announcing more than they send, and compressed
-messages inflating past the limit.
+connections holding part of a frame header, frames announcing more than they send, compressed messages
+inflating past the limit, and TLS connections idle or holding part of a record.
 
 The server runs in a child process (tests/memory_server.py) so that /proc/<pid>/status measures it alone.
 Each test prints the figures it saw (run with -s to read them)."""
@@ -10,18 +10,21 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import ssl
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import trustme
 from websockets.asyncio.client import ClientConnection, connect
 
 from child_server import ChildServer, child_server
 
 from helpers import TIMEOUT, until
-from rawws import BINARY, CLOSE, PING, RawWebSocket, build_frame
+from rawws import BINARY, CLOSE, PING, RawWebSocket, build_frame, new_key, upgrade_request
+from tls_records import RecordClient
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -266,3 +269,71 @@ async def test_inflating_stays_within_the_limit(memory_server):
     limit = INFLATE_LIMIT
     assert bomb_peak < 4 * limit, (before, bombed)
     assert full_peak < 8 * limit, (at_rest, received)
+
+
+# -- TLS -----------------------------------------------------------------------------------------
+
+TLS_CONNECTIONS = 1000
+
+
+@pytest.fixture
+def tls_memory_server(tmp_path: Path) -> Iterator[tuple[ServerProcess, ssl.SSLContext]]:
+    ca = trustme.CA()
+    issued = ca.issue_cert("localhost")
+    cert_file, key_file = tmp_path / "server.pem", tmp_path / "server.key"
+    cert_file.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    key_file.write_bytes(issued.private_key_pem.bytes())
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(context)
+    with child_server(SERVER, str(cert_file), str(key_file)) as (pid, port):
+        yield ServerProcess(pid, port), context
+
+
+def open_tls_echoed(port: int, context: ssl.SSLContext, count: int) -> list[RecordClient]:
+    """`count` TLS connections, each upgraded on /partial and through one echo."""
+    clients = []
+    for _ in range(count):
+        client = RecordClient(port, context)
+        clients.append(client)
+        client.sock.sendall(client.records(upgrade_request("/partial", key=new_key())))
+        assert client.read_head().startswith(b"HTTP/1.1 101 ")
+        client.sock.sendall(client.records(build_frame(BINARY, b"hello")))
+        assert client.read_frame() == (BINARY, b"hello")
+    return clients
+
+
+async def test_tls_connections_idle_or_holding_part_of_a_record_keep_no_read_buffer(
+    tls_memory_server,
+):
+    server, context = tls_memory_server
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 2 * TLS_CONNECTIONS + 256:
+        pytest.skip("RLIMIT_NOFILE too low for the connections")
+    # What the first handshake sets up once is not counted per connection.
+    (first,) = await asyncio.to_thread(open_tls_echoed, server.port, context, 1)
+    clients = [first]
+    try:
+        await server.has_read_everything()
+        before = server.memory()
+        clients += await asyncio.to_thread(open_tls_echoed, server.port, context, TLS_CONNECTIONS)
+        await server.has_read_everything()
+        idle = server.memory()
+        for client in clients[1:]:
+            # The first 100 bytes of a record that carries a 1 KiB message; the rest never comes.
+            client.sock.sendall(client.records(build_frame(BINARY, bytes(KiB)))[:100])
+        await server.has_read_everything()
+        first.sock.sendall(first.records(build_frame(BINARY, b"still here")))
+        assert first.read_frame() == (BINARY, b"still here")
+        during = server.memory()
+    finally:
+        for client in clients:
+            client.close()
+    per_idle = (idle.rss - before.rss) / TLS_CONNECTIONS / KiB
+    per_partial = (during.rss - idle.rss) / TLS_CONNECTIONS / KiB
+    print(
+        f"before: {before}; {TLS_CONNECTIONS} idle TLS connections: {idle} ({per_idle:.2f} KiB each)"
+    )
+    print(f"each holding 100 bytes of a record: {during} ({per_partial:.2f} KiB more each)")
+    # rustls's buffered API kept a 4 KiB read buffer per idle connection: about 10 KiB each.
+    assert idle.rss - before.rss < TLS_CONNECTIONS * 8 * KiB, (before, idle)
+    # A read allocates room for a whole record (18 KiB); only the 100 bytes may stay.
+    assert during.rss - idle.rss < TLS_CONNECTIONS * 4 * KiB, (idle, during)

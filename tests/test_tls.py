@@ -11,6 +11,7 @@ import http.client
 import os
 import socket
 import ssl
+import time
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,10 @@ from websockets.exceptions import InvalidMessage
 
 import hyperws
 
+import rawws
 from conftest import echo
 from helpers import TIMEOUT, until
+from tls_records import RecordClient
 
 MIB = 1024 * 1024
 
@@ -519,3 +522,58 @@ def test_https_with_http_client(certs):
             await server.close()
 
     assert asyncio.run(main()) == (201, b"item")
+
+
+def echo_record_by_record(port: int, context: ssl.SSLContext) -> None:
+    """Upgrades, then sends 50 small messages as 50 records in one write, a 100 KiB message as full
+    16 KiB records cut into 1000-byte writes (records split across the server's reads), and a record
+    cut inside its header; checks every echo."""
+    client = RecordClient(port, context)
+    try:
+        key = rawws.new_key()
+        client.sock.sendall(client.records(rawws.upgrade_request("/echo", key=key)))
+        assert client.read_head().startswith(b"HTTP/1.1 101 ")
+
+        small = [f"message {i}".encode() for i in range(50)]
+        frames = [rawws.build_frame(rawws.TEXT, message) for message in small]
+        client.sock.sendall(client.records(*frames))
+        for message in small:
+            assert client.read_frame() == (rawws.TEXT, message)
+
+        large = os.urandom(100 * 1024)
+        records = client.records(rawws.build_frame(rawws.BINARY, large))
+        for start in range(0, len(records), 1000):
+            client.sock.sendall(records[start : start + 1000])
+            time.sleep(0.001)
+        assert client.read_frame() == (rawws.BINARY, large)
+
+        records = client.records(rawws.build_frame(rawws.TEXT, b"after a cut header"))
+        client.sock.sendall(records[:3])
+        time.sleep(0.05)
+        client.sock.sendall(records[3:])
+        assert client.read_frame() == (rawws.TEXT, b"after a cut header")
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+async def test_records_in_one_segment_split_across_reads_and_full_size(serve, certs, version):
+    server = await serve(tls_server(certs))
+    context = certs.client_context()
+    context.minimum_version = context.maximum_version = version
+    await asyncio.to_thread(echo_record_by_record, server.port, context)
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+async def test_tls_versions_echo_and_close_cleanly(serve, certs, version):
+    server = await serve(tls_server(certs))
+    context = certs.client_context()
+    context.minimum_version = context.maximum_version = version
+    async with wss(server, ssl=context) as ws:
+        tls = ws.transport.get_extra_info("ssl_object")
+        assert tls.version() == version.name.replace("_", ".")
+        for message in ["small", "x" * 70_000, os.urandom(300_000)]:
+            await ws.send(message)
+            assert await asyncio.wait_for(ws.recv(), TIMEOUT) == message
+        await ws.close()
+        assert ws.close_code == 1000

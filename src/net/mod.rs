@@ -10,7 +10,6 @@ mod front;
 pub mod fuzzing;
 mod handshake;
 mod http;
-mod prefixed;
 mod proxy;
 mod server;
 pub mod tls;

@@ -18,8 +18,8 @@ use tokio::time::timeout;
 use super::connection::Connection;
 use super::handshake::Outcome;
 use super::http::{http_response, Answer, HttpRoutes, Request};
-use super::prefixed::Prefixed;
 use super::proxy::Peer;
+use super::tls::TlsStream;
 use super::transport::Transport;
 use super::upgrade::{switching_protocols, Decision};
 use super::{front, ByteStream, ClientDetails, ConnHandle, RouteConfig, ServerConfig};
@@ -278,21 +278,15 @@ async fn upgrade(
         let opened = open(&mut stream, peer, None, read, id, shared).await?;
         return Some(opened.connection(Transport::Tcp(stream), shared));
     };
-    let handshake = tls.acceptor().accept(Prefixed::new(read, stream));
-    let Ok(Ok(mut stream)) = timeout(shared.config.request_timeout, handshake).await else {
+    let handshake = TlsStream::accept(stream, tls.config(), read);
+    let Ok(Ok(stream)) = timeout(shared.config.request_timeout, handshake).await else {
         tls.count_handshake_failure();
         return None;
     };
-    let certificate = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .map(|certificate| Bytes::copy_from_slice(certificate));
+    let mut stream = Box::new(stream);
+    let certificate = stream.peer_certificate().map(Bytes::copy_from_slice);
     let opened = open(&mut stream, peer, certificate, BytesMut::new(), id, shared).await?;
-    let (prefixed, session) = stream.into_inner();
-    let (early, tcp) = prefixed.into_parts();
-    let transport = Transport::tls(tcp, session, &early).ok()?;
+    let transport = Transport::Tls(stream);
     Some(opened.connection(transport, shared))
 }
 

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
-use tokio_rustls::TlsAcceptor;
 
 use super::error::TlsError;
 use super::files::{read_chain, KeyPairFiles};
@@ -65,10 +64,8 @@ impl Tls {
     }
 
     /// Accepts handshakes with the configuration of now (a reload serves the next ones).
-    pub fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(Arc::clone(
-            &self.config.read().expect("TLS configuration poisoned"),
-        ))
+    pub fn config(&self) -> Arc<ServerConfig> {
+        Arc::clone(&self.config.read().expect("TLS configuration poisoned"))
     }
 
     /// Serves `name` (or `*.domain`) with its own certificate; replaces one given before.

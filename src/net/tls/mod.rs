@@ -4,7 +4,9 @@ mod config;
 mod error;
 mod files;
 mod names;
+mod stream;
 
 pub use config::{ClientAuth, ClientCa, Tls};
 pub use error::{Problem, TlsError};
 pub use files::KeyPairFiles;
+pub(crate) use stream::TlsStream;
