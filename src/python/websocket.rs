@@ -400,7 +400,12 @@ pub fn report(ws: &Bound<'_, Websocket>, event: &str, error: PyErr) {
         .bind(py)
         .call_method1(intern!(py, "report"), (ws, event, error.into_value(py)))
     {
-        failure.write_unraisable(py, Some(ws.as_any()));
+        super::log_error(
+            py,
+            "reporting a handler's error",
+            failure,
+            Some(ws.as_any()),
+        );
     }
 }
 
@@ -413,6 +418,18 @@ impl Websocket {
     }
 
     /// The client's IP address (as a trusted proxy named it, or the peer's).
+    /// The connection's number, unique in this server process (the access log and the logs name it).
+    #[getter]
+    fn id(&self) -> u64 {
+        self.conn.id
+    }
+
+    /// The pattern of the route the connection came through, e.g. `/chat/:room`.
+    #[getter]
+    fn route(&self) -> &str {
+        &self.conn.route.pattern
+    }
+
     #[getter]
     fn ip(&self) -> String {
         display_ip(self.conn.peer.ip())
