@@ -8,7 +8,7 @@ use pyo3::exceptions::{
     PyConnectionError, PyRuntimeError, PyTypeError, PyUserWarning, PyValueError,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyDict, PyTuple, PyType};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
 use super::awaitable::is_awaitable;
@@ -418,6 +418,19 @@ impl Websocket {
     }
 
     /// The client's IP address (as a trusted proxy named it, or the peer's).
+    /// `Websocket[bytes]` (the type of a "Buffer" route's connections) works at run time too.
+    #[classmethod]
+    fn __class_getitem__<'py>(
+        cls: &Bound<'py, PyType>,
+        item: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = cls.py();
+        let alias = py
+            .import(intern!(py, "types"))?
+            .getattr(intern!(py, "GenericAlias"))?;
+        alias.call1((cls, item))
+    }
+
     /// The connection's number, unique in this server process (the access log and the logs name it).
     #[getter]
     fn id(&self) -> u64 {
