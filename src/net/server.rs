@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -316,16 +316,18 @@ async fn upgrade(
         return Some(opened.connection(Transport::Tcp(stream), shared));
     };
     let handshake = tls.acceptor().accept(Prefixed::new(read, stream));
-    let failure = match timeout(shared.config.request_timeout, handshake).await {
-        Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_elapsed) => Err("no complete handshake within request_timeout".to_owned()),
-    };
-    let mut stream = match failure {
-        Ok(stream) => stream,
-        Err(detail) => {
+    // Kept alive (with the socket) until the failure is counted: a client that sees its connection end
+    // sees it in `stats()`.
+    let mut handshake = pin!(timeout(shared.config.request_timeout, handshake));
+    let mut stream = match handshake.as_mut().await {
+        Ok(Ok(stream)) => stream,
+        failed => {
             tls.count_handshake_failure();
             if shared.config.log_connections {
+                let detail = match failed {
+                    Ok(Err(error)) => error.to_string(),
+                    _ => "no complete handshake within request_timeout".to_owned(),
+                };
                 let peer = peer.addr.ip();
                 shared.events.push(Event::TlsFailed { id, peer, detail });
             }
