@@ -74,6 +74,7 @@ fn utf8(c: &mut Criterion) {
 fn route() -> Arc<RouteConfig> {
     Arc::new(RouteConfig {
         index: 0,
+        pattern: Arc::from("/bench"),
         max_payload_length: 1 << 20,
         idle_timeout: None,
         max_lifetime: None,

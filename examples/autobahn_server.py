@@ -8,6 +8,7 @@ Run: python examples/autobahn_server.py PORT [CERT_FILE KEY_FILE]   (with the fi
 """
 
 import sys
+from typing import Any
 
 import hyperws
 
@@ -18,7 +19,7 @@ def echo(ws: hyperws.Websocket) -> None:
 
 def make_server(cert_file: str | None = None, key_file: str | None = None) -> hyperws.Server:
     server = hyperws.Server(cert_file=cert_file, key_file=key_file)
-    limits = {"max_payload_length": 16 * 1024 * 1024, "idle_timeout": 0}
+    limits: dict[str, Any] = {"max_payload_length": 16 * 1024 * 1024, "idle_timeout": 0}
     server.ws("/dedicated", echo, compression="dedicated", **limits)
     server.ws("/shared", echo, compression="shared", **limits)
     server.ws("/", echo, **limits)

@@ -14,6 +14,7 @@ import ast
 import asyncio
 import builtins
 import json
+import logging
 import re
 import struct
 import types
@@ -276,7 +277,44 @@ async def check_tutorial_history(example: Example) -> None:
         assert await asyncio.wait_for(late.recv(), TIMEOUT) == "one"
 
 
+async def check_logging(example: Example) -> None:
+    """The logging how-to: an access-log line for a request and the upgrade, and a handler's error
+    with the connection's fields, through the handler the block installs."""
+    hyperws_logger = logging.getLogger("hyperws")
+    installed = list(hyperws_logger.handlers)
+    captured: list[logging.LogRecord] = []
+    capture = logging.Handler()
+    capture.emit = captured.append  # type: ignore[method-assign]
+    for handler in installed:
+        capture.addFilter(handler.filters[0])
+    hyperws_logger.addHandler(capture)
+    try:
+        server = await example.listen()
+        health = await http_exchange(server.port, request("GET", "/health"))
+        assert health.status == 200
+        async with connect(url(server, "/rooms/lobby")) as client:
+            await client.send("crash")
+            await until(lambda: any(r.levelno == logging.ERROR for r in captured))
+            await client.send("still here")
+            assert await asyncio.wait_for(client.recv(), TIMEOUT) == "still here"
+        access = [r.getMessage() for r in captured if r.name == "hyperws.access"]
+        assert '"GET /health HTTP/1.1" 200 12' in access[0]
+        assert '"GET /rooms/lobby HTTP/1.1" 101 -' in access[1]
+        [error] = [r for r in captured if r.levelno == logging.ERROR]
+        assert (error.route, error.peer) == ("/rooms/:room", "127.0.0.1")
+        formatted = installed[0].format(error)
+        assert formatted.startswith(f"ERROR hyperws #{error.connection_id} /rooms/:room: error in")
+        assert "RuntimeError: a bug in a handler" in formatted
+        startup = logging.LogRecord("hyperws", logging.INFO, "", 0, "no connection", (), None)
+        assert installed[0].filter(startup) and installed[0].format(startup).startswith("INFO")
+    finally:
+        for handler in (*installed, capture):
+            hyperws_logger.removeHandler(handler)
+        hyperws_logger.setLevel(logging.NOTSET)
+
+
 CHECKS: dict[str, Callable[[Example], Awaitable[None]]] = {
+    "class ConnectionFields": check_logging,
     "def admit(": check_tutorial_names,
     "history: list[str] = []": check_tutorial_history,
     'router.ws("/connect"': check_use,

@@ -22,7 +22,9 @@ server = hyperws.Server(
     pubsub="redis://127.0.0.1:6379/0",
     pubsub_prefix="app",
     pubsub_required=False,
+    access_log=True,
 )
+server.access_log = False
 router = hyperws.Router()
 
 
@@ -60,6 +62,17 @@ async def on_open(ws: hyperws.Websocket) -> None:
         ws.publish(topic, message)
 
     ws.on("close", lambda code, reason: None).once("drain", lambda: None)
+    identity: tuple[int, str] = (ws.id, ws.route)
+    assert identity
+
+    @ws.on("close")
+    def on_close(code: int, reason: str) -> None:  # a "String" route's close reason is a str
+        pass
+
+    @ws.once("ping")
+    def on_ping(data: bytes) -> None:
+        pass
+
     ws.atomic(lambda: ws.ping(b"p"))
     await ws.stream(chunks())
     async with ws.writable as writer:
@@ -67,6 +80,33 @@ async def on_open(ws: hyperws.Websocket) -> None:
     async for message in ws:
         ws.send(message)
     ws.close(1000, "bye")
+
+
+# A route's message_type sets what its listeners receive.
+@router.ws("/bytes", message_type="Buffer")
+def on_bytes(ws: hyperws.Websocket[bytes]) -> None:
+    def on_message(message: bytes, is_binary: bool) -> None:
+        ws.send(message.upper(), is_binary)
+
+    def on_close(code: int, reason: bytes) -> None:
+        pass
+
+    ws.on("message", on_message).on("close", on_close).on("pong", lambda data: None)
+
+
+async def on_views(ws: hyperws.Websocket[memoryview]) -> None:
+    @ws.on("message")
+    def on_message(message: memoryview, is_binary: bool) -> None:
+        ws.send(message.tobytes(), is_binary)
+
+    ws.on("ping", lambda data: print(data.nbytes))
+    async for message in ws:
+        size: int = message.nbytes
+        assert size >= 0
+
+
+router.ws("/views", on_views, message_type="ArrayBuffer", idle_timeout=30)
+router.ws("/any", {"message_type": "Buffer"}, on_bytes)  # with an options mapping: not checked
 
 
 @server.get("/health")

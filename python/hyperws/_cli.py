@@ -30,6 +30,13 @@ def parser() -> argparse.ArgumentParser:
         help="worker processes sharing the port with SO_REUSEPORT (default 1)",
     )
     arguments.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    arguments.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="log every HTTP request and upgrade on the hyperws.access logger (default: as the "
+        "app's Server(access_log=...) says, which is off unless it is set)",
+    )
     return arguments
 
 
@@ -61,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
         level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     server = load_server(options.app)
+    if options.access_log is not None:
+        server.access_log = options.access_log
     logging.getLogger("hyperws").info(
         "serving %s on ws://%s:%d/ (pid %d)", options.app, options.host, options.port, os.getpid()
     )

@@ -1,17 +1,28 @@
 """Types of the native module (Rust, PyO3)."""
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar, overload
+from typing import Any, Generic, Literal, overload
 
-_F = TypeVar("_F", bound=Callable[..., Any])
+from typing_extensions import Self, TypeVar
 
 Message = str | bytes | memoryview
+
+# What a route's listeners receive, by its message_type: "String" (the default) str for text and
+# bytes for binary messages, "Buffer" bytes, "ArrayBuffer" memoryview. `Websocket` alone is the
+# "String" kind; `Websocket[bytes]` and `Websocket[memoryview]` are the others.
+_M = TypeVar("_M", str | bytes, bytes, memoryview, default=str | bytes)
+_L = TypeVar("_L", bound=Callable[..., object])
+
+_MessageEvent = Literal["message", "dropped"]
+_ControlEvent = Literal["ping", "pong"]
 
 def check_pattern(pattern: str) -> None: ...
 def join_prefix(prefix: str, pattern: str) -> str: ...
 
-class ListenerDecorator:
-    def __call__(self, listener: _F, /) -> _F: ...
+class ListenerDecorator(Generic[_L]):
+    """What ``ws.on(event)`` returns: registers the listener it decorates (typed for the event)."""
+
+    def __call__(self, listener: _L, /) -> _L: ...
 
 class PeerCertificate:
     """A client's TLS certificate, verified against the server's ``ca_file``."""
@@ -25,9 +36,14 @@ class PeerCertificate:
     @property
     def der(self) -> bytes: ...
 
-class Websocket:
+class Websocket(Generic[_M]):
+    def __class_getitem__(cls, item: Any, /) -> Any: ...
     @property
-    def raw(self) -> Websocket: ...
+    def raw(self) -> Self: ...
+    @property
+    def id(self) -> int: ...
+    @property
+    def route(self) -> str: ...
     @property
     def peer_certificate(self) -> PeerCertificate | None: ...
     @property
@@ -63,16 +79,111 @@ class Websocket:
         self, chunk: Any, first: bool, last: bool, binary: bool, force: bool = False
     ) -> bool: ...
     def _stream_end(self) -> None: ...
-    def __aiter__(self) -> AsyncIterator[Any]: ...
+    def __aiter__(self) -> AsyncIterator[_M]: ...
+    # The engine's events, each with its listener's parameters (a listener may be ``async def``).
+    # An app's own events, fired with ``emit()``, are untyped: hyperws warns on them at run time,
+    # and they need a ``# type: ignore[call-overload]`` here.
     @overload
-    def on(self, event: str, listener: None = None) -> ListenerDecorator: ...
+    def on(self, event: _MessageEvent, listener: Callable[[_M, bool], object]) -> Self: ...
     @overload
-    def on(self, event: str, listener: Callable[..., Any]) -> Websocket: ...
+    def on(
+        self, event: _MessageEvent, listener: None = None
+    ) -> ListenerDecorator[Callable[[_M, bool], object]]: ...
     @overload
-    def once(self, event: str, listener: None = None) -> ListenerDecorator: ...
+    def on(
+        self: Websocket[str | bytes],
+        event: Literal["close"],
+        listener: Callable[[int, str], object],
+    ) -> Websocket[str | bytes]: ...
     @overload
-    def once(self, event: str, listener: Callable[..., Any]) -> Websocket: ...
-    def off(self, event: str, listener: Callable[..., Any] | None = None) -> Websocket: ...
+    def on(
+        self: Websocket[str | bytes], event: Literal["close"], listener: None = None
+    ) -> ListenerDecorator[Callable[[int, str], object]]: ...
+    @overload
+    def on(self, event: Literal["close"], listener: Callable[[int, _M], object]) -> Self: ...
+    @overload
+    def on(
+        self, event: Literal["close"], listener: None = None
+    ) -> ListenerDecorator[Callable[[int, _M], object]]: ...
+    @overload
+    def on(
+        self: Websocket[memoryview], event: _ControlEvent, listener: Callable[[memoryview], object]
+    ) -> Websocket[memoryview]: ...
+    @overload
+    def on(
+        self: Websocket[memoryview], event: _ControlEvent, listener: None = None
+    ) -> ListenerDecorator[Callable[[memoryview], object]]: ...
+    @overload
+    def on(
+        self: Websocket[bytes], event: _ControlEvent, listener: Callable[[bytes], object]
+    ) -> Websocket[bytes]: ...
+    @overload
+    def on(
+        self: Websocket[str | bytes], event: _ControlEvent, listener: Callable[[bytes], object]
+    ) -> Websocket[str | bytes]: ...
+    @overload
+    def on(
+        self: Websocket[str | bytes] | Websocket[bytes],
+        event: _ControlEvent,
+        listener: None = None,
+    ) -> ListenerDecorator[Callable[[bytes], object]]: ...
+    @overload
+    def on(self, event: Literal["drain"], listener: Callable[[], object]) -> Self: ...
+    @overload
+    def on(
+        self, event: Literal["drain"], listener: None = None
+    ) -> ListenerDecorator[Callable[[], object]]: ...
+    @overload
+    def once(self, event: _MessageEvent, listener: Callable[[_M, bool], object]) -> Self: ...
+    @overload
+    def once(
+        self, event: _MessageEvent, listener: None = None
+    ) -> ListenerDecorator[Callable[[_M, bool], object]]: ...
+    @overload
+    def once(
+        self: Websocket[str | bytes],
+        event: Literal["close"],
+        listener: Callable[[int, str], object],
+    ) -> Websocket[str | bytes]: ...
+    @overload
+    def once(
+        self: Websocket[str | bytes], event: Literal["close"], listener: None = None
+    ) -> ListenerDecorator[Callable[[int, str], object]]: ...
+    @overload
+    def once(self, event: Literal["close"], listener: Callable[[int, _M], object]) -> Self: ...
+    @overload
+    def once(
+        self, event: Literal["close"], listener: None = None
+    ) -> ListenerDecorator[Callable[[int, _M], object]]: ...
+    @overload
+    def once(
+        self: Websocket[memoryview], event: _ControlEvent, listener: Callable[[memoryview], object]
+    ) -> Websocket[memoryview]: ...
+    @overload
+    def once(
+        self: Websocket[memoryview], event: _ControlEvent, listener: None = None
+    ) -> ListenerDecorator[Callable[[memoryview], object]]: ...
+    @overload
+    def once(
+        self: Websocket[bytes], event: _ControlEvent, listener: Callable[[bytes], object]
+    ) -> Websocket[bytes]: ...
+    @overload
+    def once(
+        self: Websocket[str | bytes], event: _ControlEvent, listener: Callable[[bytes], object]
+    ) -> Websocket[str | bytes]: ...
+    @overload
+    def once(
+        self: Websocket[str | bytes] | Websocket[bytes],
+        event: _ControlEvent,
+        listener: None = None,
+    ) -> ListenerDecorator[Callable[[bytes], object]]: ...
+    @overload
+    def once(self, event: Literal["drain"], listener: Callable[[], object]) -> Self: ...
+    @overload
+    def once(
+        self, event: Literal["drain"], listener: None = None
+    ) -> ListenerDecorator[Callable[[], object]]: ...
+    def off(self, event: str, listener: Callable[..., Any] | None = None) -> Self: ...
     def emit(self, event: str, *args: Any) -> bool: ...
     def listener_count(self, event: str) -> int: ...
     def subscribe(self, topic: str) -> bool: ...
@@ -94,6 +205,8 @@ class PendingHead:
 
     @property
     def route(self) -> int: ...
+    @property
+    def connection_id(self) -> int: ...
     @property
     def method(self) -> str: ...
     @property
@@ -142,7 +255,7 @@ class Engine:
     def add_ws_route(
         self,
         pattern: str,
-        handler: Callable[[Websocket], Any],
+        handler: Callable[[Websocket[Any]], Any],
         *,
         max_payload_length: int,
         idle_timeout: float,
@@ -174,6 +287,8 @@ class Engine:
         proxy_header: str,
         proxy_protocol: bool,
         tls: TlsConfig | None = None,
+        access_log: bool = False,
+        log_connections: bool = False,
     ) -> int: ...
     def fileno(self) -> int: ...
     def drain(self) -> None: ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, Literal, TypeVar, overload
 
 from . import _core
 from ._core import Websocket
@@ -18,8 +18,15 @@ from ._options import (
     ws_options,
 )
 
-OpenHandler = Callable[[Websocket], Any]
+OpenHandler = Callable[[Websocket[Any]], Any]
 """Called with each new connection; a plain function or an ``async def``."""
+
+# The open handler of a route, typed by its message_type: the Websocket it gets hands its listeners
+# str | bytes ("String", the default), bytes ("Buffer") or memoryview ("ArrayBuffer").
+_StringOpen = TypeVar("_StringOpen", bound=Callable[[Websocket[str | bytes]], object])
+_BufferOpen = TypeVar("_BufferOpen", bound=Callable[[Websocket[bytes]], object])
+_ArrayBufferOpen = TypeVar("_ArrayBufferOpen", bound=Callable[[Websocket[memoryview]], object])
+_AnyOpen = TypeVar("_AnyOpen", bound=OpenHandler)
 
 
 UpgradeHandler = Callable[[Request, Response], Any]
@@ -67,16 +74,54 @@ class Router:
         self._middlewares: list[Middleware] = []
         self._mounts: list[tuple[str, Router]] = []
 
+    # With message_type given as a keyword (a literal), the handler's Websocket is typed for it; with
+    # an options mapping, it is not checked.
     @overload
     def ws(
-        self, pattern: str, options: Mapping[str, Any], handler: OpenHandler, /
-    ) -> OpenHandler: ...
-    @overload
-    def ws(self, pattern: str, handler: OpenHandler, /, **options: Any) -> OpenHandler: ...
+        self,
+        pattern: str,
+        handler: _StringOpen,
+        /,
+        *,
+        message_type: Literal["String"] = ...,
+        **options: Any,
+    ) -> _StringOpen: ...
     @overload
     def ws(
-        self, pattern: str, options: Mapping[str, Any] | None = None, /, **options_kw: Any
-    ) -> Callable[[OpenHandler], OpenHandler]: ...
+        self,
+        pattern: str,
+        handler: _BufferOpen,
+        /,
+        *,
+        message_type: Literal["Buffer"],
+        **options: Any,
+    ) -> _BufferOpen: ...
+    @overload
+    def ws(
+        self,
+        pattern: str,
+        handler: _ArrayBufferOpen,
+        /,
+        *,
+        message_type: Literal["ArrayBuffer"],
+        **options: Any,
+    ) -> _ArrayBufferOpen: ...
+    @overload
+    def ws(self, pattern: str, options: Mapping[str, Any], handler: _AnyOpen, /) -> _AnyOpen: ...
+    @overload
+    def ws(
+        self, pattern: str, /, *, message_type: Literal["String"] = ..., **options: Any
+    ) -> Callable[[_StringOpen], _StringOpen]: ...
+    @overload
+    def ws(
+        self, pattern: str, /, *, message_type: Literal["Buffer"], **options: Any
+    ) -> Callable[[_BufferOpen], _BufferOpen]: ...
+    @overload
+    def ws(
+        self, pattern: str, /, *, message_type: Literal["ArrayBuffer"], **options: Any
+    ) -> Callable[[_ArrayBufferOpen], _ArrayBufferOpen]: ...
+    @overload
+    def ws(self, pattern: str, options: Mapping[str, Any], /) -> Callable[[_AnyOpen], _AnyOpen]: ...
 
     def ws(self, pattern: str, options: Any = None, handler: Any = None, /, **keywords: Any) -> Any:
         """Adds a WebSocket route: ``ws(pattern, {options}, handler)``, ``ws(pattern, handler, **options)``

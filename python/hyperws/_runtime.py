@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -15,6 +16,9 @@ from ._core import PendingRequest, PendingUpgrade, Websocket
 from ._http import Request, Response
 
 logger = logging.getLogger("hyperws")
+access_logger = logging.getLogger("hyperws.access")
+connections_logger = logging.getLogger("hyperws.connections")
+pubsub_logger = logging.getLogger("hyperws.pubsub")
 
 
 @dataclass(frozen=True)
@@ -22,14 +26,27 @@ class HandlerChain:
     """What answers the requests of one route: middlewares, then the handler (None, for the upgrades
     of a ws route without an upgrade route: accept)."""
 
+    route: str
     middlewares: tuple[Callable[..., Any], ...]
     handler: Callable[[Request, Response], Any] | None
     timeout: float
 
 
+def connection_extra(connection_id: int, peer: str, route: str | None) -> dict[str, Any]:
+    """The attributes that records about a connection carry (``extra=``), for formatters and
+    filters: ``connection_id``, ``peer`` (the client's address) and ``route`` (its pattern)."""
+    return {"connection_id": connection_id, "peer": peer, "route": route}
+
+
+def _clf_time(timestamp: float) -> str:
+    return time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(timestamp))
+
+
 class Hooks:
     """Called by the engine: ``start_chain`` when a listener returns an awaitable, ``report`` on errors,
-    ``upgrade`` for an upgrade that the app decides, ``request`` for a request to an HTTP route."""
+    ``upgrade`` for an upgrade that the app decides, ``request`` for a request to an HTTP route,
+    ``access`` for each answered request (with the access log on), and ``opened``, ``closed`` and
+    ``tls_failed`` (when ``hyperws.connections`` logs at DEBUG)."""
 
     __slots__ = ("_loop", "_tasks", "requests", "upgrades")
 
@@ -66,7 +83,17 @@ class Hooks:
                         f"the {what} did not answer in time\n"
                     )
         except Exception as error:
-            logger.error("error in the %s for %r", what, request, exc_info=error)
+            logger.error(
+                "error in the %s of connection #%d from %s on %s: %s %s",
+                what,
+                pending.connection_id,
+                request.ip,
+                chain.route,
+                request.method,
+                request.url,
+                exc_info=error,
+                extra=connection_extra(pending.connection_id, request.ip, chain.route),
+            )
             if not response.completed:
                 with contextlib.suppress(RuntimeError):  # timed out or the client left meanwhile
                     response.status(500).header("Connection", "close").send("internal server error")
@@ -114,16 +141,82 @@ class Hooks:
     def broker(self, connected: bool, detail: str) -> None:
         """The pub/sub broker became unreachable (``detail`` says why), or reachable again."""
         if connected:
-            logger.warning("pub/sub broker reachable again: cross-node delivery resumes")
+            pubsub_logger.warning("pub/sub broker reachable again: cross-node delivery resumes")
         else:
-            logger.warning(
+            pubsub_logger.warning(
                 "pub/sub broker unreachable (%s): publishes reach this node's subscribers only "
                 "until it is back",
                 detail,
             )
 
     def report(self, ws: Websocket, event: str, error: BaseException) -> None:
-        logger.error("error in the %r handler of %r", event, ws, exc_info=error)
+        logger.error(
+            "error in the %r handler of connection #%d from %s on %s",
+            event,
+            ws.id,
+            ws.ip,
+            ws.route,
+            exc_info=error,
+            extra=connection_extra(ws.id, ws.ip, ws.route),
+        )
+
+    def access(
+        self,
+        connection_id: int,
+        peer: str,
+        request_line: str,
+        status: int,
+        size: int,
+        referer: str | None,
+        user_agent: str | None,
+        route: str | None,
+        timestamp: float,
+    ) -> None:
+        """An answered request, as a line of the Combined Log Format on ``hyperws.access``."""
+        access_logger.info(
+            '%s - - [%s] "%s" %d %s "%s" "%s"',
+            peer,
+            _clf_time(timestamp),
+            request_line,
+            status,
+            size or "-",
+            referer or "-",
+            user_agent or "-",
+            extra={
+                **connection_extra(connection_id, peer, route),
+                "status": status,
+                "request_line": request_line,
+            },
+        )
+
+    def opened(self, ws: Websocket) -> None:
+        connections_logger.debug(
+            "connection #%d from %s opened on %s",
+            ws.id,
+            ws.ip,
+            ws.route,
+            extra=connection_extra(ws.id, ws.ip, ws.route),
+        )
+
+    def closed(self, ws: Websocket, code: int, reason: str) -> None:
+        connections_logger.debug(
+            "connection #%d from %s on %s closed: %d %s",
+            ws.id,
+            ws.ip,
+            ws.route,
+            code,
+            reason or "(no reason)",
+            extra={**connection_extra(ws.id, ws.ip, ws.route), "code": code},
+        )
+
+    def tls_failed(self, connection_id: int, peer: str, detail: str) -> None:
+        connections_logger.debug(
+            "connection #%d from %s failed the TLS handshake: %s",
+            connection_id,
+            peer,
+            detail,
+            extra=connection_extra(connection_id, peer, None),
+        )
 
     async def wait_idle(self, timeout: float) -> None:
         """Waits up to ``timeout`` seconds for the running async handlers to finish, then cancels

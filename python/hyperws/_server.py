@@ -13,7 +13,7 @@ from typing import Any
 from . import _core, _workers
 from ._options import UpgradeOptions, proxy_header_option, trust_proxy_option
 from ._router import Router
-from ._runtime import HandlerChain, Hooks
+from ._runtime import HandlerChain, Hooks, connections_logger
 from ._tls import PathLike, check_server_name, tls_config
 
 logger = logging.getLogger("hyperws")
@@ -55,6 +55,9 @@ class Server(Router):
     channels or subjects on the broker, default ``"hyperws"``) and ``pubsub_required`` (``listen()``
     raises ``ConnectionError`` when the broker cannot be reached; default False: it serves, with a
     warning, and connects when the broker is back).
+
+    Logging (see docs/howto/logging.md): ``access_log`` (default False) logs every answered HTTP
+    request and upgrade, in the Combined Log Format, on the ``hyperws.access`` logger.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class Server(Router):
         pubsub: str | None = None,
         pubsub_prefix: str = "hyperws",
         pubsub_required: bool = False,
+        access_log: bool = False,
     ) -> None:
         super().__init__()
         if io_threads is None:
@@ -103,6 +107,7 @@ class Server(Router):
             "pubsub_prefix": pubsub_prefix,
         }
         self._pubsub_required = pubsub_required
+        self._access_log = _flag("access_log", access_log)
         self._settings: dict[str, Any] = {
             "io_threads": io_threads,
             "max_header_bytes": max_header_bytes,
@@ -135,6 +140,18 @@ class Server(Router):
         if self._port is None:
             raise RuntimeError("the server is not listening: call await server.listen(port) first")
         return self._port
+
+    @property
+    def access_log(self) -> bool:
+        """Whether every answered HTTP request and upgrade is logged on ``hyperws.access`` (set it
+        before ``listen()``)."""
+        return self._access_log
+
+    @access_log.setter
+    def access_log(self, on: bool) -> None:
+        if self._engine is not None:
+            raise RuntimeError("access_log is set before listen()")
+        self._access_log = _flag("access_log", on)
 
     @property
     def connections(self) -> int:
@@ -251,10 +268,15 @@ class Server(Router):
             upgrade = upgrades.get(route.pattern)
             if upgrade is not None:
                 chain = HandlerChain(
-                    upgrade.middlewares, upgrade.handler, upgrade.options.upgrade_timeout
+                    route.pattern,
+                    upgrade.middlewares,
+                    upgrade.handler,
+                    upgrade.options.upgrade_timeout,
                 )
             else:
-                chain = HandlerChain(route.middlewares, None, UpgradeOptions.upgrade_timeout)
+                chain = HandlerChain(
+                    route.pattern, route.middlewares, None, UpgradeOptions.upgrade_timeout
+                )
             intercept = chain.handler is not None or bool(chain.middlewares)
             if intercept:
                 hooks.upgrades[index] = chain
@@ -277,12 +299,20 @@ class Server(Router):
         for http in self._all_http_routes():
             timeout = http.options.handler_timeout
             index = engine.add_http_route(http.pattern, http.method, timeout)
-            hooks.requests[index] = HandlerChain(http.middlewares, http.handler, timeout)
+            hooks.requests[index] = HandlerChain(
+                http.pattern, http.middlewares, http.handler, timeout
+            )
         orphans = sorted(set(upgrades) - ws_patterns)
         if orphans:
             raise ValueError(f"upgrade route(s) without a ws route of the same pattern: {orphans}")
         self._port = engine.listen(
-            host, port, reuse_port=reuse_port, tls=self._tls, **self._settings
+            host,
+            port,
+            reuse_port=reuse_port,
+            tls=self._tls,
+            access_log=self._access_log,
+            log_connections=connections_logger.isEnabledFor(logging.DEBUG),
+            **self._settings,
         )
         loop.add_reader(engine.fileno(), engine.drain)
         self._engine, self._loop, self._hooks = engine, loop, hooks
@@ -377,6 +407,12 @@ def _check_pubsub(pubsub: str | None, prefix: str, required: bool) -> None:
         raise ValueError(f"pubsub_prefix must be a non-empty str, got {prefix!r}")
     if not isinstance(required, bool):
         raise ValueError(f"pubsub_required must be True or False, got {required!r}")
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
 
 
 def _positive(name: str, value: object, kind: type | tuple[type, ...]) -> None:

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 
-logger = logging.getLogger("hyperws")
+logger = logging.getLogger("hyperws.workers")
 
 WORKER_ENV = "HYPERWS_WORKER"
 # How long the workers have to close their connections once told to stop, before they are killed.

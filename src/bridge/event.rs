@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use tokio::sync::oneshot;
 
-use crate::net::{Answer, ConnHandle, Decision, Request};
+use crate::net::{AccessEntry, Answer, ConnHandle, Decision, Request};
 
 /// Something that happened on a connection, for the Python side. Plain Rust data: the I/O threads never
 /// build or drop Python objects.
@@ -67,6 +67,14 @@ pub enum Event {
         id: u64,
         code: u16,
         reason: Bytes,
+    },
+    /// A request was answered (sent only when the access log is on).
+    Access(Box<AccessEntry>),
+    /// A client failed the TLS handshake (sent only when connection events are logged).
+    TlsFailed {
+        id: u64,
+        peer: std::net::IpAddr,
+        detail: String,
     },
     /// The pub/sub broker became unreachable, or reachable again after that was reported.
     Broker {

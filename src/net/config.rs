@@ -10,6 +10,8 @@ use crate::protocol::deflate::Compression;
 pub struct RouteConfig {
     /// Index of the route in the server's route list (the Python side keeps the handler there).
     pub index: usize,
+    /// The route's pattern, as registered (for `ws.route` and the logs).
+    pub pattern: Arc<str>,
     /// Largest message accepted, after reassembly; larger closes with 1009.
     pub max_payload_length: usize,
     /// Close a connection silent for this long (None: never).
@@ -39,6 +41,7 @@ impl RouteConfig {
     pub(crate) fn for_tests() -> Self {
         Self {
             index: 0,
+            pattern: Arc::from("/ws"),
             max_payload_length: 1024,
             idle_timeout: None,
             max_lifetime: None,
@@ -70,6 +73,10 @@ pub struct ServerConfig {
     pub proxy_protocol: bool,
     /// Serve TLS (after the PROXY header, if any).
     pub tls: Option<Arc<Tls>>,
+    /// Hand Python an access-log entry for every HTTP answer (routes, upgrades, refusals).
+    pub access_log: bool,
+    /// Hand Python the connection events only worth a debug log (failed TLS handshakes).
+    pub log_connections: bool,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +89,8 @@ impl Default for ServerConfig {
             trust: Trust::default(),
             proxy_protocol: false,
             tls: None,
+            access_log: false,
+            log_connections: false,
         }
     }
 }

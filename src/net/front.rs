@@ -2,8 +2,8 @@
 //! one at a time (keep-alive; pipelined requests are answered in order), each served by an HTTP route
 //! (answered by Python) or taken to the WebSocket upgrade.
 
-use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
@@ -11,7 +11,8 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::timeout;
 
-use super::handshake::{self, Outcome, Rejection, BAD_REQUEST, TOO_LARGE};
+use super::access::AccessHead;
+use super::handshake::{self, Outcome, Rejection, Sender, BAD_REQUEST, TOO_LARGE};
 use super::http::{
     format_response, has_token, http_response, read_body, read_head, Answer, BodyError, Framing,
     HeadRead, HttpRoute, Persistence, Request, Routed, MAX_HEADERS,
@@ -47,12 +48,14 @@ pub(super) async fn read_peer(
 /// and the client's address) or ends (`None`).
 pub(super) async fn serve_requests(
     stream: &mut impl ByteStream,
+    id: u64,
     peer: Peer,
     peer_certificate: Option<&Bytes>,
     mut buf: BytesMut,
     shared: &Shared,
 ) -> Option<(Outcome, ClientAddr)> {
     let config = &shared.config;
+    let unparsed = || AccessHead::unparsed(id, peer.addr.ip());
     loop {
         let head = timeout(
             config.request_timeout,
@@ -60,17 +63,25 @@ pub(super) async fn serve_requests(
         );
         let head_len = match head.await.ok()?.ok()? {
             HeadRead::Closed => return None,
-            HeadRead::TooLarge => return finish(stream, &TOO_LARGE.to_bytes()).await,
-            HeadRead::Malformed => return finish(stream, &BAD_REQUEST.to_bytes()).await,
+            HeadRead::TooLarge => return refuse(stream, shared, unparsed, None, &TOO_LARGE).await,
+            HeadRead::Malformed => {
+                return refuse(stream, shared, unparsed, None, &BAD_REQUEST).await
+            }
             HeadRead::Complete(len) => len,
         };
         let head = buf.split_to(head_len).freeze();
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut request = httparse::Request::new(&mut headers);
         if !matches!(request.parse(&head), Ok(httparse::Status::Complete(_))) {
-            return finish(stream, &BAD_REQUEST.to_bytes()).await;
+            return refuse(stream, shared, unparsed, None, &BAD_REQUEST).await;
         }
         let client = config.trust.resolve(peer, request.headers);
+        let sender = Sender {
+            id,
+            client,
+            certificate: peer_certificate,
+        };
+        let parsed = || AccessHead::parsed(id, client.addr.ip(), &request);
         let target = request.path.unwrap_or("/");
         let path = target.split_once('?').map_or(target, |(path, _)| path);
         let method = request.method.unwrap_or("GET");
@@ -87,30 +98,28 @@ pub(super) async fn serve_requests(
         let (route, params) = match routed {
             // WebSocket routes, and the 404/426 of paths without an HTTP route.
             None => {
-                let outcome = handshake::upgrade(
-                    stream,
-                    &request,
-                    client,
-                    peer_certificate,
-                    buf,
-                    &shared.routes,
-                )
-                .await;
-                return outcome.ok()?.map(|outcome| (outcome, client));
+                let accepted = match handshake::evaluate(&request, &shared.routes) {
+                    Ok(accepted) => accepted,
+                    Err(rejection) => {
+                        return refuse(stream, shared, parsed, None, &rejection).await
+                    }
+                };
+                let outcome =
+                    handshake::upgrade(stream, accepted, &request, sender, buf, &shared.routes)
+                        .await
+                        .ok()?;
+                if let Outcome::Upgraded { route, .. } = &outcome {
+                    shared.log_access(parsed, Some(&route.pattern), 101, 0);
+                }
+                return Some((outcome, client));
             }
             Some(Routed::NotAllowed { allow }) => {
-                let answer = http_response(
-                    405,
-                    &[("Allow", allow.as_str())],
-                    b"method not allowed on this path\n",
-                );
+                let body = b"method not allowed on this path\n";
+                shared.log_access(parsed, None, 405, body.len());
+                let answer = http_response(405, &[("Allow", allow.as_str())], body);
                 return finish(stream, &answer).await;
             }
             Some(Routed::Found { route, params }) => (route, params),
-        };
-        let sender = Sender {
-            client,
-            certificate: peer_certificate,
         };
         let persistence =
             serve_http(stream, &mut buf, &request, route, params, sender, shared).await?;
@@ -126,13 +135,6 @@ pub(super) async fn serve_requests(
     }
 }
 
-/// Who sent a request: the client's address and, over TLS, the certificate it presented.
-#[derive(Clone, Copy)]
-struct Sender<'a> {
-    client: ClientAddr,
-    certificate: Option<&'a Bytes>,
-}
-
 /// Reads the body of a request to an HTTP route, has Python answer it and writes the answer. `None`:
 /// the connection is done (the body was refused, or the client left).
 async fn serve_http(
@@ -145,12 +147,23 @@ async fn serve_http(
     shared: &Shared,
 ) -> Option<Persistence> {
     let config = &shared.config;
+    let access = || AccessHead::parsed(sender.id, sender.client.addr.ip(), request);
     let framing = match Framing::of(request.headers) {
         Ok(framing) => framing,
-        Err(error) => return finish(stream, &body_rejection(error)?.to_bytes()).await,
+        Err(error) => {
+            let rejection = body_rejection(error)?;
+            return refuse(stream, shared, access, Some(&route.pattern), &rejection).await;
+        }
     };
     if matches!(framing, Framing::Length(n) if n > config.max_body_length as u64) {
-        return finish(stream, &TOO_LARGE_BODY.to_bytes()).await;
+        return refuse(
+            stream,
+            shared,
+            access,
+            Some(&route.pattern),
+            &TOO_LARGE_BODY,
+        )
+        .await;
     }
     if framing != Framing::Length(0) && expects_continue(request) {
         stream
@@ -161,40 +174,55 @@ async fn serve_http(
     let body = read_body(stream, buf, framing, config.max_body_length);
     let body = match timeout(config.request_timeout, body).await.ok()?.ok()? {
         Ok(body) => body,
-        Err(error) => return finish(stream, &body_rejection(error)?.to_bytes()).await,
+        Err(error) => {
+            let rejection = body_rejection(error)?;
+            return refuse(stream, shared, access, Some(&route.pattern), &rejection).await;
+        }
     };
     let persistence = persistence(request);
     let with_body = request.method != Some("HEAD");
-    let certificate = sender.certificate.cloned();
+    let access = shared.config.access_log.then(access);
     let request = Box::new(Request::new(
+        sender.id,
         request,
         params,
         sender.client,
         body,
-        certificate,
+        sender.certificate.cloned(),
     ));
-    answer(stream, route, request, persistence, with_body, shared)
-        .await
-        .ok()
+    let (answer, persistence) =
+        answer(route.index, route.timeout, request, persistence, shared).await;
+    if let Some(access) = access {
+        let bytes = if with_body { answer.body.len() } else { 0 };
+        shared.log_access(|| access, Some(&route.pattern), answer.status, bytes);
+    }
+    let bytes = format_response(
+        answer.status,
+        &answer.headers,
+        &answer.body,
+        persistence,
+        with_body,
+    );
+    stream.write_all(&bytes).await.ok()?;
+    Some(persistence)
 }
 
-/// Hands the request to Python and writes its answer (500 if the handler failed, 503 if it did not
-/// answer in time; both end the connection). Returns what became of the connection.
+/// Hands the request to Python and waits for its answer (500 if the handler failed, 503 if it did
+/// not answer in time; both end the connection), and what becomes of the connection.
 async fn answer(
-    stream: &mut impl ByteStream,
-    route: HttpRoute,
+    route: usize,
+    deadline: std::time::Duration,
     request: Box<Request>,
     persistence: Persistence,
-    with_body: bool,
     shared: &Shared,
-) -> io::Result<Persistence> {
+) -> (Answer, Persistence) {
     let (reply, answer) = oneshot::channel();
     shared.events.push(Event::Http {
-        route: route.index,
+        route,
         request,
         reply,
     });
-    let (answer, persistence) = match timeout(route.timeout, answer).await {
+    match timeout(deadline, answer).await {
         Ok(Ok(answer)) if wants_close(&answer) => (answer, Persistence::Close),
         Ok(Ok(answer)) => (answer, persistence),
         Ok(Err(_dropped)) => (
@@ -208,16 +236,7 @@ async fn answer(
             failure(503, "the request handler did not answer in time\n"),
             Persistence::Close,
         ),
-    };
-    let bytes = format_response(
-        answer.status,
-        &answer.headers,
-        &answer.body,
-        persistence,
-        with_body,
-    );
-    stream.write_all(&bytes).await?;
-    Ok(persistence)
+    }
 }
 
 fn failure(status: u16, body: &str) -> Answer {
@@ -226,6 +245,18 @@ fn failure(status: u16, body: &str) -> Answer {
         headers: Vec::new(),
         body: body.as_bytes().to_vec(),
     }
+}
+
+/// Answers with `rejection` (logged in the access log, when it is on) and ends the connection.
+async fn refuse<T>(
+    stream: &mut impl ByteStream,
+    shared: &Shared,
+    access: impl FnOnce() -> AccessHead,
+    route: Option<&Arc<str>>,
+    rejection: &Rejection,
+) -> Option<T> {
+    shared.log_access(access, route, rejection.status, rejection.body.len());
+    finish(stream, &rejection.to_bytes()).await
 }
 
 /// Writes a response that ends the connection.

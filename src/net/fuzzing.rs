@@ -58,7 +58,14 @@ pub fn serve_head(head: &[u8]) -> Option<ServedHead> {
         expects_continue: expects_continue(&request),
         persistence: persistence(&request),
         upgrade_response,
-        request: Request::new(&request, Vec::new(), clients[0], bytes::Bytes::new(), None),
+        request: Request::new(
+            1,
+            &request,
+            Vec::new(),
+            clients[0],
+            bytes::Bytes::new(),
+            None,
+        ),
     })
 }
 
@@ -84,6 +91,7 @@ fn trusts() -> [Trust; 3] {
 fn routes() -> RouteTable<Arc<RouteConfig>> {
     let route = |index, origins, compression| RouteConfig {
         index,
+        pattern: Arc::from("/ws"),
         max_payload_length: 1024,
         idle_timeout: None,
         max_lifetime: None,

@@ -65,73 +65,67 @@ pub(super) enum Outcome {
     },
 }
 
-/// Upgrades, rejects, or hands the decision to Python, for a request head already read; `early` holds
-/// the bytes the client sent after it. `Ok(None)`: the connection is done (rejected).
-pub(super) async fn upgrade(
-    stream: &mut (impl AsyncWrite + Unpin),
-    request: &httparse::Request<'_, '_>,
-    client: ClientAddr,
-    peer_certificate: Option<&Bytes>,
-    early: BytesMut,
-    routes: &RouteTable<Arc<RouteConfig>>,
-) -> io::Result<Option<Outcome>> {
-    match evaluate(request, routes) {
-        Err(rejection) => reject(stream, &rejection).await,
-        Ok(accepted) if accepted.route.intercept => {
-            let target = request.path.unwrap_or("/");
-            let path = target.split_once('?').map_or(target, |(path, _)| path);
-            let params = routes
-                .find(path)
-                .map(|found| {
-                    found
-                        .params
-                        .into_iter()
-                        .map(|(k, v)| (k.to_owned(), v))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let certificate = peer_certificate.cloned();
-            let request = Box::new(Request::new(
-                request,
-                params,
-                client,
-                Bytes::new(),
-                certificate,
-            ));
-            Ok(Some(Outcome::Intercepted {
-                route: accepted.route,
-                accept_key: accepted.accept_key,
-                deflate: accepted.deflate,
-                request,
-                early,
-            }))
-        }
-        Ok(accepted) => {
-            stream
-                .write_all(&switching_protocols(
-                    &accepted.accept_key,
-                    None,
-                    accepted.deflate.as_ref(),
-                    &[],
-                ))
-                .await?;
-            Ok(Some(Outcome::Upgraded {
-                route: accepted.route,
-                deflate: accepted.deflate,
-                early,
-            }))
-        }
-    }
+/// Who sent a request: the connection's id, the client's address and, over TLS, the certificate it
+/// presented.
+#[derive(Clone, Copy)]
+pub(super) struct Sender<'a> {
+    pub id: u64,
+    pub client: ClientAddr,
+    pub certificate: Option<&'a Bytes>,
 }
 
-/// Writes `rejection` and ends the connection.
-pub(super) async fn reject(
+/// Upgrades an accepted request (writes the 101), or hands the decision to Python when its route
+/// intercepts upgrades; `early` holds the bytes the client sent after the request head.
+pub(super) async fn upgrade(
     stream: &mut (impl AsyncWrite + Unpin),
-    rejection: &Rejection,
-) -> io::Result<Option<Outcome>> {
-    stream.write_all(&rejection.to_bytes()).await?;
-    stream.shutdown().await?;
-    Ok(None)
+    accepted: Accepted,
+    request: &httparse::Request<'_, '_>,
+    sender: Sender<'_>,
+    early: BytesMut,
+    routes: &RouteTable<Arc<RouteConfig>>,
+) -> io::Result<Outcome> {
+    if accepted.route.intercept {
+        let target = request.path.unwrap_or("/");
+        let path = target.split_once('?').map_or(target, |(path, _)| path);
+        let params = routes
+            .find(path)
+            .map(|found| {
+                found
+                    .params
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let request = Box::new(Request::new(
+            sender.id,
+            request,
+            params,
+            sender.client,
+            Bytes::new(),
+            sender.certificate.cloned(),
+        ));
+        return Ok(Outcome::Intercepted {
+            route: accepted.route,
+            accept_key: accepted.accept_key,
+            deflate: accepted.deflate,
+            request,
+            early,
+        });
+    }
+    stream
+        .write_all(&switching_protocols(
+            &accepted.accept_key,
+            None,
+            accepted.deflate.as_ref(),
+            &[],
+        ))
+        .await?;
+    Ok(Outcome::Upgraded {
+        route: accepted.route,
+        deflate: accepted.deflate,
+        early,
+    })
 }
 
 /// The checks of a parsed request against the route table, without I/O.

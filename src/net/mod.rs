@@ -1,6 +1,7 @@
 //! tokio: the listener, HTTP requests and the upgrade, one task per connection, its outbound queue and
 //! timers.
 
+mod access;
 mod config;
 mod conn_handle;
 mod conn_id;
@@ -16,6 +17,7 @@ pub mod tls;
 mod transport;
 mod upgrade;
 
+pub use access::{AccessEntry, AccessHead};
 pub use config::{RouteConfig, ServerConfig};
 
 /// What the HTTP phase of a connection reads from and writes to: the socket, or TLS over it.

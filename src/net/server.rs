@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -15,6 +15,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::{oneshot, watch};
 use tokio::time::timeout;
 
+use super::access::AccessHead;
 use super::connection::Connection;
 use super::handshake::Outcome;
 use super::http::{http_response, Answer, HttpRoutes, Request};
@@ -61,6 +62,23 @@ pub struct Bind<'a> {
     /// new connections over them.
     pub reuse_port: bool,
     pub io_threads: usize,
+}
+
+impl Shared {
+    /// Hands Python an access-log entry for an answered request, when the access log is on (`head`
+    /// is only called then).
+    pub(super) fn log_access(
+        &self,
+        head: impl FnOnce() -> AccessHead,
+        route: Option<&Arc<str>>,
+        status: u16,
+        bytes: usize,
+    ) {
+        if self.config.access_log {
+            let entry = head().answered(route, status, bytes);
+            self.events.push(Event::Access(entry));
+        }
+    }
 }
 
 impl NetServer {
@@ -220,6 +238,15 @@ async fn ask_python(
     request: Box<Request>,
     shared: &Shared,
 ) -> bool {
+    let access = shared
+        .config
+        .access_log
+        .then(|| AccessHead::handed_over(&request));
+    let log = |status: u16, bytes: usize| {
+        if let Some(access) = access {
+            shared.log_access(|| access, Some(&route.pattern), status, bytes);
+        }
+    };
     let (reply, decision) = oneshot::channel();
     shared.events.push(Event::Upgrade {
         id,
@@ -227,8 +254,11 @@ async fn ask_python(
         request,
         reply,
     });
-    let response = match tokio::time::timeout(route.upgrade_timeout, decision).await {
+    let (status, body): (u16, &[u8]) = match tokio::time::timeout(route.upgrade_timeout, decision)
+        .await
+    {
         Ok(Ok(Decision::Accept { protocol, headers })) => {
+            log(101, 0);
             let answer = switching_protocols(accept_key, protocol.as_deref(), deflate, &headers);
             return stream.write_all(&answer).await.is_ok();
         }
@@ -236,13 +266,20 @@ async fn ask_python(
             status,
             headers,
             body,
-        }))) => http_response(status, &headers, &body),
-        Ok(Err(_dropped)) => http_response::<&str, &str>(500, &[], b"the upgrade handler failed\n"),
-        Err(_elapsed) => {
-            http_response::<&str, &str>(503, &[], b"the upgrade handler did not answer in time\n")
+        }))) => {
+            log(status, body.len());
+            return reject(stream, &http_response(status, &headers, &body)).await;
         }
+        Ok(Err(_dropped)) => (500, b"the upgrade handler failed\n"),
+        Err(_elapsed) => (503, b"the upgrade handler did not answer in time\n"),
     };
-    if stream.write_all(&response).await.is_ok() {
+    log(status, body.len());
+    reject(stream, &http_response::<&str, &str>(status, &[], body)).await
+}
+
+/// Writes an upgrade's refusal and ends the connection; returns false (not upgraded).
+async fn reject(stream: &mut impl ByteStream, response: &[u8]) -> bool {
+    if stream.write_all(response).await.is_ok() {
         let _ = stream.shutdown().await;
     }
     false
@@ -279,9 +316,23 @@ async fn upgrade(
         return Some(opened.connection(Transport::Tcp(stream), shared));
     };
     let handshake = TlsStream::accept(stream, tls.config(), read);
-    let Ok(Ok(stream)) = timeout(shared.config.request_timeout, handshake).await else {
-        tls.count_handshake_failure();
-        return None;
+    // Kept alive (with the socket) until the failure is counted: a client that sees its connection end
+    // sees it in `stats()`.
+    let mut handshake = pin!(timeout(shared.config.request_timeout, handshake));
+    let stream = match handshake.as_mut().await {
+        Ok(Ok(stream)) => stream,
+        failed => {
+            tls.count_handshake_failure();
+            if shared.config.log_connections {
+                let detail = match failed {
+                    Ok(Err(error)) => error.to_string(),
+                    _ => "no complete handshake within request_timeout".to_owned(),
+                };
+                let peer = peer.addr.ip();
+                shared.events.push(Event::TlsFailed { id, peer, detail });
+            }
+            return None;
+        }
     };
     let mut stream = Box::new(stream);
     let certificate = stream.peer_certificate().map(Bytes::copy_from_slice);
@@ -318,8 +369,9 @@ async fn open(
     id: u64,
     shared: &Shared,
 ) -> Option<Opened> {
+    let certificate = peer_certificate.as_ref();
     let (route, deflate, early_bytes, client) =
-        match front::serve_requests(stream, peer, peer_certificate.as_ref(), read, shared).await? {
+        match front::serve_requests(stream, id, peer, certificate, read, shared).await? {
             (
                 Outcome::Upgraded {
                     route,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use pyo3::call::PyCallArgs;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
@@ -59,6 +60,8 @@ pub struct Engine {
     pending: ConnIdMap<Py<PendingUpgrade>>,
     /// Messages refused over a connection's `max_backpressure` (by send or publish).
     dropped: u64,
+    /// Tell the hooks of every connection's open and close (for their debug log).
+    log_connections: bool,
 }
 
 #[pymethods]
@@ -104,6 +107,7 @@ impl Engine {
             sockets: SocketMap::default(),
             pending: ConnIdMap::default(),
             dropped: 0,
+            log_connections: false,
         })
     }
 
@@ -135,6 +139,7 @@ impl Engine {
         }
         let config = RouteConfig {
             index: self.routes.len(),
+            pattern: Arc::from(pattern),
             max_payload_length,
             idle_timeout: (idle_timeout > 0.0).then(|| Duration::from_secs_f64(idle_timeout)),
             max_lifetime: (max_lifetime > 0.0)
@@ -177,21 +182,23 @@ impl Engine {
                 "routes cannot be added after listen()",
             ));
         }
+        let index = self.http_count;
         let route = HttpRoute {
-            index: self.http_count,
+            index,
+            pattern: Arc::from(pattern),
             timeout: Duration::from_secs_f64(timeout),
         };
         self.http
             .add(pattern, method, route)
             .map_err(PyValueError::new_err)?;
         self.http_count += 1;
-        Ok(route.index)
+        Ok(index)
     }
 
     /// Binds and starts the I/O threads. Returns the bound port.
     // The keyword arguments mirror `Server(...)`'s options one to one.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (host, port, *, reuse_port, io_threads, max_header_bytes, request_timeout, close_timeout, max_body_length, trusted_hops, trusted_networks, proxy_header, proxy_protocol, tls=None))]
+    #[pyo3(signature = (host, port, *, reuse_port, io_threads, max_header_bytes, request_timeout, close_timeout, max_body_length, trusted_hops, trusted_networks, proxy_header, proxy_protocol, tls=None, access_log=false, log_connections=false))]
     fn listen(
         slf: &Bound<'_, Self>,
         host: &str,
@@ -207,6 +214,8 @@ impl Engine {
         proxy_header: &str,
         proxy_protocol: bool,
         tls: Option<PyRef<'_, TlsConfig>>,
+        access_log: bool,
+        log_connections: bool,
     ) -> PyResult<u16> {
         let config = ServerConfig {
             max_header_bytes,
@@ -216,6 +225,8 @@ impl Engine {
             trust: trust(trusted_hops, &trusted_networks, proxy_header)?,
             proxy_protocol,
             tls: tls.map(|tls| Arc::clone(&tls.tls)),
+            access_log,
+            log_connections,
         };
         let (table, http, events) = {
             let mut this = slf.borrow_mut();
@@ -241,7 +252,9 @@ impl Engine {
             })
             .map_err(|e| os_error(&e, &format!("cannot listen on {host}:{port}"), None))?;
         let port = server.local_addr().port();
-        slf.borrow_mut().server = Some(server);
+        let mut this = slf.borrow_mut();
+        this.server = Some(server);
+        this.log_connections = log_connections;
         Ok(port)
     }
 
@@ -395,20 +408,24 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
     let cost = event.cost();
     match event {
         Event::Open { conn, route } => {
-            let (handler, message_type, shared) = {
+            let (handler, message_type, shared, log_connections) = {
                 let this = engine.borrow();
                 let route = &this.routes[route];
                 (
                     route.handler.clone_ref(py),
                     route.message_type,
                     Arc::clone(&this.shared),
+                    this.log_connections,
                 )
             };
             let id = conn.id;
             let ws = match Bound::new(py, Websocket::new(conn, message_type, shared)) {
                 Ok(ws) => ws,
-                Err(error) => return error.write_unraisable(py, None),
+                Err(error) => return log_failure(engine, "opening a connection", error),
             };
+            if log_connections {
+                call_hooks(engine, intern!(py, "opened"), (&ws,));
+            }
             let upgrade = engine.borrow_mut().pending.remove(&id);
             if let Some((context, protocol)) = upgrade.and_then(|p| p.get().take_accepted()) {
                 ws.borrow_mut().set_upgrade(context, protocol);
@@ -444,7 +461,7 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
         } => {
             let pending = match Py::new(py, PendingUpgrade::new(request, route, reply)) {
                 Ok(pending) => pending,
-                Err(error) => return error.write_unraisable(py, None),
+                Err(error) => return log_failure(engine, "handing over an upgrade", error),
             };
             engine
                 .borrow_mut()
@@ -458,7 +475,7 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
             reply,
         } => match Py::new(py, PendingRequest::new(request, route, reply)) {
             Ok(pending) => hand_to_hooks(engine, intern!(py, "request"), pending.into_any()),
-            Err(error) => error.write_unraisable(py, None),
+            Err(error) => log_failure(engine, "handing over a request", error),
         },
         Event::UpgradeEnded { id } => {
             engine.borrow_mut().pending.remove(&id);
@@ -479,23 +496,44 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
             conn.close(code, reason);
         }
         Event::Broker { connected, detail } => {
-            let hooks = engine.borrow().shared.hooks.clone_ref(py);
-            if let Err(error) = hooks
-                .bind(py)
-                .call_method1(intern!(py, "broker"), (connected, detail))
-            {
-                error.write_unraisable(py, Some(engine.as_any()));
-            }
+            call_hooks(engine, intern!(py, "broker"), (connected, detail));
+        }
+        Event::Access(entry) => {
+            let time = entry
+                .time
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |since| since.as_secs_f64());
+            let head = entry.head;
+            let args = (
+                head.id,
+                websocket::display_ip(head.client),
+                head.request_line,
+                entry.status,
+                entry.bytes,
+                head.referer,
+                head.user_agent,
+                entry.route.as_deref(),
+                time,
+            );
+            call_hooks(engine, intern!(py, "access"), args);
+        }
+        Event::TlsFailed { id, peer, detail } => {
+            let peer = websocket::display_ip(peer);
+            call_hooks(engine, intern!(py, "tls_failed"), (id, peer, detail));
         }
         Event::Close { id, code, reason } => {
             // The run's publishes came before the subscriber left.
             cork::flush_publishes();
-            let removed = {
+            let (removed, log_connections) = {
                 let mut this = engine.borrow_mut();
                 this.shared.topics.unsubscribe_all(id);
-                this.sockets.remove(&id)
+                (this.sockets.remove(&id), this.log_connections)
             };
             if let Some(ws) = removed {
+                if log_connections {
+                    let text = String::from_utf8_lossy(&reason);
+                    call_hooks(engine, intern!(py, "closed"), (&ws, code, text));
+                }
                 websocket::deliver_close(ws.bind(py), code, &reason);
             }
         }
@@ -539,14 +577,27 @@ fn consumed_orphan(engine: &Bound<'_, Engine>, cost: usize) {
         .consumed_orphan(cost);
 }
 
-/// Hands a pending request to the Python runtime's `method` (`upgrade` or `request`); a failure there is
-/// reported as unraisable, never raised into the drain.
+/// Hands a pending request to the Python runtime's `method` (`upgrade` or `request`).
 fn hand_to_hooks(engine: &Bound<'_, Engine>, method: &Bound<'_, PyString>, pending: Py<PyAny>) {
+    call_hooks(engine, method, (pending,));
+}
+
+/// Calls the Python runtime's `method`; a failure there is logged, never raised into the drain.
+fn call_hooks<'py>(
+    engine: &Bound<'py, Engine>,
+    method: &Bound<'py, PyString>,
+    args: impl PyCallArgs<'py>,
+) {
     let py = engine.py();
     let hooks = engine.borrow().shared.hooks.clone_ref(py);
-    if let Err(error) = hooks.bind(py).call_method1(method, (pending,)) {
-        error.write_unraisable(py, Some(engine.as_any()));
+    if let Err(error) = hooks.bind(py).call_method1(method, args) {
+        log_failure(engine, "calling the runtime hooks", error);
     }
+}
+
+/// Logs an error of the engine's own Python side (not the app's) on the `hyperws` logger.
+fn log_failure(engine: &Bound<'_, Engine>, doing: &str, error: PyErr) {
+    super::log_error(engine.py(), doing, error, Some(engine.as_any()));
 }
 
 fn socket(engine: &Bound<'_, Engine>, id: u64) -> Option<Py<Websocket>> {

@@ -13,7 +13,9 @@ mod upgrade;
 mod websocket;
 
 use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 use crate::routing::{join_prefix as join, RouteTable};
 
@@ -32,6 +34,24 @@ fn os_error(error: &std::io::Error, context: &str, filename: Option<&str>) -> Py
         (Some(errno), Some(file)) => PyOSError::new_err((errno, message, file.to_owned())),
         (Some(errno), None) => PyOSError::new_err((errno, message)),
         (None, _) => PyOSError::new_err(message),
+    }
+}
+
+/// Logs `error` on the `hyperws` logger ("error while DOING"), with its traceback. Should logging
+/// itself fail, the error goes to `sys.unraisablehook` instead: never raised, never lost.
+fn log_error(py: Python<'_>, doing: &str, error: PyErr, object: Option<&Bound<'_, PyAny>>) {
+    let logged = py.import(intern!(py, "logging")).and_then(|logging| {
+        let logger = logging.call_method1(intern!(py, "getLogger"), ("hyperws",))?;
+        let keywords = PyDict::new(py);
+        keywords.set_item("exc_info", error.value(py))?;
+        logger.call_method(
+            intern!(py, "error"),
+            ("error while %s", doing),
+            Some(&keywords),
+        )
+    });
+    if logged.is_err() {
+        error.write_unraisable(py, object);
     }
 }
 

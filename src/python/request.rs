@@ -30,6 +30,12 @@ impl PendingHead {
 
 #[pymethods]
 impl PendingHead {
+    /// The connection the request came on (the id of the WebSocket it upgrades to).
+    #[getter]
+    fn connection_id(&self) -> u64 {
+        self.request.connection
+    }
+
     #[getter]
     fn method(&self) -> &str {
         &self.request.method

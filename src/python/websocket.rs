@@ -8,7 +8,7 @@ use pyo3::exceptions::{
     PyConnectionError, PyRuntimeError, PyTypeError, PyUserWarning, PyValueError,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyDict, PyTuple, PyType};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
 use super::awaitable::is_awaitable;
@@ -400,7 +400,12 @@ pub fn report(ws: &Bound<'_, Websocket>, event: &str, error: PyErr) {
         .bind(py)
         .call_method1(intern!(py, "report"), (ws, event, error.into_value(py)))
     {
-        failure.write_unraisable(py, Some(ws.as_any()));
+        super::log_error(
+            py,
+            "reporting a handler's error",
+            failure,
+            Some(ws.as_any()),
+        );
     }
 }
 
@@ -413,6 +418,31 @@ impl Websocket {
     }
 
     /// The client's IP address (as a trusted proxy named it, or the peer's).
+    /// `Websocket[bytes]` (the type of a "Buffer" route's connections) works at run time too.
+    #[classmethod]
+    fn __class_getitem__<'py>(
+        cls: &Bound<'py, PyType>,
+        item: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = cls.py();
+        let alias = py
+            .import(intern!(py, "types"))?
+            .getattr(intern!(py, "GenericAlias"))?;
+        alias.call1((cls, item))
+    }
+
+    /// The connection's number, unique in this server process (the access log and the logs name it).
+    #[getter]
+    fn id(&self) -> u64 {
+        self.conn.id
+    }
+
+    /// The pattern of the route the connection came through, e.g. `/chat/:room`.
+    #[getter]
+    fn route(&self) -> &str {
+        &self.conn.route.pattern
+    }
+
     #[getter]
     fn ip(&self) -> String {
         display_ip(self.conn.peer.ip())

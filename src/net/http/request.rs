@@ -7,6 +7,8 @@ use crate::net::proxy::ClientAddr;
 /// A request as plain data: the I/O threads never build Python objects.
 #[derive(Debug)]
 pub struct Request {
+    /// The connection it came on (a WebSocket it upgrades to keeps this id).
+    pub connection: u64,
     pub method: String,
     /// The request target: path and query, as sent.
     pub target: String,
@@ -23,6 +25,7 @@ pub struct Request {
 
 impl Request {
     pub fn new(
+        connection: u64,
         parsed: &httparse::Request<'_, '_>,
         params: Vec<(String, String)>,
         client: ClientAddr,
@@ -30,6 +33,7 @@ impl Request {
         peer_certificate: Option<Bytes>,
     ) -> Self {
         Self {
+            connection,
             peer_certificate,
             method: parsed.method.unwrap_or("GET").to_owned(),
             target: parsed.path.unwrap_or("/").to_owned(),

@@ -2,15 +2,18 @@
 //! request happens on the I/O thread and costs no Python.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::routing::{PatternErrorKind, RouteTable};
 
 /// A handler on the Python side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRoute {
     /// Index of the handler in the server's HTTP route list.
     pub index: usize,
+    /// The pattern the handler was added with (for the access log).
+    pub pattern: Arc<str>,
     /// How long the handler has to answer; then the client gets 503.
     pub timeout: Duration,
 }
@@ -121,7 +124,7 @@ impl HttpRoutes {
         let endpoint = &self.endpoints[*found.value];
         Some(match endpoint.handler(method) {
             Some(handler) => Routed::Found {
-                route: handler.route,
+                route: handler.route.clone(),
                 params: handler
                     .names
                     .iter()
@@ -140,16 +143,17 @@ impl HttpRoutes {
 mod tests {
     use super::*;
 
-    fn route(index: usize) -> HttpRoute {
+    fn route(index: usize, pattern: &str) -> HttpRoute {
         HttpRoute {
             index,
+            pattern: Arc::from(pattern),
             timeout: Duration::from_secs(1),
         }
     }
 
-    fn found(index: usize, params: &[(&str, &str)]) -> Option<Routed> {
+    fn found(index: usize, pattern: &str, params: &[(&str, &str)]) -> Option<Routed> {
         Some(Routed::Found {
-            route: route(index),
+            route: route(index, pattern),
             params: params
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -160,32 +164,38 @@ mod tests {
     #[test]
     fn methods_share_a_path_and_head_falls_back_to_get() {
         let mut routes = HttpRoutes::default();
-        routes.add("/items/:id", "GET", route(0)).unwrap();
-        routes.add("/items/:key", "POST", route(1)).unwrap();
-        routes.add("/any", "ANY", route(2)).unwrap();
-        routes.add("/any", "DELETE", route(3)).unwrap();
-        assert_eq!(routes.route("/items/7", "GET"), found(0, &[("id", "7")]));
-        assert_eq!(routes.route("/items/7", "POST"), found(1, &[("key", "7")]));
-        assert_eq!(routes.route("/items/7", "HEAD"), found(0, &[("id", "7")]));
+        routes
+            .add("/items/:id", "GET", route(0, "/items/:id"))
+            .unwrap();
+        routes
+            .add("/items/:key", "POST", route(1, "/items/:key"))
+            .unwrap();
+        routes.add("/any", "ANY", route(2, "/any")).unwrap();
+        routes.add("/any", "DELETE", route(3, "/any")).unwrap();
+        let get = found(0, "/items/:id", &[("id", "7")]);
+        assert_eq!(routes.route("/items/7", "GET"), get);
+        let post = found(1, "/items/:key", &[("key", "7")]);
+        assert_eq!(routes.route("/items/7", "POST"), post);
+        assert_eq!(routes.route("/items/7", "HEAD"), get);
         assert_eq!(
             routes.route("/items/7", "PUT"),
             Some(Routed::NotAllowed {
                 allow: "GET, POST, HEAD".into()
             })
         );
-        assert_eq!(routes.route("/any", "PATCH"), found(2, &[]));
-        assert_eq!(routes.route("/any", "DELETE"), found(3, &[]));
+        assert_eq!(routes.route("/any", "PATCH"), found(2, "/any", &[]));
+        assert_eq!(routes.route("/any", "DELETE"), found(3, "/any", &[]));
         assert_eq!(routes.route("/nope", "GET"), None);
     }
 
     #[test]
     fn duplicates_and_bad_patterns_are_errors() {
         let mut routes = HttpRoutes::default();
-        routes.add("/a/:x", "GET", route(0)).unwrap();
-        let error = routes.add("/a/:y", "GET", route(1)).unwrap_err();
+        routes.add("/a/:x", "GET", route(0, "/a/:x")).unwrap();
+        let error = routes.add("/a/:y", "GET", route(1, "/a/:y")).unwrap_err();
         assert!(error.contains("duplicate HTTP route: GET"), "{error}");
-        routes.add("/a/:y", "ANY", route(2)).unwrap();
-        assert!(routes.add("/a/:z", "ANY", route(3)).is_err());
-        assert!(routes.add("nope", "GET", route(4)).is_err());
+        routes.add("/a/:y", "ANY", route(2, "/a/:y")).unwrap();
+        assert!(routes.add("/a/:z", "ANY", route(3, "/a/:z")).is_err());
+        assert!(routes.add("nope", "GET", route(4, "nope")).is_err());
     }
 }
