@@ -6,7 +6,8 @@
 # loadgen.json.
 #
 # Needs perf (linux-perf) and the peers from benches/setup_peers.sh. Environment: SECONDS_RECORDED (default 5),
-# CALL_GRAPH (default empty: flat profile; e.g. "dwarf" for call chains, much heavier), PYTHON (the venv's).
+# CALL_GRAPH (default empty: flat profile; e.g. "dwarf" for call chains, much heavier), PYTHON (the venv's),
+# CONNS and INFLIGHT (default 64 and 16; CONNS=100 INFLIGHT=1 profiles request-reply, the rr100 workload).
 set -euo pipefail
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -30,7 +31,7 @@ trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 100); do grep -q READY "$OUT/server.out" 2>/dev/null && break; sleep 0.1; done
 
 # warm-up 2 s, then REC + 2 s measured; perf covers REC seconds in the middle
-taskset -c 1 "$LOADGEN" echo --url "ws://127.0.0.1:$PORT/echo" --conns 64 --inflight 16 --size 32 \
+taskset -c 1 "$LOADGEN" echo --url "ws://127.0.0.1:$PORT/echo" --conns "${CONNS:-64}" --inflight "${INFLIGHT:-16}" --size 32 \
     --duration "$((REC + 2))" --warmup 2 >"$OUT/loadgen.json" &
 GEN=$!
 sleep 3

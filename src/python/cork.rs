@@ -81,7 +81,7 @@ pub fn flush_publishes() {
     Python::attach(|py| publish::fan_out(py, &shared, run));
 }
 
-/// Writes `conn`'s output (or wakes its writer) now, or when the outermost cork on this thread ends.
+/// Wakes `conn`'s writer now, or when the outermost cork on this thread ends.
 pub fn wake(conn: &Arc<ConnHandle>, events: &Arc<EventQueue>) {
     let deferred = CORK.with(|cork| {
         let mut cork = cork.borrow_mut();
@@ -93,7 +93,7 @@ pub fn wake(conn: &Arc<ConnHandle>, events: &Arc<EventQueue>) {
         }
     });
     if !deferred {
-        conn.write_or_wake(events);
+        conn.wake();
     }
 }
 
@@ -126,8 +126,16 @@ impl Drop for CorkGuard {
                 Vec::new()
             }
         });
-        for (conn, events) in pending {
-            conn.write_or_wake(&events);
+        // One connection's output (a reply, in request-reply): written here, sparing the wake-up of its
+        // task. Output for many: their tasks write it, and the later of it gathers more per write while
+        // this thread goes on with the next batch (writing it all here lost 25-35 % of pipelined echo and
+        // fan-out throughput; see docs/architecture.md).
+        if let [(conn, events)] = pending.as_slice() {
+            conn.write_or_wake(events);
+        } else {
+            for (conn, _) in pending {
+                conn.wake();
+            }
         }
     }
 }

@@ -1,8 +1,8 @@
-//! Writes from the thread that queued the output (the asyncio thread, at the end of a batch), when the
-//! connection's task is parked with nothing of its own in flight on a plain socket. A reply to one message
-//! then reaches the socket without waking the task: one thread switch less per request-reply round trip
-//! (see docs/architecture.md, "Writes from the queueing thread"). What the socket does not take is left to
-//! the task, woken as before.
+//! Writes from the thread that queued the output (the asyncio thread, at the end of a batch that gave
+//! output to one connection), when the connection's task is parked with nothing of its own in flight on a
+//! plain socket. A reply then reaches the socket without waking the task: one thread switch less per
+//! round trip (see docs/architecture.md, "Writes from the queueing thread"). What the socket does not take
+//! is left to the task, woken as before.
 
 use std::io::{self, IoSlice};
 use std::os::fd::{BorrowedFd, RawFd};
@@ -32,10 +32,8 @@ impl ConnHandle {
     /// whatever the socket does not take, wakes the task. For the thread that was told to wake it
     /// (`Queued::Yes { wake: true }`).
     pub fn write_or_wake(&self, events: &EventQueue) {
-        static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        let off = *OFF.get_or_init(|| std::env::var_os("HYPERWS_AB_OFF").is_some());
         let mut state = self.state();
-        if off || !may_write_through(&state) {
+        if !may_write_through(&state) {
             drop(state);
             self.wake();
             return;
