@@ -12,6 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 import hyperws
+
 from helpers import url
 
 T = 30  # safety net (seconds) per await
