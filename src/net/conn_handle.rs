@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::RouteConfig;
 use crate::protocol::deflate::{
@@ -623,13 +623,16 @@ impl ConnHandle {
     /// below `max_backpressure` after a refusal (publishes held behind a streamed message aside: the
     /// streamer waits for the rest): the 'drain' event is due.
     pub(super) fn wrote(&self, n: usize) -> bool {
-        let writable = {
-            let state = self.state();
-            let after = self.buffered.load(Ordering::Relaxed).saturating_sub(n);
-            self.buffered.store(after, Ordering::SeqCst);
-            self.writable(&state)
-        };
-        writable <= self.route.max_backpressure && self.drain_wanted.swap(false, Ordering::SeqCst)
+        let state = self.state();
+        self.count_written(&state, n)
+    }
+
+    /// Counts `n` bytes the socket accepted, under the queue's lock; true when the 'drain' event is due.
+    fn count_written(&self, state: &OutState, n: usize) -> bool {
+        let after = self.buffered.load(Ordering::Relaxed).saturating_sub(n);
+        self.buffered.store(after, Ordering::SeqCst);
+        self.writable(state) <= self.route.max_backpressure
+            && self.drain_wanted.swap(false, Ordering::SeqCst)
     }
 
     /// Task side: the socket is gone; later sends are refused.
@@ -644,6 +647,19 @@ impl ConnHandle {
         state.socket = NO_SOCKET;
         self.buffered.store(0, Ordering::Relaxed);
     }
+}
+
+/// Drops the first `written` bytes of `queue`; returns how many of them were past its end.
+pub(super) fn advance_queue(queue: &mut VecDeque<Bytes>, mut written: usize) -> usize {
+    while let Some(front) = queue.front_mut() {
+        if written < front.len() {
+            front.advance(written);
+            return 0;
+        }
+        written -= front.len();
+        queue.pop_front();
+    }
+    written
 }
 
 /// Queues the first `len` bytes of `frames`: copied into the tail when short, shared otherwise.

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::time::{sleep_until, Instant, Sleep};
 
+use super::conn_handle::advance_queue;
 use super::transport::Transport;
 use super::{ConnHandle, Queued};
 use crate::bridge::{Event, EventQueue, Traffic};
@@ -462,20 +463,9 @@ impl Connection {
         }
     }
 
-    fn advance(&mut self, mut written: usize) {
-        while written > 0 {
-            let front = self
-                .in_flight
-                .front_mut()
-                .expect("wrote more than was in flight");
-            if written >= front.len() {
-                written -= front.len();
-                self.in_flight.pop_front();
-            } else {
-                front.advance(written);
-                written = 0;
-            }
-        }
+    fn advance(&mut self, written: usize) {
+        let past_end = advance_queue(&mut self.in_flight, written);
+        assert_eq!(past_end, 0, "wrote more than was in flight");
     }
 }
 

@@ -24,8 +24,10 @@ use crate::pubsub::PublishRun;
 #[derive(Default)]
 struct Cork {
     depth: u32,
-    /// Connections that got output while corked, with their engine's event queue.
-    pending: Vec<(Arc<ConnHandle>, Arc<EventQueue>)>,
+    /// Connections that got output while corked.
+    pending: Vec<Arc<ConnHandle>>,
+    /// The event queue of the first of them: the only one written from here (see `CorkGuard::drop`).
+    first_events: Option<Arc<EventQueue>>,
     run: Option<HeldRun>,
 }
 
@@ -86,7 +88,10 @@ pub fn wake(conn: &Arc<ConnHandle>, events: &Arc<EventQueue>) {
     let deferred = CORK.with(|cork| {
         let mut cork = cork.borrow_mut();
         if cork.depth > 0 {
-            cork.pending.push((Arc::clone(conn), Arc::clone(events)));
+            if cork.pending.is_empty() {
+                cork.first_events = Some(Arc::clone(events));
+            }
+            cork.pending.push(Arc::clone(conn));
             true
         } else {
             false
@@ -117,25 +122,22 @@ impl Drop for CorkGuard {
             // Still corked: the run's wake-ups join the others.
             flush_publishes();
         }
-        let pending = CORK.with(|cork| {
+        let (pending, first_events) = CORK.with(|cork| {
             let mut cork = cork.borrow_mut();
             cork.depth -= 1;
             if cork.depth == 0 {
-                std::mem::take(&mut cork.pending)
+                (std::mem::take(&mut cork.pending), cork.first_events.take())
             } else {
-                Vec::new()
+                (Vec::new(), None)
             }
         });
         // One connection's output (a reply, in request-reply): written here, sparing the wake-up of its
         // task. Output for many: their tasks write it, and the later of it gathers more per write while
         // this thread goes on with the next batch (writing it all here lost 25-35 % of pipelined echo and
         // fan-out throughput; see docs/architecture.md).
-        if let [(conn, events)] = pending.as_slice() {
-            conn.write_or_wake(events);
-        } else {
-            for (conn, _) in pending {
-                conn.wake();
-            }
+        match (pending.as_slice(), first_events) {
+            ([conn], Some(events)) => conn.write_or_wake(&events),
+            _ => pending.iter().for_each(|conn| conn.wake()),
         }
     }
 }

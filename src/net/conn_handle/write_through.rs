@@ -6,12 +6,11 @@
 
 use std::io::{self, IoSlice};
 use std::os::fd::{BorrowedFd, RawFd};
-use std::sync::atomic::Ordering;
 
 use bytes::Buf;
 use socket2::SockRef;
 
-use super::{ConnHandle, OutState, Phase, NO_SOCKET};
+use super::{advance_queue, ConnHandle, OutState, Phase, NO_SOCKET};
 use crate::bridge::{Event, EventQueue, Traffic};
 
 /// At most this many buffers per write, as the task's own writes.
@@ -38,33 +37,26 @@ impl ConnHandle {
             self.wake();
             return;
         }
-        match write_queued(&mut state) {
-            Ok(written) => {
-                self.count_written(&state, written, events);
-                if state.chunks.is_empty() && state.tail.is_empty() {
-                    // Everything went: the task stays parked, waiting for the next wake-up or input.
-                    state.writer_parked = true;
-                    state.owed_pong = 0;
-                    state.tail = Default::default();
-                    return;
-                }
+        // An error (WouldBlock, or one the task meets again on its next read or write and ends the
+        // connection for) leaves everything to the task.
+        let mut drained = false;
+        if let Ok(written) = write_queued(&mut state) {
+            Traffic::add(&events.traffic().bytes_out, written);
+            drained = self.count_written(&state, written);
+            if state.chunks.is_empty() && state.tail.is_empty() {
+                // Everything went: the task stays parked, waiting for the next wake-up or input.
+                state.writer_parked = true;
+                state.owed_pong = 0;
+                state.tail = Default::default();
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            // The task meets the error on its own next read or write, and ends the connection.
-            Err(_) => {}
         }
+        let parked = state.writer_parked;
         drop(state);
-        self.wake();
-    }
-
-    fn count_written(&self, state: &OutState, written: usize, events: &EventQueue) {
-        Traffic::add(&events.traffic().bytes_out, written);
-        let after = self.buffered.load(Ordering::Relaxed) - written;
-        self.buffered.store(after, Ordering::SeqCst);
-        if self.writable(state) <= self.route.max_backpressure
-            && self.drain_wanted.swap(false, Ordering::SeqCst)
-        {
+        if drained {
             events.push(Event::Drain { id: self.id });
+        }
+        if !parked {
+            self.wake();
         }
     }
 }
@@ -101,21 +93,7 @@ fn write_queued(state: &mut OutState) -> io::Result<usize> {
     Ok(written)
 }
 
-fn advance(state: &mut OutState, mut written: usize) {
-    while written > 0 {
-        match state.chunks.front_mut() {
-            Some(front) if written >= front.len() => {
-                written -= front.len();
-                state.chunks.pop_front();
-            }
-            Some(front) => {
-                front.advance(written);
-                return;
-            }
-            None => {
-                state.tail.advance(written);
-                return;
-            }
-        }
-    }
+fn advance(state: &mut OutState, written: usize) {
+    let into_tail = advance_queue(&mut state.chunks, written);
+    state.tail.advance(into_tail);
 }
