@@ -26,7 +26,6 @@ import json
 import os
 import selectors
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,10 +35,11 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from compare import free_port, proc_cpu  # the comparison harness beside this script
+
 BENCH_DIR = Path(__file__).resolve().parent
 SERVERS = BENCH_DIR / "servers"
 LOADGEN = BENCH_DIR / "loadgen" / "target" / "release" / "loadgen"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # setup name: (server script, broker)
 SETUPS = {
@@ -60,22 +60,6 @@ class Run:
     rate: float | None = None
     why: str = ""  # why there is no rate
     cores: dict[str, float] = field(default_factory=dict)  # CPU used in the window, per process
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def proc_cpu(pid: int) -> float | None:
-    """User+system CPU seconds of a process and all its threads, from /proc."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def listener_pid(port: int) -> int | None:
