@@ -2,7 +2,8 @@
 /proc/<pid>/status measures the server alone. Prints its port, then serves until stdin closes. Over TLS
 when given a certificate file and its key file.
 
-Routes: /echo (echo, default options), /ping (echo; pings are counted), /partial (echo), /big (echo, max_payload_length=16 MiB), /inflate (compression
+Routes: /echo (echo, default options), /ping (echo; pings are counted), /fill (sends until
+refused, max_backpressure=1 MiB; "filled?" answers how many were), /partial (echo), /big (echo, max_payload_length=16 MiB), /inflate (compression
 "shared", max_payload_length=8 MiB; messages are counted, not echoed). GET /stats answers JSON: pings
 received, messages received on /inflate, connections closed, open connections and the largest
 `buffered` among them.
@@ -22,7 +23,7 @@ INFLATE_LIMIT = 8 * 1024 * 1024
 async def main() -> None:
     tls = {"cert_file": sys.argv[1], "key_file": sys.argv[2]} if len(sys.argv) > 2 else {}
     server = hyperws.Server(close_timeout=1.0, **tls)
-    counts = {"pings": 0, "inflated": 0, "closed": 0}
+    counts = {"pings": 0, "inflated": 0, "closed": 0, "filled": 0}
     sockets: set[hyperws.Websocket] = set()
 
     def count(name: str) -> None:
@@ -46,7 +47,22 @@ async def main() -> None:
         track(ws)
         ws.on("message", lambda message, is_binary: count("inflated"))
 
+    def fill(ws: hyperws.Websocket) -> None:
+        # "fill": sends 64 KiB messages until one is refused over max_backpressure; "filled?": answers
+        # how many connections were filled so far.
+        def on_message(message: bytes, is_binary: bool) -> None:
+            if message == b"filled?":
+                ws.send(str(counts["filled"]))
+                return
+            while ws.send(bytes(64 * 1024), True):
+                pass
+            count("filled")
+
+        track(ws)
+        ws.on("message", on_message)
+
     server.ws("/echo", echo)
+    server.ws("/fill", fill, max_backpressure=MAX_BACKPRESSURE, message_type="Buffer")
     server.ws("/ping", echo, max_backpressure=MAX_BACKPRESSURE)
     server.ws("/partial", echo)
     server.ws("/big", echo, max_payload_length=16 * 1024 * 1024)

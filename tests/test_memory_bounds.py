@@ -337,3 +337,51 @@ async def test_tls_connections_idle_or_holding_part_of_a_record_keep_no_read_buf
     assert idle.rss - before.rss < TLS_CONNECTIONS * 8 * KiB, (before, idle)
     # A read allocates room for a whole record (18 KiB); only the 100 bytes may stay.
     assert during.rss - idle.rss < TLS_CONNECTIONS * 4 * KiB, (idle, during)
+
+
+FILLED_TLS_CONNECTIONS = 50
+
+
+def open_tls(port: int, context: ssl.SSLContext, path: str, count: int) -> list[RecordClient]:
+    clients = []
+    for _ in range(count):
+        client = RecordClient(port, context)
+        clients.append(client)
+        client.sock.sendall(client.records(upgrade_request(path, key=new_key())))
+        assert client.read_head().startswith(b"HTTP/1.1 101 ")
+    return clients
+
+
+async def test_tls_clients_that_never_read_hold_at_most_the_backpressure_limit(tls_memory_server):
+    """Over TLS the engine's queue stops at max_backpressure and the TLS layer holds at most 64 KiB
+    of records more: a client that never reads costs the server about that, whatever is sent to it."""
+    server, context = tls_memory_server
+    (watcher,) = await asyncio.to_thread(open_tls, server.port, context, "/fill", 1)
+    clients = [watcher]
+    try:
+        clients += await asyncio.to_thread(
+            open_tls, server.port, context, "/fill", FILLED_TLS_CONNECTIONS
+        )
+        await server.has_read_everything()
+        before = server.memory()
+        for client in clients[1:]:
+            client.sock.sendall(client.records(build_frame(BINARY, b"fill")))
+
+        def filled() -> int:
+            watcher.sock.sendall(watcher.records(build_frame(BINARY, b"filled?")))
+            return int(watcher.read_frame()[1])
+
+        await until(
+            lambda: filled() == FILLED_TLS_CONNECTIONS, timeout=SAFETY
+        )  # every connection refused a send: its queue is at the limit
+        during = server.memory()
+    finally:
+        for client in clients:
+            client.close()
+    per_client = (during.rss - before.rss) / FILLED_TLS_CONNECTIONS / KiB
+    print(
+        f"before: {before}; {FILLED_TLS_CONNECTIONS} filled: {during} ({per_client:.0f} KiB each)"
+    )
+    # The queue (1 MiB, plus the 64 KiB message that crossed it), the TLS layer's 64 KiB, slack.
+    bound = 1024 + 64 + 64 + 128
+    assert during.rss - before.rss < FILLED_TLS_CONNECTIONS * bound * KiB, (before, during)
