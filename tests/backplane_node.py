@@ -2,7 +2,8 @@
 and prints ``PORT <n>``. Clients drive it over WebSocket with JSON commands (answered ``ack:<id>``):
 ``{"id": 1, "op": "sub", "filters": [...]}``, ``{"op": "unsub", ...}``, and
 ``{"op": "publish", "topic": t, "messages": [...], "binary": false, "compress": false, "via": "ws"}``
-(``via: "server"`` publishes with ``server.publish``). ``GET /stats`` answers ``server.stats()`` as JSON.
+(``via: "server"`` publishes with ``server.publish``), ``{"op": "flood", "topic": t, "size": n, "count": c}``
+(``c`` binary messages of ``n`` bytes, by ``server.publish``). ``GET /stats`` answers ``server.stats()`` as JSON.
 Warnings (the broker's outages) go to stderr."""
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ def handle(server: hyperws.Server, ws: hyperws.Websocket, message: Any, is_binar
             publish(
                 command["topic"], payload, command.get("binary"), command.get("compress", False)
             )
+    elif op == "flood":
+        payload = bytes(command["size"])
+        for _ in range(command["count"]):
+            server.publish(command["topic"], payload, True)
     ws.send(f"ack:{command['id']}")
 
 

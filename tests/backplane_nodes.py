@@ -87,11 +87,15 @@ class Node:
             stats: dict[str, Any] = json.load(answer)
             return stats
 
-    async def wait_stats(self, what: str, predicate: Callable[[dict[str, Any]], bool]) -> None:
-        deadline = time.monotonic() + T
+    async def wait_stats(
+        self, what: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = T
+    ) -> None:
+        deadline = time.monotonic() + timeout
         while not predicate(stats := await asyncio.to_thread(self.stats)):
             if time.monotonic() > deadline:
-                raise AssertionError(f"node {self.port}: waited {T} s for {what}; stats: {stats}")
+                raise AssertionError(
+                    f"node {self.port}: waited {timeout} s for {what}; stats: {stats}"
+                )
             await asyncio.sleep(0.02)
 
     async def client(self) -> Client:

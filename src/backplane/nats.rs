@@ -24,6 +24,9 @@ use super::subjects::Subscription;
 
 const PUBLISH_BATCH: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the client pings NATS; a server that misses two pongs is treated as lost (a stopped or hung
+/// server keeps its connections open). The client's default is a minute.
+const PING_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Keeps this node connected to NATS until the engine stops (the task is dropped then).
 pub async fn run(url: String, link: Arc<Link>, mut outbox: Receiver) {
@@ -50,7 +53,7 @@ pub async fn run(url: String, link: Arc<Link>, mut outbox: Receiver) {
             () = link.interest.changed() => {
                 apply(&client, &link, &mut subscriptions, link.interest.take_changes()).await;
             }
-            n = outbox.recv_many(&mut batch, PUBLISH_BATCH) => {
+            n = outbox.next_batch(&mut batch, PUBLISH_BATCH) => {
                 if n == 0 {
                     return;
                 }
@@ -71,6 +74,7 @@ async fn connect(url: &str, link: &Arc<Link>) -> Result<Client, async_nats::Conn
         // The broker does not send this node's own messages back.
         .no_echo()
         .connection_timeout(CONNECT_TIMEOUT)
+        .ping_interval(PING_INTERVAL)
         .max_reconnects(None)
         .reconnect_delay_callback(reconnect_delay)
         .event_callback(move |event| {
@@ -87,8 +91,12 @@ async fn connect(url: &str, link: &Arc<Link>) -> Result<Client, async_nats::Conn
         .await
 }
 
+/// Hands the batch to the client and waits until the client has written it to the socket, so that the
+/// client holds at most one batch while NATS reads slowly or not at all (its own queue is bounded in
+/// commands, not bytes); what waits meanwhile waits in the outbox, which is bounded in bytes.
 async fn publish(client: &Client, link: &Link, batch: &mut Vec<Outgoing>) {
     let naming = link.interest.naming();
+    let mut handed = 0;
     for message in batch.drain(..) {
         if client.connection_state() != State::Connected {
             Counters::add(&link.counters.dropped, 1);
@@ -99,8 +107,14 @@ async fn publish(client: &Client, link: &Link, batch: &mut Vec<Outgoing>) {
             .publish(naming.channel(&message.topic), envelope.into())
             .await
         {
-            Ok(()) => Counters::add(&link.counters.published, 1),
+            Ok(()) => handed += 1,
             Err(_) => Counters::add(&link.counters.dropped, 1),
+        }
+    }
+    if handed > 0 {
+        match client.flush().await {
+            Ok(()) => Counters::add(&link.counters.published, handed),
+            Err(_) => Counters::add(&link.counters.dropped, handed),
         }
     }
 }

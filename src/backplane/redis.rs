@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::future::Future;
 use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
@@ -21,6 +22,9 @@ const SUBSCRIPTION_BATCH: usize = 512;
 /// Messages per pipeline of PUBLISH.
 const PUBLISH_BATCH: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A connected Redis that answers nothing for this long is treated as lost (a stopped or hung server
+/// keeps its connections open, and the batch waiting for it would be held meanwhile).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Keeps this node connected to Redis until the engine stops (the task is dropped then).
 pub async fn run(client: Client, link: Arc<Link>, mut outbox: Receiver) {
@@ -73,7 +77,7 @@ impl Session {
             subscribe: link.interest.take_all(),
             unsubscribe: Vec::new(),
         };
-        session.apply(everything, &link.counters).await?;
+        answered(session.apply(everything, &link.counters)).await?;
         Ok(session)
     }
 
@@ -90,9 +94,10 @@ impl Session {
                     None => Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset).into()),
                 },
                 () = link.interest.changed() => {
-                    self.apply(link.interest.take_changes(), &link.counters).await
+                    let changes = link.interest.take_changes();
+                    answered(self.apply(changes, &link.counters)).await
                 }
-                n = outbox.recv_many(&mut batch, PUBLISH_BATCH) => {
+                n = outbox.next_batch(&mut batch, PUBLISH_BATCH) => {
                     if n == 0 {
                         return None;
                     }
@@ -133,7 +138,7 @@ impl Session {
         }
         let n = batch.len();
         batch.clear();
-        let result = pipe.query_async::<()>(&mut self.publisher).await;
+        let result = answered(pipe.query_async::<()>(&mut self.publisher)).await;
         match result {
             Ok(()) => Counters::add(&link.counters.published, n),
             Err(_) => Counters::add(&link.counters.dropped, n),
@@ -176,6 +181,20 @@ impl Session {
         counters.set_subscriptions(self.held.len());
         Ok(())
     }
+}
+
+/// `request`'s result, or an error when Redis has not answered it in [`ANSWER_TIMEOUT`].
+async fn answered<T>(request: impl Future<Output = Result<T, RedisError>>) -> Result<T, RedisError> {
+    tokio::time::timeout(ANSWER_TIMEOUT, request)
+        .await
+        .unwrap_or_else(|_| Err(no_answer()))
+}
+
+fn no_answer() -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no answer in {} s", ANSWER_TIMEOUT.as_secs()),
+    ))
 }
 
 /// The subscription, channel or pattern, that carried `message`.
