@@ -2,8 +2,9 @@
 and prints ``PORT <n>``. Clients drive it over WebSocket with JSON commands (answered ``ack:<id>``):
 ``{"id": 1, "op": "sub", "filters": [...]}``, ``{"op": "unsub", ...}``, and
 ``{"op": "publish", "topic": t, "messages": [...], "binary": false, "compress": false, "via": "ws"}``
-(``via: "server"`` publishes with ``server.publish``), ``{"op": "flood", "topic": t, "size": n, "count": c}``
-(``c`` binary messages of ``n`` bytes, by ``server.publish``). ``GET /stats`` answers ``server.stats()`` as JSON.
+(``via: "server"`` publishes with ``server.publish``), ``{"op": "flood", "topic": t, "size": n, "count": c,
+"random": false, "compress": false}`` (``c`` binary messages of ``n`` zero or random bytes, by
+``server.publish``). ``GET /stats`` answers ``server.stats()`` as JSON.
 Warnings (the broker's outages) go to stderr."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -34,9 +36,10 @@ def handle(server: hyperws.Server, ws: hyperws.Websocket, message: Any, is_binar
                 command["topic"], payload, command.get("binary"), command.get("compress", False)
             )
     elif op == "flood":
-        payload = bytes(command["size"])
+        size = command["size"]
+        payload = os.urandom(size) if command.get("random") else bytes(size)
         for _ in range(command["count"]):
-            server.publish(command["topic"], payload, True)
+            server.publish(command["topic"], payload, True, command.get("compress", False))
     ws.send(f"ack:{command['id']}")
 
 

@@ -237,7 +237,8 @@ class PrivateBroker:
         self.process: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def redis(cls) -> PrivateBroker:
+    def redis(cls, *options: str) -> PrivateBroker:
+        """``options``: more of redis-server's command line."""
         port = free_port()
         command = [
             "redis-server",
@@ -249,6 +250,7 @@ class PrivateBroker:
             "",
             "--appendonly",
             "no",
+            *options,
         ]
         return cls(command, port, f"redis://127.0.0.1:{port}/0")
 

@@ -214,6 +214,7 @@ async def test_without_pubsub_the_broker_counters_stay_zero() -> None:
         assert {k: v for k, v in stats.items() if k.startswith("broker_")} == {
             "broker_published": 0,
             "broker_received": 0,
+            "broker_received_dropped": 0,
             "broker_dropped": 0,
             "broker_reconnects": 0,
             "broker_subscriptions": 0,

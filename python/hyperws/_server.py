@@ -161,7 +161,7 @@ class Server(Router):
     def stats(self) -> dict[str, int]:
         """Counters: open connections, wake-ups of the event loop, events handed to Python,
         subscriptions held, with ``pubsub`` the broker's (``broker_published``, ``broker_received``,
-        ``broker_dropped``, ``broker_reconnects``, ``broker_subscriptions``, ``broker_connected``),
+        ``broker_received_dropped``, ``broker_dropped``, ``broker_reconnects``, ``broker_subscriptions``, ``broker_connected``),
         and, with TLS, ``tls_handshake_failures`` (see docs/api.md)."""
         if self._engine is None:
             stats = {
@@ -177,6 +177,7 @@ class Server(Router):
                 "bytes_out": 0,
                 "broker_published": 0,
                 "broker_received": 0,
+                "broker_received_dropped": 0,
                 "broker_dropped": 0,
                 "broker_reconnects": 0,
                 "broker_subscriptions": 0,

@@ -8,6 +8,9 @@ pub struct Counters {
     pub published: AtomicU64,
     /// Messages from other nodes delivered to this node's subscribers (each once).
     pub received: AtomicU64,
+    /// Messages from other nodes dropped on arrival: this node could not deliver them as fast as they
+    /// came, and its queue of received messages was full.
+    pub received_dropped: AtomicU64,
     /// Messages for the broker dropped: the outgoing queue was full, or the broker down or refusing them.
     pub dropped: AtomicU64,
     /// Connections to the broker made again after one was lost.

@@ -8,28 +8,94 @@
 //! told apart without remembering any message. A Redis pattern that over-matches (`*` crosses `/`)
 //! carries topics that no local filter matches: they have no designated filter and are ignored.
 //!
-//! The broker tasks hand over what they read in one go: consecutive plain messages to one topic are
-//! fanned out as one run (the registry walked and each subscriber's queue locked once for all of them,
-//! as a corked local publish is), and each parked writer is woken once per batch.
+//! What the broker client reads waits in a queue bounded in messages and in bytes ([`Inbox`]), which a
+//! thread of its own ("hyperws-deliver") empties, so the client keeps reading while messages are fanned
+//! out (a broker whose client stops reading holds the messages for it, and Redis closes the connection
+//! of a subscriber that is 32 MiB behind). When the node cannot fan out as fast as the broker sends, the
+//! excess is dropped and counted (`broker_received_dropped`). The thread takes the messages in batches:
+//! consecutive plain messages to one topic are fanned out as one run (the registry walked and each
+//! subscriber's queue locked once for all of them, as a corked local publish is), and each parked
+//! writer is woken once per batch.
 
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use super::counters::Counters;
 use super::envelope::Envelope;
 use super::link::Link;
+use super::queue::{self, Weighed};
 use super::subjects::Subscription;
 use crate::bridge::{Event, Traffic};
 use crate::net::ConnHandle;
 use crate::protocol::encode;
 use crate::pubsub::PublishRun;
 
-/// Messages a broker task reads before it delivers them (what is already there; it never waits for more).
+/// Messages delivered together at most (what is already there; it never waits for more).
 pub const RECEIVE_BATCH: usize = 256;
+/// Received messages waiting for delivery, at most.
+const INBOX_CAPACITY: usize = 16 * 1024;
+/// Their payload bytes, at most.
+pub const INBOX_CAPACITY_BYTES: usize = 16 * 1024 * 1024;
+/// A batch stops growing past this many bytes.
+const BATCH_BYTES: usize = 1024 * 1024;
+
+/// A message as the broker client read it: the bytes that arrived through a broker subscription.
+#[derive(Debug)]
+pub struct Arrival {
+    pub via: Arc<Subscription>,
+    pub bytes: Bytes,
+}
+
+impl Weighed for Arrival {
+    fn weight(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// The broker client's end of the received messages' queue.
+#[derive(Debug, Clone)]
+pub struct Inbox {
+    sender: queue::Sender<Arrival>,
+    counters: Arc<Counters>,
+}
+
+/// The delivering end.
+pub struct Deliveries {
+    receiver: queue::Receiver<Arrival>,
+}
+
+pub fn inbox(counters: Arc<Counters>) -> (Inbox, Deliveries) {
+    let (sender, receiver) = queue::bounded(INBOX_CAPACITY, INBOX_CAPACITY_BYTES);
+    (Inbox { sender, counters }, Deliveries { receiver })
+}
+
+impl Inbox {
+    /// Queues a received message for delivery, or drops and counts it when the queue is full.
+    pub fn push(&self, arrival: Arrival) {
+        if !self.sender.push(arrival) {
+            Counters::add(&self.counters.received_dropped, 1);
+        }
+    }
+}
+
+impl Deliveries {
+    /// Delivers received messages as they come, until every [`Inbox`] is gone (blocks the thread).
+    pub fn run(mut self, link: &Link) {
+        let mut batch = Vec::with_capacity(RECEIVE_BATCH);
+        while self
+            .receiver
+            .next_batch_blocking(&mut batch, RECEIVE_BATCH, BATCH_BYTES)
+            > 0
+        {
+            link.deliver(batch.drain(..));
+        }
+    }
+}
 
 impl Link {
-    /// Delivers messages read from the broker, in order: each is the bytes that arrived through a broker
-    /// subscription.
-    pub fn deliver<'a>(&self, messages: impl IntoIterator<Item = (&'a Subscription, &'a [u8])>) {
+    /// Delivers messages read from the broker, in order.
+    pub fn deliver(&self, messages: impl IntoIterator<Item = Arrival>) {
         let mut arrivals = Arrivals {
             link: self,
             checked: None,
@@ -38,8 +104,8 @@ impl Link {
             to_wake: Vec::new(),
             drops: Vec::new(),
         };
-        for (via, bytes) in messages {
-            arrivals.push(via, bytes);
+        for Arrival { via, bytes } in messages {
+            arrivals.push(&via, &bytes);
         }
         arrivals.finish();
     }

@@ -2,8 +2,8 @@
 //! the subscribers of every node. See docs/scale-out.md for the design and its reasons.
 //!
 //! The broker client runs on its own thread ("hyperws-broker", one tokio task or a few). Publishers hand
-//! it their messages through a bounded queue ([`outbox`]); it hands what other nodes publish to the local
-//! fan-out ([`inbound`]) without Python. The local registry tells [`Interest`] when a filter gets its
+//! it their messages through a bounded queue ([`outbox`]); it hands what other nodes publish through
+//! another ([`inbound`]) to a thread that fans them out locally ("hyperws-deliver"), without Python. The local registry tells [`Interest`] when a filter gets its
 //! first local subscriber or loses its last, and the broker task subscribes and unsubscribes accordingly.
 
 mod counters;
@@ -13,6 +13,7 @@ mod interest;
 mod link;
 mod nats;
 mod outbox;
+mod queue;
 mod redis;
 mod subjects;
 
@@ -54,8 +55,8 @@ impl Config {
         let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
         let (broker, dialect) = match scheme {
             "redis" => {
-                let client = ::redis::Client::open(url)
-                    .map_err(|e| format!("invalid Redis URL {url:?}: {e}"))?;
+                let client =
+                    redis::client(url).map_err(|e| format!("invalid Redis URL {url:?}: {e}"))?;
                 (Broker::Redis(client), Dialect::Redis)
             }
             "nats" => (Broker::Nats(url.to_owned()), Dialect::Nats),
@@ -81,7 +82,7 @@ pub struct Backplane {
     link: Arc<Link>,
     outbox: Outbox,
     stop: Arc<Notify>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Backplane {
@@ -98,7 +99,16 @@ impl Backplane {
     ) -> std::io::Result<Self> {
         let link = Arc::new(Link::new(node_id(), interest, topics, events));
         let (outbox, receiver) = Outbox::new(Arc::clone(&link.counters));
+        let (inbox, deliveries) = inbound::inbox(Arc::clone(&link.counters));
         let stop = Arc::new(Notify::new());
+        // Ends when every inbox is gone: with the broker thread's runtime, or at once if that thread
+        // cannot be started.
+        let delivering = std::thread::Builder::new()
+            .name("hyperws-deliver".to_owned())
+            .spawn({
+                let link = Arc::clone(&link);
+                move || deliveries.run(&link)
+            })?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -111,8 +121,10 @@ impl Backplane {
                     runtime.block_on(async move {
                         let serve = async {
                             match config.broker {
-                                Broker::Redis(client) => redis::run(client, link, receiver).await,
-                                Broker::Nats(url) => nats::run(url, link, receiver).await,
+                                Broker::Redis(client) => {
+                                    redis::run(client, link, receiver, inbox).await;
+                                }
+                                Broker::Nats(url) => nats::run(url, link, receiver, inbox).await,
                             }
                         };
                         tokio::select! {
@@ -126,7 +138,7 @@ impl Backplane {
             link,
             outbox,
             stop,
-            thread: Mutex::new(Some(thread)),
+            threads: Mutex::new(vec![thread, delivering]),
         })
     }
 
@@ -149,11 +161,14 @@ impl Backplane {
         self.link.wait_first_attempt(timeout)
     }
 
-    /// Disconnects and stops the thread (blocks until it has stopped). Repeating it does nothing.
+    /// Disconnects and stops the threads (blocks until they have stopped). Repeating it does nothing.
     pub fn stop(&self) {
-        let thread = self.thread.lock().expect("broker thread poisoned").take();
-        if let Some(thread) = thread {
-            self.stop.notify_one();
+        let threads = std::mem::take(&mut *self.threads.lock().expect("broker threads poisoned"));
+        if threads.is_empty() {
+            return;
+        }
+        self.stop.notify_one();
+        for thread in threads {
             // A panic on that thread was already reported by the panic hook.
             let _ = thread.join();
         }

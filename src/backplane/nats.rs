@@ -3,8 +3,9 @@
 //! drops one client subscription per broker subscription, and publishes.
 //!
 //! Subscribing only queues a SUB line in the client's buffered writer, so a burst of subscriptions goes
-//! out in a few writes, followed by one round trip that tells when the server has them all. Each subscription is read by its own task (messages of one subscription stay in
-//! order); dropping it unsubscribes.
+//! out in a few writes, followed by one round trip that tells when the server has them all. Each
+//! subscription is read by its own task, which moves its messages to the node's bounded inbox (messages
+//! of one subscription stay in order); dropping it unsubscribes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,11 +13,12 @@ use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::{Client, ConnectOptions, Event, Request};
-use futures_util::{FutureExt, StreamExt};
+use bytes::Bytes;
+use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
 use super::counters::Counters;
-use super::inbound::RECEIVE_BATCH;
+use super::inbound::{Arrival, Inbox, RECEIVE_BATCH};
 use super::interest::Changes;
 use super::link::{Backoff, Link};
 use super::outbox::{self, Outgoing, Receiver};
@@ -27,9 +29,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the client pings NATS; a server that misses two pongs is treated as lost (a stopped or hung
 /// server keeps its connections open). The client's default is a minute.
 const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// Messages the client holds per subscription before its reader moves them to the inbox; past it the
+/// client drops them (counted as received and dropped). The client's default is 65 536.
+const SUBSCRIPTION_CAPACITY: usize = 4 * RECEIVE_BATCH;
 
 /// Keeps this node connected to NATS until the engine stops (the task is dropped then).
-pub async fn run(url: String, link: Arc<Link>, mut outbox: Receiver) {
+pub async fn run(url: String, link: Arc<Link>, mut outbox: Receiver, inbox: Inbox) {
     let mut backoff = Backoff::new();
     let client = loop {
         match connect(&url, &link).await {
@@ -46,14 +51,15 @@ pub async fn run(url: String, link: Arc<Link>, mut outbox: Receiver) {
         subscribe: link.interest.take_all(),
         unsubscribe: Vec::new(),
     };
-    apply(&client, &link, &mut subscriptions, everything).await;
+    apply(&client, &link, &inbox, &mut subscriptions, everything).await;
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     loop {
         tokio::select! {
             () = link.interest.changed() => {
-                apply(&client, &link, &mut subscriptions, link.interest.take_changes()).await;
+                let changes = link.interest.take_changes();
+                apply(&client, &link, &inbox, &mut subscriptions, changes).await;
             }
-            n = outbox.next_batch(&mut batch, PUBLISH_BATCH) => {
+            n = outbox.next_batch(&mut batch, PUBLISH_BATCH, outbox::BATCH_BYTES) => {
                 if n == 0 {
                     return;
                 }
@@ -75,6 +81,7 @@ async fn connect(url: &str, link: &Arc<Link>) -> Result<Client, async_nats::Conn
         .no_echo()
         .connection_timeout(CONNECT_TIMEOUT)
         .ping_interval(PING_INTERVAL)
+        .subscription_capacity(SUBSCRIPTION_CAPACITY)
         .max_reconnects(None)
         .reconnect_delay_callback(reconnect_delay)
         .event_callback(move |event| {
@@ -83,6 +90,7 @@ async fn connect(url: &str, link: &Arc<Link>) -> Result<Client, async_nats::Conn
                 match event {
                     Event::Connected => link.up(),
                     Event::Disconnected => link.down("NATS: disconnected".to_owned()),
+                    Event::SlowConsumer(_) => Counters::add(&link.counters.received_dropped, 1),
                     _ => {}
                 }
             }
@@ -133,7 +141,8 @@ async fn round_trip(client: &Client) {
 
 async fn apply(
     client: &Client,
-    link: &Arc<Link>,
+    link: &Link,
+    inbox: &Inbox,
     subscriptions: &mut HashMap<Subscription, JoinHandle<()>>,
     changes: Changes,
 ) {
@@ -151,18 +160,16 @@ async fn apply(
         let Ok(mut subscriber) = client.subscribe(subscription.name.clone()).await else {
             continue;
         };
-        let link = Arc::clone(link);
-        let via = subscription.clone();
+        let inbox = inbox.clone();
+        let via = Arc::new(subscription.clone());
         let reader = tokio::spawn(async move {
-            while let Some(first) = subscriber.next().await {
-                let mut received = vec![first];
-                while received.len() < RECEIVE_BATCH {
-                    match subscriber.next().now_or_never() {
-                        Some(Some(message)) => received.push(message),
-                        _ => break,
-                    }
-                }
-                link.deliver(received.iter().map(|message| (&via, &message.payload[..])));
+            while let Some(message) = subscriber.next().await {
+                // A copy: the client's payload shares the allocation of its whole read buffer, which
+                // a queued message would keep alive.
+                inbox.push(Arrival {
+                    via: Arc::clone(&via),
+                    bytes: Bytes::copy_from_slice(&message.payload),
+                });
             }
         });
         subscriptions.insert(subscription, reader);

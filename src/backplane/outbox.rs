@@ -3,22 +3,21 @@
 //! bytes; past either bound, and while the broker is down, messages are dropped and counted rather than
 //! held.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
 use super::counters::Counters;
 use super::envelope::Envelope;
+use super::queue::{self, Weighed};
 
 /// Messages the queue holds at most (about the publishes of a few milliseconds at full speed).
 const CAPACITY: usize = 16 * 1024;
 /// Topic and payload bytes the queue holds at most: what a stalled broker can cost this node.
 pub const CAPACITY_BYTES: usize = 16 * 1024 * 1024;
 /// A batch for the broker stops growing past this many bytes (it is held until the broker takes it).
-const BATCH_BYTES: usize = 1024 * 1024;
+pub const BATCH_BYTES: usize = 1024 * 1024;
 
 /// One publish for the broker.
 #[derive(Debug)]
@@ -40,9 +39,10 @@ impl Outgoing {
         }
         .encode()
     }
+}
 
-    /// What the message counts for against [`CAPACITY_BYTES`].
-    fn size(&self) -> usize {
+impl Weighed for Outgoing {
+    fn weight(&self) -> usize {
         self.topic.len() + self.payload.len()
     }
 }
@@ -50,72 +50,26 @@ impl Outgoing {
 /// The publishers' end of the queue.
 #[derive(Debug)]
 pub struct Outbox {
-    sender: mpsc::Sender<Outgoing>,
-    queued_bytes: Arc<AtomicUsize>,
+    sender: queue::Sender<Outgoing>,
     counters: Arc<Counters>,
 }
 
 /// The broker task's end of the queue.
-#[derive(Debug)]
-pub struct Receiver {
-    receiver: mpsc::Receiver<Outgoing>,
-    queued_bytes: Arc<AtomicUsize>,
-}
+pub type Receiver = queue::Receiver<Outgoing>;
 
 impl Outbox {
     pub fn new(counters: Arc<Counters>) -> (Self, Receiver) {
-        let (sender, receiver) = mpsc::channel(CAPACITY);
-        let queued_bytes = Arc::new(AtomicUsize::new(0));
-        let outbox = Self {
-            sender,
-            queued_bytes: Arc::clone(&queued_bytes),
-            counters,
-        };
-        let receiver = Receiver {
-            receiver,
-            queued_bytes,
-        };
-        (outbox, receiver)
+        let (sender, receiver) = queue::bounded(CAPACITY, CAPACITY_BYTES);
+        (Self { sender, counters }, receiver)
     }
 
     /// Queues `message` for the broker, or drops and counts it when the queue is full (in messages or in
     /// bytes), or while the broker is down (what is queued then would be dropped anyway, after it had
     /// waited).
     pub fn push(&self, message: Outgoing) {
-        if !self.counters.is_connected() {
-            Counters::add(&self.counters.dropped, 1);
-            return;
-        }
-        let size = message.size();
-        let before = self.queued_bytes.fetch_add(size, Ordering::AcqRel);
-        // A message larger than the whole bound is still taken into an empty queue.
-        let fits = before == 0 || before + size <= CAPACITY_BYTES;
-        if !fits || self.sender.try_send(message).is_err() {
-            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+        if !self.counters.is_connected() || !self.sender.push(message) {
             Counters::add(&self.counters.dropped, 1);
         }
-    }
-}
-
-impl Receiver {
-    /// Waits for messages and moves the next ones into `batch` (empty), at most `count` and, past the
-    /// first, at most [`BATCH_BYTES`] in all. 0: the engine is gone and nothing will be queued again.
-    /// Cancel-safe: nothing is taken unless it is returned.
-    pub async fn next_batch(&mut self, batch: &mut Vec<Outgoing>, count: usize) -> usize {
-        let Some(first) = self.receiver.recv().await else {
-            return 0;
-        };
-        let mut bytes = first.size();
-        batch.push(first);
-        while batch.len() < count && bytes < BATCH_BYTES {
-            let Ok(message) = self.receiver.try_recv() else {
-                break;
-            };
-            bytes += message.size();
-            batch.push(message);
-        }
-        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-        batch.len()
     }
 }
 
@@ -127,7 +81,7 @@ pub async fn discard_for(delay: Duration, receiver: &mut Receiver, counters: &Co
     loop {
         tokio::select! {
             () = &mut deadline => return,
-            n = receiver.next_batch(&mut batch, 256) => {
+            n = receiver.next_batch(&mut batch, 256, BATCH_BYTES) => {
                 if n == 0 {
                     // The engine is gone: nothing will be queued again.
                     return deadline.await;
@@ -164,10 +118,10 @@ mod tests {
         }
         assert_eq!(Counters::read(&counters.dropped), 5);
         for n in 0..CAPACITY {
-            let queued = receiver.receiver.try_recv().expect("queued");
+            let queued = receiver.try_take().expect("queued");
             assert_eq!(queued.payload, n.to_string());
         }
-        assert!(receiver.receiver.try_recv().is_err(), "the last five were dropped");
+        assert!(receiver.try_take().is_none(), "the last five were dropped");
     }
 
     #[test]
@@ -185,32 +139,19 @@ mod tests {
         for n in 0..=fitting {
             outbox.push(megabyte(n as u8));
         }
-        assert_eq!(Counters::read(&counters.dropped), 1, "the one past the bound");
+        assert_eq!(
+            Counters::read(&counters.dropped),
+            1,
+            "the one past the bound"
+        );
         let mut batch = Vec::new();
         let taken = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a runtime")
-            .block_on(receiver.next_batch(&mut batch, 256));
+            .block_on(receiver.next_batch(&mut batch, 256, BATCH_BYTES));
         assert_eq!(taken, 1, "a batch stops at a megabyte");
         outbox.push(megabyte(99));
         assert_eq!(Counters::read(&counters.dropped), 1, "room was made");
-    }
-
-    #[test]
-    fn a_message_larger_than_the_bound_fits_an_empty_queue() {
-        let counters = Arc::new(Counters::default());
-        counters.connected.store(true, Ordering::Release);
-        let (outbox, mut receiver) = Outbox::new(Arc::clone(&counters));
-        let huge = || Outgoing {
-            topic: "t".into(),
-            binary: true,
-            compress: false,
-            payload: Bytes::from(vec![0; CAPACITY_BYTES + 1]),
-        };
-        outbox.push(huge());
-        outbox.push(huge());
-        assert_eq!(Counters::read(&counters.dropped), 1);
-        assert!(receiver.receiver.try_recv().is_ok());
     }
 
     #[test]
@@ -219,7 +160,7 @@ mod tests {
         let (outbox, mut receiver) = Outbox::new(Arc::clone(&counters));
         outbox.push(message(1));
         assert_eq!(Counters::read(&counters.dropped), 1);
-        assert!(receiver.receiver.try_recv().is_err());
+        assert!(receiver.try_take().is_none());
     }
 
     #[test]

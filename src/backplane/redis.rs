@@ -1,17 +1,22 @@
-//! The Redis backplane: one connection publishes (pipelined), one holds the subscriptions. A lost
+//! The Redis backplane: one RESP3 connection publishes (pipelined) and holds the subscriptions, whose
+//! messages arrive as pushes that the client hands to the node's bounded inbox as it reads them. A lost
 //! connection is made again after a backoff, and every needed subscription taken again, in batches.
 
 use std::collections::HashSet;
+use std::convert::Infallible;
 use std::sync::Arc;
-use std::future::Future;
 use std::time::Duration;
 
-use futures_util::{FutureExt, StreamExt};
-use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use redis::{Client, Msg, RedisError};
+use bytes::Bytes;
+use redis::aio::MultiplexedConnection;
+use redis::{
+    AsyncConnectionConfig, Client, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind,
+    RedisError, Value,
+};
+use tokio::sync::Notify;
 
 use super::counters::Counters;
-use super::inbound::RECEIVE_BATCH;
+use super::inbound::{Arrival, Inbox};
 use super::interest::Changes;
 use super::link::{Backoff, Link};
 use super::outbox::{self, Outgoing, Receiver};
@@ -23,14 +28,29 @@ const SUBSCRIPTION_BATCH: usize = 512;
 const PUBLISH_BATCH: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A connected Redis that answers nothing for this long is treated as lost (a stopped or hung server
-/// keeps its connections open, and the batch waiting for it would be held meanwhile).
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+/// keeps its connections open, and the batch waiting for it would be held meanwhile). Redis answers in
+/// microseconds; the client's own default, 0.5 s, could be reached by a node starved of CPU.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A client for `url` that speaks RESP3 (Redis 6 or later), whatever the URL asks: pub/sub messages
+/// arrive as pushes on the connection that also publishes.
+///
+/// # Errors
+/// A URL the client refuses.
+pub fn client(url: &str) -> Result<Client, RedisError> {
+    let info = url.into_connection_info()?;
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    Client::open(info.set_redis_settings(settings))
+}
 
 /// Keeps this node connected to Redis until the engine stops (the task is dropped then).
-pub async fn run(client: Client, link: Arc<Link>, mut outbox: Receiver) {
+pub async fn run(client: Client, link: Arc<Link>, mut outbox: Receiver, inbox: Inbox) {
     let mut backoff = Backoff::new();
     loop {
-        let error = match Session::open(&client, &link).await {
+        let error = match Session::open(&client, &link, &inbox).await {
             Ok(session) => {
                 link.up();
                 backoff.reset();
@@ -48,36 +68,41 @@ pub async fn run(client: Client, link: Arc<Link>, mut outbox: Receiver) {
 }
 
 struct Session {
-    publisher: MultiplexedConnection,
-    sink: PubSubSink,
-    messages: PubSubStream,
+    connection: MultiplexedConnection,
+    /// Notified by the client when the connection is lost.
+    lost: Arc<Notify>,
     held: HashSet<Subscription>,
 }
 
 impl Session {
     /// Connects and subscribes to everything the node needs.
-    async fn open(client: &Client, link: &Link) -> Result<Self, RedisError> {
-        let connect = async {
-            let publisher = client.get_multiplexed_async_connection().await?;
-            let (sink, messages) = client.get_async_pubsub().await?.split();
-            Ok::<_, RedisError>((publisher, sink, messages))
+    async fn open(client: &Client, link: &Link, inbox: &Inbox) -> Result<Self, RedisError> {
+        let lost = Arc::new(Notify::new());
+        let receive = {
+            let inbox = inbox.clone();
+            let lost = Arc::clone(&lost);
+            move |push: PushInfo| -> Result<(), Infallible> {
+                receive(push, &inbox, &lost);
+                Ok(())
+            }
         };
-        let (publisher, sink, messages) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-            .await
-            .map_err(|_| {
-            RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
-        })??;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(ANSWER_TIMEOUT))
+            .set_push_sender(receive);
+        let connection = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
         let mut session = Self {
-            publisher,
-            sink,
-            messages,
+            connection,
+            lost,
             held: HashSet::new(),
         };
         let everything = Changes {
             subscribe: link.interest.take_all(),
             unsubscribe: Vec::new(),
         };
-        answered(session.apply(everything, &link.counters)).await?;
+        session.apply(everything, &link.counters).await?;
         Ok(session)
     }
 
@@ -86,18 +111,13 @@ impl Session {
         let mut batch = Vec::with_capacity(PUBLISH_BATCH);
         loop {
             let result = tokio::select! {
-                message = self.messages.next() => match message {
-                    Some(first) => {
-                        self.deliver(first, link);
-                        Ok(())
-                    }
-                    None => Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset).into()),
-                },
-                () = link.interest.changed() => {
-                    let changes = link.interest.take_changes();
-                    answered(self.apply(changes, &link.counters)).await
+                () = self.lost.notified() => {
+                    Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset).into())
                 }
-                n = outbox.next_batch(&mut batch, PUBLISH_BATCH) => {
+                () = link.interest.changed() => {
+                    self.apply(link.interest.take_changes(), &link.counters).await
+                }
+                n = outbox.next_batch(&mut batch, PUBLISH_BATCH, outbox::BATCH_BYTES) => {
                     if n == 0 {
                         return None;
                     }
@@ -108,23 +128,6 @@ impl Session {
                 return Some(error);
             }
         }
-    }
-
-    /// Delivers `first` and the messages already read after it, together.
-    fn deliver(&mut self, first: Msg, link: &Link) {
-        let mut received = vec![first];
-        while received.len() < RECEIVE_BATCH {
-            match self.messages.next().now_or_never() {
-                Some(Some(message)) => received.push(message),
-                // Nothing more yet, or the end, which the next read reports.
-                _ => break,
-            }
-        }
-        let carried: Vec<(Subscription, &[u8])> = received
-            .iter()
-            .map(|message| (carried_by(message), message.get_payload_bytes()))
-            .collect();
-        link.deliver(carried.iter().map(|(via, bytes)| (via, *bytes)));
     }
 
     async fn publish(&mut self, batch: &mut Vec<Outgoing>, link: &Link) -> Result<(), RedisError> {
@@ -138,7 +141,7 @@ impl Session {
         }
         let n = batch.len();
         batch.clear();
-        let result = answered(pipe.query_async::<()>(&mut self.publisher)).await;
+        let result = pipe.query_async::<()>(&mut self.connection).await;
         match result {
             Ok(()) => Counters::add(&link.counters.published, n),
             Err(_) => Counters::add(&link.counters.dropped, n),
@@ -163,18 +166,18 @@ impl Session {
         for (pattern, names) in by_kind(&unsubscribe) {
             for chunk in names.chunks(SUBSCRIPTION_BATCH) {
                 if pattern {
-                    self.sink.punsubscribe(chunk).await?;
+                    self.connection.punsubscribe(chunk).await?;
                 } else {
-                    self.sink.unsubscribe(chunk).await?;
+                    self.connection.unsubscribe(chunk).await?;
                 }
             }
         }
         for (pattern, names) in by_kind(&subscribe) {
             for chunk in names.chunks(SUBSCRIPTION_BATCH) {
                 if pattern {
-                    self.sink.psubscribe(chunk).await?;
+                    self.connection.psubscribe(chunk).await?;
                 } else {
-                    self.sink.subscribe(chunk).await?;
+                    self.connection.subscribe(chunk).await?;
                 }
             }
         }
@@ -183,28 +186,40 @@ impl Session {
     }
 }
 
-/// `request`'s result, or an error when Redis has not answered it in [`ANSWER_TIMEOUT`].
-async fn answered<T>(request: impl Future<Output = Result<T, RedisError>>) -> Result<T, RedisError> {
-    tokio::time::timeout(ANSWER_TIMEOUT, request)
-        .await
-        .unwrap_or_else(|_| Err(no_answer()))
+/// Called by the client for each push it reads: a message goes to the inbox; the end of the connection
+/// is told to the session. Subscription confirmations are the commands' answers already.
+fn receive(push: PushInfo, inbox: &Inbox, lost: &Notify) {
+    let mut data = push.data.into_iter();
+    let (pattern, channel, payload) = match push.kind {
+        PushKind::Message => (None, data.next(), data.next()),
+        PushKind::PMessage => (data.next(), data.next(), data.next()),
+        PushKind::Disconnection => return lost.notify_one(),
+        _ => return,
+    };
+    let via = match (pattern, channel) {
+        (Some(pattern), _) => text(pattern).map(|name| Subscription {
+            pattern: true,
+            name,
+        }),
+        (None, Some(channel)) => text(channel).map(|name| Subscription {
+            pattern: false,
+            name,
+        }),
+        (None, None) => None,
+    };
+    // Names this node did not subscribe to (not UTF-8) and malformed pushes carry nothing for it.
+    if let (Some(via), Some(Value::BulkString(bytes))) = (via, payload) {
+        inbox.push(Arrival {
+            via: Arc::new(via),
+            bytes: Bytes::from(bytes),
+        });
+    }
 }
 
-fn no_answer() -> RedisError {
-    RedisError::from(std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        format!("no answer in {} s", ANSWER_TIMEOUT.as_secs()),
-    ))
-}
-
-/// The subscription, channel or pattern, that carried `message`.
-fn carried_by(message: &Msg) -> Subscription {
-    Subscription {
-        pattern: message.from_pattern(),
-        name: match message.get_pattern::<Option<String>>() {
-            Ok(Some(pattern)) => pattern,
-            _ => message.get_channel_name().to_owned(),
-        },
+fn text(value: Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes).ok(),
+        _ => None,
     }
 }
 

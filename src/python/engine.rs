@@ -366,6 +366,10 @@ impl Engine {
         let count = |read: fn(&Counters) -> u64| broker.map_or(0, read);
         dict.set_item("broker_published", count(|c| Counters::read(&c.published)))?;
         dict.set_item("broker_received", count(|c| Counters::read(&c.received)))?;
+        dict.set_item(
+            "broker_received_dropped",
+            count(|c| Counters::read(&c.received_dropped)),
+        )?;
         dict.set_item("broker_dropped", count(|c| Counters::read(&c.dropped)))?;
         dict.set_item(
             "broker_reconnects",
