@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import shutil
 import signal
 import socket
@@ -62,13 +63,14 @@ async def until(predicate: Callable[[], bool], what: str, timeout: float = T) ->
 class Node:
     """A server process sharing the broker at ``pubsub`` under ``prefix``."""
 
-    def __init__(self, pubsub: str, prefix: str) -> None:
+    def __init__(self, pubsub: str, prefix: str, env: dict[str, str] | None = None) -> None:
         self._log = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
             [sys.executable, str(NODE), pubsub, prefix],
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,
+            env=None if env is None else {**os.environ, **env},
         )
         self.port = 0
         self._final_log = ""
@@ -172,9 +174,12 @@ async def stop_nodes(*nodes: Node) -> None:
     await asyncio.gather(*(asyncio.to_thread(node.stop) for node in nodes))
 
 
-async def start_nodes(pubsub: str, count: int, prefix: str | None = None) -> list[Node]:
+async def start_nodes(
+    pubsub: str, count: int, prefix: str | None = None, env: dict[str, str] | None = None
+) -> list[Node]:
+    """``env``: more environment variables for the nodes."""
     prefix = prefix or unique_prefix()
-    nodes = [Node(pubsub, prefix) for _ in range(count)]
+    nodes = [Node(pubsub, prefix, env) for _ in range(count)]
     try:
         return list(await asyncio.gather(*(node.started() for node in nodes)))
     except BaseException:

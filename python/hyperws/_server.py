@@ -395,14 +395,19 @@ class Server(Router):
         await self.close()
 
 
+# Redis, Redis over TLS, NATS, NATS over TLS.
+_PUBSUB_SCHEMES = ("redis", "rediss", "nats", "tls")
+
+
 def _check_pubsub(pubsub: str | None, prefix: str, required: bool) -> None:
     if pubsub is not None:
         if not isinstance(pubsub, str):
-            raise ValueError(f"pubsub must be a redis:// or nats:// URL or None, got {pubsub!r}")
+            raise ValueError(f"pubsub must be a broker URL or None, got {pubsub!r}")
         scheme = pubsub.partition("://")[0]
-        if scheme not in ("redis", "nats"):
+        if scheme not in _PUBSUB_SCHEMES:
             raise ValueError(
-                f"unsupported pubsub URL scheme {scheme!r} in {pubsub!r}: use redis:// or nats://"
+                f"unsupported pubsub URL scheme {scheme!r} in {pubsub!r}: use "
+                + ", ".join(f"{known}://" for known in _PUBSUB_SCHEMES)
             )
     if not isinstance(prefix, str) or not prefix:
         raise ValueError(f"pubsub_prefix must be a non-empty str, got {prefix!r}")

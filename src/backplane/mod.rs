@@ -43,26 +43,27 @@ pub struct Config {
 }
 
 enum Broker {
-    Redis(::redis::Client),
+    Redis(Box<::redis::Client>),
     Nats(String),
 }
 
 impl Config {
     /// # Errors
-    /// A URL whose scheme is neither `redis://` nor `nats://` (naming it), that the client refuses, or a
-    /// prefix the broker cannot take.
+    /// A URL whose scheme is none of `redis://`, `rediss://` (TLS), `nats://` and `tls://` (NATS over
+    /// TLS), naming it; a URL the client refuses; or a prefix the broker cannot take.
     pub fn parse(url: &str, prefix: &str) -> Result<Self, String> {
         let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
         let (broker, dialect) = match scheme {
-            "redis" => {
+            "redis" | "rediss" => {
                 let client =
                     redis::client(url).map_err(|e| format!("invalid Redis URL {url:?}: {e}"))?;
-                (Broker::Redis(client), Dialect::Redis)
+                (Broker::Redis(Box::new(client)), Dialect::Redis)
             }
-            "nats" => (Broker::Nats(url.to_owned()), Dialect::Nats),
+            "nats" | "tls" => (Broker::Nats(url.to_owned()), Dialect::Nats),
             _ => {
                 return Err(format!(
-                    "unsupported pubsub URL scheme {scheme:?} in {url:?}: use redis:// or nats://"
+                    "unsupported pubsub URL scheme {scheme:?} in {url:?}: use redis://, rediss://, \
+                     nats:// or tls://"
                 ))
             }
         };
@@ -122,7 +123,7 @@ impl Backplane {
                         let serve = async {
                             match config.broker {
                                 Broker::Redis(client) => {
-                                    redis::run(client, link, receiver, inbox).await;
+                                    redis::run(*client, link, receiver, inbox).await;
                                 }
                                 Broker::Nats(url) => nats::run(url, link, receiver, inbox).await,
                             }
