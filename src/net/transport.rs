@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use socket2::SockRef;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use super::tls::TlsStream;
@@ -49,11 +50,7 @@ impl Transport {
     /// end of the stream; `WouldBlock` when nothing is there.
     pub(super) fn try_read(&mut self, buf: &mut BytesMut, ask: usize) -> io::Result<usize> {
         match self {
-            Self::Tcp(tcp) => {
-                use bytes::BufMut;
-                // Limited: the buffer may have more spare room than asked, and reads must stay bounded.
-                tcp.try_read_buf(&mut buf.limit(ask))
-            }
+            Self::Tcp(tcp) => read_tcp(tcp, buf, ask),
             Self::Tls(tls) => tls.read_plaintext(buf, ask),
         }
     }
@@ -86,5 +83,32 @@ impl Transport {
             }
             Self::Tls(tls) => tls.shutdown_write(),
         }
+    }
+}
+
+/// [`Transport::try_read`] over TCP. A read that returns less than it asked for emptied the socket's
+/// receive queue (Linux's TCP read copies until the queue is empty or the request is met), so the
+/// socket is marked not readable without the read that would only say `WouldBlock`: one syscall less
+/// per message when clients send one message and wait for the answer. That is safe because the
+/// readiness cleared is the one seen before the read: data arriving after it is a new edge of the
+/// (edge-triggered) epoll registration, which marks the socket readable again with a new tick that
+/// this clear does not touch, and a FIN already seen stays (tokio never clears read-closed), so the
+/// next turn reads the end of the stream.
+fn read_tcp(tcp: &TcpStream, buf: &mut BytesMut, ask: usize) -> io::Result<usize> {
+    use bytes::BufMut;
+    let mut read = 0;
+    let outcome = tcp.try_io(Interest::READABLE, || {
+        // Limited: the buffer may have more spare room than asked, and reads must stay bounded.
+        read = tcp.try_read_buf(&mut (&mut *buf).limit(ask))?;
+        if read > 0 && read < ask {
+            // Makes try_io clear the readiness it saw before this read.
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(read)
+        }
+    });
+    match outcome {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && read > 0 => Ok(read),
+        other => other,
     }
 }
