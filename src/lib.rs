@@ -11,7 +11,8 @@ pub mod pubsub;
 pub mod python;
 pub mod routing;
 
-// Fuzzing uses the system allocator, whose allocations AddressSanitizer and libFuzzer's malloc limit see.
-#[cfg(not(fuzzing))]
+// Fuzzing uses the system allocator, whose allocations AddressSanitizer and libFuzzer's malloc limit see;
+// so does Miri (scripts/miri.sh), which interprets Rust and cannot call mimalloc's C.
+#[cfg(not(any(fuzzing, miri)))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
