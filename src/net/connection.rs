@@ -615,6 +615,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "opens a TCP socket: Miri has no sockets")]
     fn an_idle_connection_task_holds_little_state() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -450,6 +450,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "C zlib (libz-sys): Miri cannot call C")]
     fn compressed_messages_are_inflated_when_negotiated() {
         let text = "héllo ".repeat(100);
         let mut bytes = with_rsv1(client_frame(
@@ -469,6 +470,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "C zlib (libz-sys): Miri cannot call C")]
     fn a_compressed_message_in_fragments_with_a_ping_between() {
         let data = compressed(&[b'z'; 3000]);
         let (a, b) = data.split_at(data.len() / 2);
@@ -502,6 +504,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "C zlib (libz-sys): Miri cannot call C")]
     fn the_limit_applies_to_the_inflated_size() {
         let bomb = with_rsv1(client_frame(
             true,
@@ -522,6 +525,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "C zlib (libz-sys): Miri cannot call C")]
     fn inflated_text_must_be_utf8() {
         let bad = with_rsv1(client_frame(true, encode::TEXT, &compressed(b"ok \xff")));
         assert_eq!(
