@@ -366,7 +366,9 @@ mod tests {
 
     #[test]
     fn deep_filters_do_not_recurse() {
-        let filter = vec!["x"; 100_000].join("/");
+        // Under Miri, which has no native stack to overflow, the loops still run, on fewer levels.
+        let levels = if cfg!(miri) { 500 } else { 100_000 };
+        let filter = vec!["x"; levels].join("/");
         let mut trie = Trie::new();
         let (id, _) = trie.insert(&filter, 1);
         assert_eq!(matching(&trie, &filter), vec![vec![1]]);

@@ -518,16 +518,20 @@ mod tests {
     #[test]
     fn many_siblings() {
         let mut t = RouteTable::new();
-        for i in 0..200 {
+        let n = if cfg!(miri) { 50 } else { 200 }; // Miri interprets every step
+        for i in 0..n {
             t.insert(&format!("/r{i}/:id"), i).unwrap();
             t.insert(&format!("/s/{i}"), 1000 + i).unwrap();
         }
-        assert_eq!(t.len(), 400);
-        let m = t.find("/r123/abc").unwrap();
-        assert_eq!(*m.value, 123);
+        assert_eq!(t.len(), 2 * n);
+        let m = t.find(&format!("/r{}/abc", n / 2 + 3)).unwrap();
+        assert_eq!(*m.value, n / 2 + 3);
         assert_eq!(m.params, vec![("id", "abc".to_string())]);
-        assert_eq!(*t.find("/s/199/").unwrap().value, 1199);
-        assert!(t.find("/s/200").is_none());
+        assert_eq!(
+            *t.find(&format!("/s/{}/", n - 1)).unwrap().value,
+            1000 + n - 1
+        );
+        assert!(t.find(&format!("/s/{n}")).is_none());
     }
 
     #[test]

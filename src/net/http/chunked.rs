@@ -165,7 +165,9 @@ mod tests {
             (size_line(MAX_LINE - 4), size_line(MAX_LINE - 3)),
             (trailer(MAX_LINE - 5), trailer(MAX_LINE - 4)),
         ] {
-            for step in [too_long.len(), 1000, 7] {
+            // Not in 7-byte pieces under Miri, which interprets every scan of the partial line (minutes).
+            let pieces: &[usize] = if cfg!(miri) { &[1000] } else { &[1000, 7] };
+            for &step in [too_long.len()].iter().chain(pieces) {
                 assert_eq!(decode(fits.as_bytes(), step, 10).unwrap().0, b"a");
                 assert_eq!(
                     decode(too_long.as_bytes(), step, 10),
