@@ -42,7 +42,7 @@ if [ "$#" -gt 0 ]; then
 fi
 
 # Strict provenance: no integer-to-pointer casts anywhere on the paths the tests take.
-export MIRIFLAGS="-Zmiri-strict-provenance ${MIRIFLAGS:-}"
+export MIRIFLAGS="-Zmiri-strict-provenance${MIRIFLAGS:+ $MIRIFLAGS}"
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
