@@ -19,6 +19,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,15 @@ class Client:
         await self.connection.close()
 
 
+@dataclass
+class BrokerCertificate:
+    """A broker's certificate and key (PEM files) and the CA that signed them."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
 class PrivateBroker:
     """A broker of the test's own on a free port, which it may stop and start again (never the shared
     one): ``PrivateBroker.redis()`` or ``PrivateBroker.nats()`` (with HTTP monitoring on
@@ -242,25 +252,32 @@ class PrivateBroker:
         self.process: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def redis(cls, *options: str) -> PrivateBroker:
-        """``options``: more of redis-server's command line."""
+    def redis(cls, *options: str, tls: BrokerCertificate | None = None) -> PrivateBroker:
+        """``options``: more of redis-server's command line; with ``tls``, it listens with TLS only
+        (the URL is ``rediss://``)."""
         port = free_port()
+        listen = ["--port", str(port)]
+        if tls is not None:
+            listen = ["--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no"]
+            listen += ["--tls-cert-file", str(tls.cert), "--tls-key-file", str(tls.key)]
+            listen += ["--tls-ca-cert-file", str(tls.ca)]
         command = [
             "redis-server",
             "--bind",
             "127.0.0.1",
-            "--port",
-            str(port),
+            *listen,
             "--save",
             "",
             "--appendonly",
             "no",
             *options,
         ]
-        return cls(command, port, f"redis://127.0.0.1:{port}/0")
+        scheme = "redis" if tls is None else "rediss"
+        return cls(command, port, f"{scheme}://127.0.0.1:{port}/0")
 
     @classmethod
-    def nats(cls) -> PrivateBroker:
+    def nats(cls, tls: BrokerCertificate | None = None) -> PrivateBroker:
+        """With ``tls``, the server requires TLS (the URL is ``tls://``)."""
         port, monitor_port = free_port(), free_port()
         command = [
             shutil.which("nats-server") or "/usr/sbin/nats-server",
@@ -271,7 +288,10 @@ class PrivateBroker:
             "-m",
             str(monitor_port),
         ]
-        return cls(command, port, f"nats://127.0.0.1:{port}", monitor_port)
+        if tls is not None:
+            command += ["--tls", "--tlscert", str(tls.cert), "--tlskey", str(tls.key)]
+        scheme = "nats" if tls is None else "tls"
+        return cls(command, port, f"{scheme}://127.0.0.1:{port}", monitor_port)
 
     def start(self) -> None:
         self.process = subprocess.Popen(

@@ -5,92 +5,49 @@ broker's certificate refuses it with an error that names the certificate."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import trustme
 
 import hyperws
 
-from backplane_nodes import PrivateBroker, free_port, start_nodes, stop_nodes, subscriptions_settled
-
-
-@dataclass
-class Certificates:
-    ca: Path
-    cert: Path
-    key: Path
+from backplane_nodes import (
+    BrokerCertificate,
+    PrivateBroker,
+    start_nodes,
+    stop_nodes,
+    subscriptions_settled,
+)
 
 
 @pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> BrokerCertificate:
     folder = tmp_path_factory.mktemp("broker-tls")
     ca = trustme.CA()
     issued = ca.issue_cert("127.0.0.1")
-    paths = Certificates(folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
+    paths = BrokerCertificate(folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
     ca.cert_pem.write_to_path(str(paths.ca))
     issued.cert_chain_pems[0].write_to_path(str(paths.cert))
     issued.private_key_pem.write_to_path(str(paths.key))
     return paths
 
 
-def redis_over_tls(certificates: Certificates) -> PrivateBroker:
-    port = free_port()
-    command = [
-        "redis-server",
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--tls-port",
-        str(port),
-        "--tls-cert-file",
-        str(certificates.cert),
-        "--tls-key-file",
-        str(certificates.key),
-        "--tls-ca-cert-file",
-        str(certificates.ca),
-        "--tls-auth-clients",
-        "no",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]
-    return PrivateBroker(command, port, f"rediss://127.0.0.1:{port}/0")
-
-
-def nats_over_tls(certificates: Certificates) -> PrivateBroker:
-    port = free_port()
-    command = [
-        shutil.which("nats-server") or "/usr/sbin/nats-server",
-        "-a",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "--tls",
-        "--tlscert",
-        str(certificates.cert),
-        "--tlskey",
-        str(certificates.key),
-    ]
-    return PrivateBroker(command, port, f"tls://127.0.0.1:{port}")
-
-
 @pytest.fixture(params=["redis", "nats"])
-def broker(request: pytest.FixtureRequest, certificates: Certificates) -> Iterator[PrivateBroker]:
-    make = redis_over_tls if request.param == "redis" else nats_over_tls
-    broker = make(certificates)
+def broker(
+    request: pytest.FixtureRequest, certificates: BrokerCertificate
+) -> Iterator[PrivateBroker]:
+    if request.param == "redis":
+        broker = PrivateBroker.redis(tls=certificates)
+    else:
+        broker = PrivateBroker.nats(tls=certificates)
     broker.start()
     yield broker
     broker.stop()
 
 
 async def test_a_publish_crosses_nodes_over_tls(
-    broker: PrivateBroker, certificates: Certificates
+    broker: PrivateBroker, certificates: BrokerCertificate
 ) -> None:
     a, b = await start_nodes(broker.url, 2, env={"SSL_CERT_FILE": str(certificates.ca)})
     try:

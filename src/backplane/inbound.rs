@@ -24,21 +24,12 @@ use bytes::Bytes;
 use super::counters::Counters;
 use super::envelope::Envelope;
 use super::link::Link;
-use super::queue::{self, Weighed};
+use super::queue::{self, Weighed, BATCH, BATCH_BYTES, CAPACITY, CAPACITY_BYTES};
 use super::subjects::Subscription;
 use crate::bridge::{Event, Traffic};
 use crate::net::ConnHandle;
 use crate::protocol::encode;
 use crate::pubsub::PublishRun;
-
-/// Messages delivered together at most (what is already there; it never waits for more).
-pub const RECEIVE_BATCH: usize = 256;
-/// Received messages waiting for delivery, at most.
-const INBOX_CAPACITY: usize = 16 * 1024;
-/// Their payload bytes, at most.
-pub const INBOX_CAPACITY_BYTES: usize = 16 * 1024 * 1024;
-/// A batch stops growing past this many bytes.
-const BATCH_BYTES: usize = 1024 * 1024;
 
 /// A message as the broker client read it: the bytes that arrived through a broker subscription.
 #[derive(Debug)]
@@ -66,7 +57,7 @@ pub struct Deliveries {
 }
 
 pub fn inbox(counters: Arc<Counters>) -> (Inbox, Deliveries) {
-    let (sender, receiver) = queue::bounded(INBOX_CAPACITY, INBOX_CAPACITY_BYTES);
+    let (sender, receiver) = queue::bounded(CAPACITY, CAPACITY_BYTES);
     (Inbox { sender, counters }, Deliveries { receiver })
 }
 
@@ -82,10 +73,11 @@ impl Inbox {
 impl Deliveries {
     /// Delivers received messages as they come, until every [`Inbox`] is gone (blocks the thread).
     pub fn run(mut self, link: &Link) {
-        let mut batch = Vec::with_capacity(RECEIVE_BATCH);
+        // A batch is what is already queued: the thread never waits for more.
+        let mut batch = Vec::with_capacity(BATCH);
         while self
             .receiver
-            .next_batch_blocking(&mut batch, RECEIVE_BATCH, BATCH_BYTES)
+            .next_batch_blocking(&mut batch, BATCH, BATCH_BYTES)
             > 0
         {
             link.deliver(batch.drain(..));

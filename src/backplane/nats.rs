@@ -18,20 +18,20 @@ use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
 use super::counters::Counters;
-use super::inbound::{Arrival, Inbox, RECEIVE_BATCH};
+use super::inbound::{Arrival, Inbox};
 use super::interest::Changes;
 use super::link::{Backoff, Link};
 use super::outbox::{self, Outgoing, Receiver};
+use super::queue;
 use super::subjects::Subscription;
 
-const PUBLISH_BATCH: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the client pings NATS; a server that misses two pongs is treated as lost (a stopped or hung
 /// server keeps its connections open). The client's default is a minute.
 const PING_INTERVAL: Duration = Duration::from_secs(5);
 /// Messages the client holds per subscription before its reader moves them to the inbox; past it the
 /// client drops them (counted as received and dropped). The client's default is 65 536.
-const SUBSCRIPTION_CAPACITY: usize = 4 * RECEIVE_BATCH;
+const SUBSCRIPTION_CAPACITY: usize = 4 * queue::BATCH;
 
 /// Keeps this node connected to NATS until the engine stops (the task is dropped then).
 pub async fn run(url: String, link: Arc<Link>, mut outbox: Receiver, inbox: Inbox) {
@@ -52,14 +52,14 @@ pub async fn run(url: String, link: Arc<Link>, mut outbox: Receiver, inbox: Inbo
         unsubscribe: Vec::new(),
     };
     apply(&client, &link, &inbox, &mut subscriptions, everything).await;
-    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    let mut batch = Vec::with_capacity(queue::BATCH);
     loop {
         tokio::select! {
             () = link.interest.changed() => {
                 let changes = link.interest.take_changes();
                 apply(&client, &link, &inbox, &mut subscriptions, changes).await;
             }
-            n = outbox.next_batch(&mut batch, PUBLISH_BATCH, outbox::BATCH_BYTES) => {
+            n = outbox.next_batch(&mut batch, queue::BATCH, queue::BATCH_BYTES) => {
                 if n == 0 {
                     return;
                 }

@@ -10,14 +10,7 @@ use bytes::Bytes;
 
 use super::counters::Counters;
 use super::envelope::Envelope;
-use super::queue::{self, Weighed};
-
-/// Messages the queue holds at most (about the publishes of a few milliseconds at full speed).
-const CAPACITY: usize = 16 * 1024;
-/// Topic and payload bytes the queue holds at most: what a stalled broker can cost this node.
-pub const CAPACITY_BYTES: usize = 16 * 1024 * 1024;
-/// A batch for the broker stops growing past this many bytes (it is held until the broker takes it).
-pub const BATCH_BYTES: usize = 1024 * 1024;
+use super::queue::{self, Weighed, BATCH, BATCH_BYTES, CAPACITY, CAPACITY_BYTES};
 
 /// One publish for the broker.
 #[derive(Debug)]
@@ -86,7 +79,7 @@ pub async fn discard_for(delay: Duration, receiver: &mut Receiver, counters: &Co
     loop {
         tokio::select! {
             () = &mut deadline => return,
-            n = receiver.next_batch(&mut batch, 256, BATCH_BYTES) => {
+            n = receiver.next_batch(&mut batch, BATCH, BATCH_BYTES) => {
                 if n == 0 {
                     // The engine is gone: nothing will be queued again.
                     return deadline.await;

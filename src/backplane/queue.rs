@@ -6,6 +6,15 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+/// The bounds of the broker's two queues, to the broker and from it: what a stalled or flooding broker
+/// can cost a node each way.
+pub const CAPACITY: usize = 16 * 1024;
+pub const CAPACITY_BYTES: usize = 16 * 1024 * 1024;
+/// A batch taken from either: at most this many messages, and none more once this many bytes are taken
+/// (a batch is held until the broker, or the fan-out, has taken it).
+pub const BATCH: usize = 256;
+pub const BATCH_BYTES: usize = 1024 * 1024;
+
 /// What a message counts for against the byte bound.
 pub trait Weighed {
     fn weight(&self) -> usize;

@@ -20,12 +20,11 @@ use super::inbound::{Arrival, Inbox};
 use super::interest::Changes;
 use super::link::{Backoff, Link};
 use super::outbox::{self, Outgoing, Receiver};
+use super::queue;
 use super::subjects::Subscription;
 
 /// Channels or patterns per SUBSCRIBE, PSUBSCRIBE, UNSUBSCRIBE or PUNSUBSCRIBE.
 const SUBSCRIPTION_BATCH: usize = 512;
-/// Messages per pipeline of PUBLISH.
-const PUBLISH_BATCH: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A connected Redis that answers nothing for this long is treated as lost (a stopped or hung server
 /// keeps its connections open, and the batch waiting for it would be held meanwhile). Redis answers in
@@ -108,7 +107,7 @@ impl Session {
 
     /// Serves until the connection fails (the error) or the engine stops (None).
     async fn serve(mut self, link: &Link, outbox: &mut Receiver) -> Option<RedisError> {
-        let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+        let mut batch = Vec::with_capacity(queue::BATCH);
         loop {
             let result = tokio::select! {
                 () = self.lost.notified() => {
@@ -117,7 +116,7 @@ impl Session {
                 () = link.interest.changed() => {
                     self.apply(link.interest.take_changes(), &link.counters).await
                 }
-                n = outbox.next_batch(&mut batch, PUBLISH_BATCH, outbox::BATCH_BYTES) => {
+                n = outbox.next_batch(&mut batch, queue::BATCH, queue::BATCH_BYTES) => {
                     if n == 0 {
                         return None;
                     }
@@ -189,28 +188,20 @@ impl Session {
 /// Called by the client for each push it reads: a message goes to the inbox; the end of the connection
 /// is told to the session. Subscription confirmations are the commands' answers already.
 fn receive(push: PushInfo, inbox: &Inbox, lost: &Notify) {
-    let mut data = push.data.into_iter();
-    let (pattern, channel, payload) = match push.kind {
-        PushKind::Message => (None, data.next(), data.next()),
-        PushKind::PMessage => (data.next(), data.next(), data.next()),
+    let pattern = match push.kind {
+        PushKind::Message => false,
+        PushKind::PMessage => true,
         PushKind::Disconnection => return lost.notify_one(),
         _ => return,
     };
-    let via = match (pattern, channel) {
-        (Some(pattern), _) => text(pattern).map(|name| Subscription {
-            pattern: true,
-            name,
-        }),
-        (None, Some(channel)) => text(channel).map(|name| Subscription {
-            pattern: false,
-            name,
-        }),
-        (None, None) => None,
-    };
+    // [channel, payload], or [pattern, channel, payload]: the subscription that carried it comes first.
+    let mut data = push.data.into_iter();
+    let name = data.next().and_then(text);
+    let payload = data.nth(usize::from(pattern));
     // Names this node did not subscribe to (not UTF-8) and malformed pushes carry nothing for it.
-    if let (Some(via), Some(Value::BulkString(bytes))) = (via, payload) {
+    if let (Some(name), Some(Value::BulkString(bytes))) = (name, payload) {
         inbox.push(Arrival {
-            via: Arc::new(via),
+            via: Arc::new(Subscription { pattern, name }),
             bytes: Bytes::from(bytes),
         });
     }
