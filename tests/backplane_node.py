@@ -3,8 +3,9 @@ and prints ``PORT <n>``. Clients drive it over WebSocket with JSON commands (ans
 ``{"id": 1, "op": "sub", "filters": [...]}``, ``{"op": "unsub", ...}``, and
 ``{"op": "publish", "topic": t, "messages": [...], "binary": false, "compress": false, "via": "ws"}``
 (``via: "server"`` publishes with ``server.publish``), ``{"op": "flood", "topic": t, "size": n, "count": c,
-"random": false, "compress": false}`` (``c`` binary messages of ``n`` zero or random bytes, by
-``server.publish``). ``GET /stats`` answers ``server.stats()`` as JSON.
+"random": false, "compress": false, "from": "handler"}`` (``c`` binary messages of ``n`` zero or random
+bytes, by ``server.publish`` called from this handler, an asyncio ``"task"`` or another ``"thread"``; acked
+when all are published). ``GET /stats`` answers ``server.stats()`` as JSON.
 Warnings (the broker's outages) go to stderr."""
 
 from __future__ import annotations
@@ -36,11 +37,27 @@ def handle(server: hyperws.Server, ws: hyperws.Websocket, message: Any, is_binar
                 command["topic"], payload, command.get("binary"), command.get("compress", False)
             )
     elif op == "flood":
-        size = command["size"]
-        payload = os.urandom(size) if command.get("random") else bytes(size)
-        for _ in range(command["count"]):
-            server.publish(command["topic"], payload, True, command.get("compress", False))
+        where = command.get("from", "handler")
+        if where != "handler":
+            flooding = asyncio.get_running_loop().create_task(flood_from(where, server, command))
+            flooding.add_done_callback(lambda _: ws.send(f"ack:{command['id']}"))
+            return
+        flood(server, command)
     ws.send(f"ack:{command['id']}")
+
+
+def flood(server: hyperws.Server, command: dict[str, Any]) -> None:
+    size = command["size"]
+    payload = os.urandom(size) if command.get("random") else bytes(size)
+    for _ in range(command["count"]):
+        server.publish(command["topic"], payload, True, command.get("compress", False))
+
+
+async def flood_from(where: str, server: hyperws.Server, command: dict[str, Any]) -> None:
+    if where == "thread":
+        await asyncio.to_thread(flood, server, command)
+    else:
+        flood(server, command)
 
 
 async def main(pubsub: str, prefix: str) -> None:

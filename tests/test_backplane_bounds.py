@@ -112,8 +112,11 @@ async def test_a_stalled_broker_costs_a_node_bounded_memory(broker: PrivateBroke
         os.kill(broker.process.pid, signal.SIGSTOP)
         before = memory_kib(a, "VmRSS")
         flood = 256 * MiB // SIZE
-        for _ in range(4):
-            await publisher.command("flood", topic="flood", size=SIZE, count=flood // 4)
+        # From where users publish: a handler, an asyncio task, another thread.
+        for where in ("handler", "task", "thread", "handler"):
+            await publisher.command(
+                "flood", topic="flood", size=SIZE, count=flood // 4, **{"from": where}
+            )
         await publisher.publish("news/1", "during")
         assert await local.take(1) == ["during"], "local delivery goes on"
         peak = memory_kib(a, "VmHWM")
@@ -158,9 +161,16 @@ async def test_a_broker_faster_than_the_node_costs_it_bounded_memory(broker: Pri
         flooder = await a.client()
         # In chunks that a's own queue to the broker holds, each sent before the next.
         chunk, count = QUEUE_BYTES // 2 // SIZE, 256 * MiB // SIZE
-        for sent in range(chunk, count + 1, chunk):
+        places = itertools.cycle(("handler", "task", "thread"))
+        for sent, where in zip(range(chunk, count + 1, chunk), places, strict=False):
             await flooder.command(
-                "flood", topic="firehose", size=SIZE, count=chunk, random=True, compress=True
+                "flood",
+                topic="firehose",
+                size=SIZE,
+                count=chunk,
+                random=True,
+                compress=True,
+                **{"from": where},
             )
             await a.wait_stats(
                 f"{sent} messages sent to the broker",
