@@ -71,11 +71,22 @@ class Server:
     )
     stats: bool = False  # prints `STATS <json>` on stderr on SIGUSR1 (the hyperws bench server)
     tls: bool = False  # its app serves wss:// when given --cert and --key (the TLS workloads)
+    listed: bool = (
+        True  # run when --servers is not given (False: a variant for A/B runs, named explicitly)
+    )
 
 
 SERVERS = [
     Server(
         "hyperws", "hyperws_server.py", module="hyperws", python_peer=False, stats=True, tls=True
+    ),
+    Server(
+        "hyperws-ioreads",
+        "hyperws_ioreads_server.py",
+        module="hyperws",
+        python_peer=False,
+        stats=True,
+        listed=False,
     ),
     Server("bun", "bun_server.js", runtime="bun", python_peer=False, tls=True),
     Server("node-ws", "node_ws_server.js", runtime="node", python_peer=False),
@@ -1314,7 +1325,11 @@ def main() -> int:
         default=DEFAULT_WORKLOADS,
         help=f"comma-separated, or 'all' (of: {', '.join(WORKLOADS)}); default {DEFAULT_WORKLOADS}",
     )
-    p.add_argument("--servers", default=",".join(s.name for s in SERVERS), help="comma-separated")
+    p.add_argument(
+        "--servers",
+        default=",".join(s.name for s in SERVERS if s.listed),
+        help="comma-separated (hyperws-ioreads, hyperws with inline_reads=False, only when named)",
+    )
     p.add_argument("--reps", type=int, default=3)
     p.add_argument(
         "--duration", type=float, default=None, help="measured seconds per run (default 10)"

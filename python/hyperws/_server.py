@@ -28,7 +28,10 @@ class Server(Router):
     (or mount routers with ``use()``), then ``await server.listen(port)``.
 
     Keyword options: ``io_threads`` (the engine's I/O threads, default: the CPUs this process may
-    use; worker *processes* are ``run(workers=N)``'s),
+    use; worker *processes* are ``run(workers=N)``'s), ``inline_reads`` (default True: plain,
+    uncompressed WebSocket connections are read on the asyncio thread, so that a message is read,
+    handled and answered without a thread switch; False reads them on the I/O threads, see
+    docs/architecture.md, "Reads on the asyncio thread"),
     ``max_header_bytes`` (largest request head, default 16 KiB; larger gets 431),
     ``request_timeout`` (seconds a client has to send its request, and a kept-alive connection may
     wait for its next one, default 10),
@@ -85,6 +88,7 @@ class Server(Router):
         pubsub_prefix: str = "hyperws",
         pubsub_required: bool = False,
         access_log: bool = False,
+        inline_reads: bool = True,
     ) -> None:
         super().__init__()
         if io_threads is None:
@@ -118,6 +122,7 @@ class Server(Router):
             "trusted_networks": trusted_networks,
             "proxy_header": proxy_header_option(proxy_header),
             "proxy_protocol": proxy_protocol,
+            "inline_reads": _flag("inline_reads", inline_reads),
         }
         self._tls = tls_config(
             cert_file=cert_file,
@@ -316,6 +321,9 @@ class Server(Router):
             **self._settings,
         )
         loop.add_reader(engine.fileno(), engine.drain)
+        inline = engine.inline_fileno()
+        if inline is not None:
+            loop.add_reader(inline, engine.read_inline)
         self._engine, self._loop, self._hooks = engine, loop, hooks
 
     async def close(self, timeout: float = 5.0) -> None:
@@ -337,6 +345,9 @@ class Server(Router):
                 await asyncio.sleep(0.005)
         engine.drain()
         loop.remove_reader(engine.fileno())
+        inline = engine.inline_fileno()
+        if inline is not None:
+            loop.remove_reader(inline)
         engine.shutdown()
         await hooks.wait_idle(max(0.0, deadline - loop.time()))
         self._engine = self._loop = self._hooks = None

@@ -107,6 +107,15 @@ impl EventQueue {
         }
     }
 
+    /// Moves all of `events` into the queue from the thread that consumes it, which drains it next:
+    /// nobody is woken.
+    pub fn push_from_consumer(&self, events: &mut Vec<Event>) {
+        if !events.is_empty() {
+            let mut state = self.state.lock().expect("event queue poisoned");
+            state.events.append(events);
+        }
+    }
+
     fn add(&self, put: impl FnOnce(&mut Vec<Event>)) {
         let (wake, waiting) = {
             let mut state = self.state.lock().expect("event queue poisoned");

@@ -77,6 +77,8 @@ pub struct ServerConfig {
     pub access_log: bool,
     /// Hand Python the connection events only worth a debug log (failed TLS handshakes).
     pub log_connections: bool,
+    /// Read plain, uncompressed connections on the asyncio thread (`net/inline.rs`).
+    pub inline_reads: bool,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +93,7 @@ impl Default for ServerConfig {
             tls: None,
             access_log: false,
             log_connections: false,
+            inline_reads: false,
         }
     }
 }

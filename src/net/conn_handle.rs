@@ -8,6 +8,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::read_side::{ReadSide, NO_SOCKET};
 use super::RouteConfig;
 use crate::protocol::deflate::{
     compress_shared, Compressor, DeflateParams, MAX_WINDOW_BITS, MIN_ALONE,
@@ -21,8 +22,6 @@ mod write_through;
 const SEPARATE_PAYLOAD_AT: usize = 4096;
 /// The first allocation of an empty tail.
 const TAIL_START: usize = 1024;
-/// `OutState::socket` when there is none to write to.
-const NO_SOCKET: RawFd = -1;
 
 /// The half of a connection that the Python side holds: its outbound queue and its close/destroy requests.
 /// The connection's task holds the socket and drains this queue with vectored writes.
@@ -43,6 +42,9 @@ pub struct ConnHandle {
     drain_wanted: AtomicBool,
     /// Bytes of received events not yet consumed by Python (see `bridge::InboundBacklog`).
     pub(crate) inbound: AtomicUsize,
+    /// What was read and not yet decoded, and the close handshake: the task's, or the asyncio thread's
+    /// for a connection read there.
+    read: Mutex<ReadSide>,
 }
 
 #[derive(Debug, Default)]
@@ -200,7 +202,6 @@ impl ConnHandle {
             id,
             peer,
             details: None,
-            route,
             deflate,
             out: Mutex::new(OutState {
                 writer_parked: true,
@@ -210,7 +211,14 @@ impl ConnHandle {
             buffered: AtomicUsize::new(0),
             drain_wanted: AtomicBool::new(false),
             inbound: AtomicUsize::new(0),
+            read: Mutex::new(ReadSide::new(route.max_payload_length, deflate)),
+            route,
         }
+    }
+
+    /// The reading half: held by whichever thread reads or looks at the close handshake.
+    pub(super) fn reading(&self) -> MutexGuard<'_, ReadSide> {
+        self.read.lock().expect("read side poisoned")
     }
 
     pub fn with_details(mut self, details: Option<Box<ClientDetails>>) -> Self {
@@ -819,9 +827,11 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_handle_fits_a_256_byte_allocation() {
-        // Every connection holds one in an `Arc` (two counters more) for as long as it lives.
+    fn a_connection_handle_fits_a_448_byte_allocation() {
+        // Every connection holds one in an `Arc` (two counters more) for as long as it lives. It holds
+        // the read side too (moved out of the connection's task, whose state shrank by as much), so
+        // that the asyncio thread can read the connection.
         let size = std::mem::size_of::<ConnHandle>() + 2 * std::mem::size_of::<usize>();
-        assert!(size <= 256, "ConnHandle in its Arc takes {size} bytes");
+        assert!(size <= 448, "ConnHandle in its Arc takes {size} bytes");
     }
 }

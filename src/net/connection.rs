@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -14,20 +14,13 @@ use bytes::{Bytes, BytesMut};
 use tokio::time::{sleep_until, Instant, Sleep};
 
 use super::conn_handle::advance_queue;
+use super::inline::InlineReads;
+use super::read_side::Reader;
 use super::transport::Transport;
-use super::{ConnHandle, Queued};
+use super::ConnHandle;
 use crate::bridge::{Event, EventQueue, Traffic};
-use crate::protocol::{
-    encode, grow_within, Decoder, Inbound, CLOSE_ABNORMAL, CLOSE_GOING_AWAY, CLOSE_NORMAL,
-    CLOSE_NO_STATUS,
-};
+use crate::protocol::{encode, CLOSE_ABNORMAL, CLOSE_GOING_AWAY};
 
-/// The least asked of the socket per read.
-const READ_CHUNK: usize = 16 * 1024;
-/// The most asked of the socket per read, reached when reads keep filling what they were given.
-const MAX_READ: usize = 256 * 1024;
-/// Reads per wake-up before yielding to other connections.
-const READS_PER_TURN: usize = 4;
 /// Buffers handed to one vectored write.
 const WRITE_SLICES: usize = 64;
 
@@ -36,25 +29,13 @@ pub(super) struct Connection {
     transport: Transport,
     conn: Arc<ConnHandle>,
     events: Arc<EventQueue>,
-    decoder: Decoder,
     close_timeout: Duration,
-    /// Empty (no allocation) while the connection is idle.
-    read_buf: BytesMut,
-    /// Bytes asked of the socket per read (adapts between READ_CHUNK and MAX_READ).
-    read_size: usize,
     /// Taken from the queue, not yet accepted by the socket.
     in_flight: VecDeque<Bytes>,
-    last_read: Instant,
     started: Instant,
-    pinged: bool,
-    /// The code and reason the 'close' event reports: whoever closed first.
-    outcome: Option<(u16, Bytes)>,
-    sent_close: bool,
-    received_close: bool,
-    /// A protocol error was found: what follows cannot be framed, so input is discarded.
-    undecodable: bool,
     write_shut: bool,
-    close_deadline: Option<Instant>,
+    /// Set when the asyncio thread reads this connection: its task never reads.
+    inline: Option<Arc<InlineReads>>,
 }
 
 enum Wake {
@@ -105,6 +86,9 @@ impl Drop for Connection {
     fn drop(&mut self) {
         // Before the socket closes (the fields drop after this): its descriptor may be reused at once.
         self.conn.detach_socket();
+        if let Some(inline) = &self.inline {
+            inline.remove(&self.conn);
+        }
     }
 }
 
@@ -115,28 +99,32 @@ impl Connection {
         early_bytes: BytesMut,
         events: Arc<EventQueue>,
         close_timeout: Duration,
+        inline: Option<(Arc<InlineReads>, RawFd)>,
     ) -> Self {
-        if let Transport::Tcp(tcp) = &transport {
-            conn.attach_socket(tcp.as_raw_fd());
+        match (&transport, &inline) {
+            (Transport::Tcp(tcp), _) => conn.attach_socket(tcp.as_raw_fd()),
+            (_, Some((_, socket))) => conn.attach_socket(*socket),
+            _ => {}
         }
+        conn.reading()
+            .start(early_bytes, &conn, &events, close_timeout);
+        // Read by the asyncio thread from now on (its task's registration watches for room to write only).
+        let inline = inline.map(|(inline, socket)| {
+            if inline.add(&conn, socket).is_err() {
+                conn.reading().ended = true;
+                conn.wake();
+            }
+            inline
+        });
         Self {
-            decoder: Decoder::new(conn.route.max_payload_length).with_deflate(conn.deflate),
             transport,
             conn,
             events,
             close_timeout,
-            read_buf: keep_if_frames(early_bytes),
-            read_size: READ_CHUNK,
             in_flight: VecDeque::new(),
-            last_read: Instant::now(),
             started: Instant::now(),
-            pinged: false,
-            outcome: None,
-            sent_close: false,
-            received_close: false,
-            undecodable: false,
             write_shut: false,
-            close_deadline: None,
+            inline,
         }
     }
 
@@ -147,6 +135,10 @@ impl Connection {
     /// Serves the connection until it ends; returns the code and reason for the 'close' event.
     pub(super) async fn serve(&mut self) -> (u16, Bytes) {
         let outcome = self.exchange().await;
+        // Nothing is read after the end: the 'close' event is the connection's last.
+        if let Some(inline) = &self.inline {
+            inline.remove(&self.conn);
+        }
         self.conn.end();
         outcome
     }
@@ -159,10 +151,6 @@ impl Connection {
         let timer = sleep_until(plan.at());
         tokio::pin!(timer);
         let mut fired = false;
-        if !self.read_buf.is_empty() {
-            let consumed = self.decode_input();
-            self.release_read_room(consumed);
-        }
         loop {
             if let Some(end) = self.after_activity() {
                 return end;
@@ -174,7 +162,7 @@ impl Connection {
             let waiting = Waiting {
                 conn: &self.conn,
                 transport: &self.transport,
-                read: self.may_read(),
+                read: self.inline.is_none() && self.may_read(),
                 write: !self.in_flight.is_empty() || self.transport.wants_write(),
                 timed: plan.is_armed(),
             };
@@ -191,7 +179,17 @@ impl Connection {
                     }
                 }
                 Wake::Failed => return self.abnormal(),
-                Wake::Queue | Wake::Writable => {}
+                Wake::Queue => {
+                    if let Some(inline) = &self.inline {
+                        if self.conn.reading().ended {
+                            return self.abnormal();
+                        }
+                        if self.events.backlog().may_read(&self.conn) {
+                            inline.resume(&self.conn);
+                        }
+                    }
+                }
+                Wake::Writable => {}
             }
         }
     }
@@ -210,19 +208,23 @@ impl Connection {
         if taken.destroy {
             return Some((CLOSE_ABNORMAL, Bytes::new()));
         }
+        let mut reading = self.conn.reading();
         if let Some((code, reason)) = taken.closing {
-            if !self.sent_close {
-                self.sent_close = true;
-                self.outcome.get_or_insert((code, reason));
-                self.start_close_deadline();
+            if !reading.sent_close {
+                reading.sent_close = true;
+                reading.outcome.get_or_insert((code, reason));
+                reading.start_close_deadline(self.close_timeout);
             }
         }
-        let close_written = self.sent_close && self.in_flight.is_empty();
-        if close_written && self.received_close {
+        let close_written = reading.sent_close && self.in_flight.is_empty();
+        if close_written && reading.received_close {
+            let outcome = reading.outcome.take();
+            drop(reading);
             self.shut_write();
-            return self.outcome.take();
+            return outcome;
         }
-        if close_written && self.undecodable && !self.write_shut {
+        if close_written && reading.undecodable && !self.write_shut {
+            drop(reading);
             // The client's close frame cannot be framed after a protocol error: end our side (FIN) so the
             // client closes too, and wait for its end of stream, bounded by the close deadline.
             self.write_shut = true;
@@ -231,28 +233,26 @@ impl Connection {
         None
     }
 
-    /// A close handshake starts now: it must be over within `close_timeout`.
-    fn start_close_deadline(&mut self) {
-        self.close_deadline = Some(Instant::now() + self.close_timeout);
-    }
-
     /// The connection ended without a completed close handshake.
     fn abnormal(&mut self) -> (u16, Bytes) {
-        self.outcome
+        self.conn
+            .reading()
+            .outcome
             .take()
             .unwrap_or((CLOSE_ABNORMAL, Bytes::new()))
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        if let Some(at) = self.close_deadline {
+        let reading = self.conn.reading();
+        if let Some(at) = reading.close_deadline {
             return Some(at);
         }
         let route = &self.conn.route;
         let idle = route.idle_timeout.map(|idle| {
-            if route.send_pings_automatically && !self.pinged {
-                self.last_read + idle / 2
+            if route.send_pings_automatically && !reading.pinged {
+                reading.last_read + idle / 2
             } else {
-                self.last_read + idle
+                reading.last_read + idle
             }
         });
         let end_of_life = route.max_lifetime.map(|lifetime| self.started + lifetime);
@@ -272,13 +272,17 @@ impl Connection {
     /// Returns true when the connection must be dropped now.
     fn on_timer(&mut self) -> bool {
         let now = Instant::now();
-        if !self.events.backlog().may_read(&self.conn) {
-            // Not reading because Python is behind: the client is busy, not idle.
-            self.last_read = now;
+        let mut reading = self.conn.reading();
+        if !self.events.backlog().may_read(&self.conn) || self.transport.has_unread_input() {
+            // Not reading because Python is behind (or, read on the asyncio thread, busy): the client
+            // is busy, not idle.
+            reading.last_read = now;
         }
-        if self.close_deadline.is_some_and(|at| now >= at) {
+        if reading.close_deadline.is_some_and(|at| now >= at) {
             return true;
         }
+        let (last_read, pinged) = (reading.last_read, reading.pinged);
+        drop(reading);
         if let Some(lifetime) = self.conn.route.max_lifetime {
             if now.duration_since(self.started) >= lifetime {
                 self.conn.close(CLOSE_GOING_AWAY, "max lifetime reached");
@@ -288,11 +292,11 @@ impl Connection {
         let Some(idle) = self.conn.route.idle_timeout else {
             return false;
         };
-        let silent = now.duration_since(self.last_read);
+        let silent = now.duration_since(last_read);
         if silent >= idle {
             self.conn.close(CLOSE_GOING_AWAY, "idle timeout");
-        } else if self.conn.route.send_pings_automatically && !self.pinged && silent >= idle / 2 {
-            self.pinged = true;
+        } else if self.conn.route.send_pings_automatically && !pinged && silent >= idle / 2 {
+            self.conn.reading().pinged = true;
             self.conn.send_unlimited(encode::PING, b"");
         }
         false
@@ -300,132 +304,14 @@ impl Connection {
 
     /// Reads what the socket has. Returns Ok(false) at end of stream.
     fn read_input(&mut self) -> io::Result<bool> {
-        let mut consumed = 0;
-        for turn in 0..READS_PER_TURN {
-            if turn > 0 && !self.events.backlog().may_read(&self.conn) {
-                break; // Python is behind: what was read is enough for now
-            }
-            let ask = self.read_size;
-            make_room(&mut self.read_buf, ask, self.decoder.wanted());
-            match self.transport.try_read(&mut self.read_buf, ask) {
-                Ok(0) => return Ok(false),
-                Ok(n) => {
-                    // Large messages or a busy client: ask for more per read; small ones: less.
-                    if n >= self.read_size {
-                        self.read_size = (self.read_size * 2).min(MAX_READ);
-                    } else if n < self.read_size / 4 {
-                        self.read_size = (self.read_size / 2).max(READ_CHUNK);
-                    }
-                    self.last_read = Instant::now();
-                    self.pinged = false;
-                    consumed += self.decode_input();
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            }
-        }
-        self.release_read_room(consumed);
-        Ok(true)
-    }
-
-    /// Lets go of read buffer room that no frame needs: an empty buffer is dropped, and a partial frame
-    /// left in a much larger allocation (a client that went silent mid-frame) moves to an exact copy.
-    /// The allocation is what the buffer can still hold plus what was split off it (`consumed`): the
-    /// frames split off share it, and once Python has taken them the partial frame alone keeps it. The
-    /// copy is less than a quarter of that, so reading a large message over many reads stays linear.
-    fn release_read_room(&mut self, consumed: usize) {
-        if self.read_buf.is_empty() {
-            self.read_buf = BytesMut::new();
-        } else if mostly_spare(self.read_buf.len(), self.read_buf.capacity() + consumed) {
-            self.read_buf = BytesMut::from(&self.read_buf[..]);
-        }
-    }
-
-    /// Decodes what the read buffer holds into events; returns how many bytes it took off the buffer.
-    fn decode_input(&mut self) -> usize {
-        let held = self.read_buf.len();
-        if self.undecodable || self.received_close {
-            self.read_buf.clear();
-            return held;
-        }
-        let id = self.conn.id;
-        let mut batch = Vec::new();
-        let mut cost = 0;
-        let (mut messages, mut bytes) = (0, 0);
-        loop {
-            match self.decoder.decode(&mut self.read_buf) {
-                Ok(None) => break,
-                Ok(Some(inbound)) => {
-                    let event = match inbound {
-                        Inbound::Text(data) => Event::Message {
-                            id,
-                            data,
-                            binary: false,
-                        },
-                        Inbound::Binary(data) => Event::Message {
-                            id,
-                            data,
-                            binary: true,
-                        },
-                        Inbound::Ping(data) => {
-                            if let Queued::Closed = self.conn.send_pong(&data) {
-                                continue;
-                            }
-                            Event::Ping { id, data }
-                        }
-                        Inbound::Pong(data) => Event::Pong { id, data },
-                        Inbound::Close(close) => {
-                            self.received_close = true;
-                            self.read_buf.clear();
-                            if !self.sent_close {
-                                // Answered through the queue, after the replies to earlier messages.
-                                let code = if close.code == CLOSE_NO_STATUS {
-                                    CLOSE_NORMAL
-                                } else {
-                                    close.code
-                                };
-                                self.outcome.get_or_insert((close.code, close.reason));
-                                self.start_close_deadline();
-                                let conn = Arc::clone(&self.conn);
-                                batch.push(Event::Shutdown {
-                                    conn,
-                                    code,
-                                    reason: "",
-                                });
-                            }
-                            break;
-                        }
-                    };
-                    if !self.sent_close {
-                        cost += event.cost();
-                        if let Event::Message { data, .. } = &event {
-                            messages += 1;
-                            bytes += data.len();
-                        }
-                        batch.push(event);
-                    }
-                }
-                Err(error) => {
-                    self.undecodable = true;
-                    self.read_buf.clear();
-                    self.start_close_deadline();
-                    let (code, reason) = (error.code, error.reason);
-                    batch.push(Event::Shutdown {
-                        conn: Arc::clone(&self.conn),
-                        code,
-                        reason,
-                    });
-                    break;
-                }
-            }
-        }
-        // Counted before the push, so that Python never consumes more than was added.
-        self.events.backlog().add(&self.conn, cost);
-        let traffic = self.events.traffic();
-        Traffic::add(&traffic.messages_in, messages);
-        Traffic::add(&traffic.bytes_in, bytes);
-        self.events.push_all(&mut batch);
-        held - self.read_buf.len()
+        let transport = &mut self.transport;
+        self.conn.reading().read_with(
+            &self.conn,
+            &self.events,
+            self.close_timeout,
+            Reader::IoThread,
+            |buf, ask| transport.try_read(buf, ask),
+        )
     }
 
     /// Writes queued output until done or the socket is full.
@@ -467,29 +353,6 @@ impl Connection {
         let past_end = advance_queue(&mut self.in_flight, written);
         assert_eq!(past_end, 0, "wrote more than was in flight");
     }
-}
-
-/// What the client sent right behind its request, copied out of the handshake's larger buffer.
-fn keep_if_frames(early_bytes: BytesMut) -> BytesMut {
-    if early_bytes.is_empty() {
-        BytesMut::new()
-    } else {
-        BytesMut::from(&early_bytes[..])
-    }
-}
-
-/// Whether an allocation of `allocated` bytes holding `held` is mostly spare room.
-fn mostly_spare(held: usize, allocated: usize) -> bool {
-    allocated > 4 * held
-}
-
-/// Makes room in the read buffer for a read of `ask` bytes. The room grows as bytes arrive, never to the
-/// size a frame header announces (`wanted`: the client may never send it, and reserving it would cost
-/// that much per connection), and doubling stops at that size (a large frame is not read into twice
-/// its size).
-fn make_room(read_buf: &mut BytesMut, ask: usize, wanted: usize) {
-    let needed = read_buf.len() + ask;
-    grow_within(read_buf, needed, needed.max(wanted));
 }
 
 /// When the connection's one timer moves. Reads push the deadline later all the time; the timer stays where
@@ -577,44 +440,6 @@ mod tests {
     }
 
     #[test]
-    fn read_room_grows_with_the_bytes_not_with_the_announced_size() {
-        let mut announced = BytesMut::from(&[0u8; 1024][..]);
-        make_room(&mut announced, READ_CHUNK, 16 << 20);
-        assert_eq!(announced.capacity(), 1024 + READ_CHUNK);
-
-        let frame = 1_000_000;
-        let mut arriving = BytesMut::new();
-        while arriving.len() < frame {
-            make_room(&mut arriving, MAX_READ, frame);
-            let read = MAX_READ.min(frame - arriving.len());
-            arriving.extend_from_slice(&vec![1; read]);
-        }
-        assert!(
-            arriving.capacity() <= frame + MAX_READ,
-            "{}",
-            arriving.capacity()
-        );
-    }
-
-    #[test]
-    fn a_buffer_is_copied_out_only_when_it_is_mostly_spare() {
-        assert!(mostly_spare(2, READ_CHUNK), "two bytes of a header");
-        assert!(!mostly_spare(4096, READ_CHUNK));
-        assert!(!mostly_spare(600_000, 1 << 20), "a large message under way");
-    }
-
-    #[test]
-    fn early_bytes_are_copied_to_their_size() {
-        let mut handshake = BytesMut::with_capacity(16 * 1024);
-        handshake.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n\x82\xfe");
-        let early = handshake.split_off(18);
-        drop(handshake);
-        let kept = keep_if_frames(early);
-        assert_eq!((&kept[..], kept.capacity()), (&b"\x82\xfe"[..], 2));
-        assert_eq!(keep_if_frames(BytesMut::new()).capacity(), 0);
-    }
-
-    #[test]
     #[cfg_attr(miri, ignore = "opens a TCP socket: Miri has no sockets")]
     fn an_idle_connection_task_holds_little_state() {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -645,6 +470,7 @@ mod tests {
                 BytesMut::new(),
                 events,
                 close_timeout,
+                None,
             );
             let serving = connection.serve();
             let size = std::mem::size_of::<Connection>() + std::mem::size_of_val(&serving);

@@ -11,7 +11,9 @@ mod front;
 pub mod fuzzing;
 mod handshake;
 mod http;
+mod inline;
 mod proxy;
+mod read_side;
 mod server;
 pub mod tls;
 mod transport;
@@ -30,6 +32,7 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ByteStream 
 pub use conn_handle::{ClientDetails, ConnHandle, Fragment, Publication, Queued, RunQueued};
 pub use conn_id::ConnIdMap;
 pub use http::{Answer, HttpRoute, HttpRoutes, Request};
+pub use inline::InlineReads;
 pub use proxy::{ForwardHeader, Network, Trust, TrustProxy};
 pub use server::{Bind, NetServer};
 pub use upgrade::Decision;

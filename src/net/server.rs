@@ -2,6 +2,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::RawFd;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -23,7 +24,7 @@ use super::proxy::Peer;
 use super::tls::TlsStream;
 use super::transport::Transport;
 use super::upgrade::{switching_protocols, Decision};
-use super::{front, ByteStream, ClientDetails, ConnHandle, RouteConfig, ServerConfig};
+use super::{front, ByteStream, ClientDetails, ConnHandle, InlineReads, RouteConfig, ServerConfig};
 use crate::bridge::{Event, EventQueue};
 use crate::protocol::deflate::DeflateParams;
 use crate::routing::RouteTable;
@@ -50,6 +51,8 @@ pub(super) struct Shared {
     pub(super) config: ServerConfig,
     connections: Mutex<HashMap<u64, Arc<ConnHandle>>>,
     next_id: AtomicU64,
+    /// Plain connections read on the asyncio thread, when `inline_reads` is on.
+    inline: Option<Arc<InlineReads>>,
 }
 
 /// Where a server listens, and on how many I/O threads.
@@ -108,6 +111,10 @@ impl NetServer {
         let std_listener: std::net::TcpListener = socket.into();
         let local_addr = std_listener.local_addr()?;
 
+        let inline = match config.inline_reads {
+            true => Some(Arc::new(InlineReads::new(config.close_timeout)?)),
+            false => None,
+        };
         let starting = Arc::clone(&events);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(bind.io_threads.max(1))
@@ -126,6 +133,7 @@ impl NetServer {
             config,
             connections: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            inline,
         });
         let (stop, stopped) = watch::channel(false);
         let (closed_tx, closed_rx) = mpsc::channel();
@@ -142,6 +150,11 @@ impl NetServer {
             stop,
             listener_closed: Mutex::new(Some(closed_rx)),
         })
+    }
+
+    /// The connections read on the asyncio thread, when `inline_reads` is on.
+    pub fn inline_reads(&self) -> Option<&Arc<InlineReads>> {
+        self.shared.inline.as_ref()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -313,7 +326,7 @@ async fn upgrade(
     let (peer, read) = front::read_peer(&mut stream, peer, &shared.config).await?;
     let Some(tls) = &shared.config.tls else {
         let opened = open(&mut stream, peer, None, read, id, shared).await?;
-        return Some(opened.connection(Transport::Tcp(stream), shared));
+        return opened.plain_connection(stream, shared);
     };
     let handshake = TlsStream::accept(stream, tls.config(), read);
     // Kept alive (with the socket) until the failure is counted: a client that sees its connection end
@@ -350,12 +363,36 @@ struct Opened {
 
 impl Opened {
     fn connection(self, transport: Transport, shared: &Shared) -> Connection {
+        self.connection_read_by(transport, shared, None)
+    }
+
+    /// Read on the asyncio thread when `inline_reads` is on and no compression was negotiated
+    /// (inflating stays on the I/O threads). `None` if the socket was lost on the way.
+    fn plain_connection(self, stream: TcpStream, shared: &Shared) -> Option<Connection> {
+        let transport = Transport::Tcp(stream);
+        match &shared.inline {
+            Some(inline) if self.conn.deflate.is_none() => {
+                let (transport, socket) = transport.watching_writes_only().ok()?;
+                let inline = Some((Arc::clone(inline), socket));
+                Some(self.connection_read_by(transport, shared, inline))
+            }
+            _ => Some(self.connection(transport, shared)),
+        }
+    }
+
+    fn connection_read_by(
+        self,
+        transport: Transport,
+        shared: &Shared,
+        inline: Option<(Arc<InlineReads>, RawFd)>,
+    ) -> Connection {
         Connection::new(
             transport,
             self.conn,
             self.early_bytes,
             Arc::clone(&shared.events),
             shared.config.close_timeout,
+            inline,
         )
     }
 }

@@ -3,12 +3,15 @@
 //! `tls/stream.rs`), so a TLS connection keeps the task's readiness loop: records are read and written
 //! with the same non-blocking calls as plain bytes.
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Write};
 use std::net::Shutdown;
 use std::task::{Context, Poll};
 
+use std::os::fd::{AsRawFd, RawFd};
+
 use bytes::BytesMut;
 use socket2::SockRef;
+use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
@@ -17,32 +20,55 @@ use super::tls::TlsStream;
 pub(super) enum Transport {
     Tcp(TcpStream),
     Tls(Box<TlsStream>),
+    /// A plain socket read by the asyncio thread (`inline.rs`): registered with the runtime for room
+    /// to write only, so that input never wakes an I/O thread.
+    TcpWrites(AsyncFd<std::net::TcpStream>),
 }
 
 impl Transport {
-    pub(super) fn tcp(&self) -> &TcpStream {
-        match self {
-            Self::Tcp(tcp) => tcp,
-            Self::Tls(tls) => tls.tcp(),
-        }
+    /// The same plain socket, registered for room to write only (see `TcpWrites`), and its descriptor.
+    pub(super) fn watching_writes_only(self) -> io::Result<(Self, RawFd)> {
+        let tcp = match self {
+            Self::Tcp(tcp) => tcp.into_std()?,
+            _ => return Err(io::ErrorKind::Unsupported.into()),
+        };
+        let socket = tcp.as_raw_fd();
+        // SAFETY: the AsyncFd owns the stream, whose descriptor stays open and unchanged until it drops.
+        let watched = unsafe { AsyncFd::register_with_interest(tcp, Interest::WRITABLE) }
+            .map_err(io::Error::from)?;
+        Ok((Self::TcpWrites(watched), socket))
     }
 
     pub(super) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
+            Self::Tcp(tcp) => tcp.poll_read_ready(cx),
             Self::Tls(tls) if tls.has_input() => Poll::Ready(Ok(())),
-            _ => self.tcp().poll_read_ready(cx),
+            Self::Tls(tls) => tls.tcp().poll_read_ready(cx),
+            Self::TcpWrites(_) => Poll::Pending,
         }
     }
 
     pub(super) fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.tcp().poll_write_ready(cx)
+        match self {
+            Self::Tcp(tcp) => tcp.poll_write_ready(cx),
+            Self::Tls(tls) => tls.tcp().poll_write_ready(cx),
+            Self::TcpWrites(fd) => fd.poll_write_ready(cx).map_ok(drop),
+        }
+    }
+
+    /// Whether the peer's input waits unread in the socket of a connection read by another thread.
+    pub(super) fn has_unread_input(&self) -> bool {
+        match self {
+            Self::TcpWrites(fd) => fd.get_ref().peek(&mut [0]).is_ok_and(|n| n > 0),
+            _ => false,
+        }
     }
 
     /// Whether output waits in the transport itself (TLS records not yet written).
     pub(super) fn wants_write(&self) -> bool {
         match self {
-            Self::Tcp(_) => false,
             Self::Tls(tls) => tls.wants_write(),
+            _ => false,
         }
     }
 
@@ -52,6 +78,7 @@ impl Transport {
         match self {
             Self::Tcp(tcp) => read_tcp(tcp, buf, ask),
             Self::Tls(tls) => tls.read_plaintext(buf, ask),
+            Self::TcpWrites(_) => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
 
@@ -60,6 +87,9 @@ impl Transport {
         match self {
             Self::Tcp(tcp) => tcp.try_write_vectored(slices),
             Self::Tls(tls) => tls.write_plaintext(slices),
+            Self::TcpWrites(fd) => {
+                fd.try_io(Interest::WRITABLE, |mut tcp| tcp.write_vectored(slices))
+            }
         }
     }
 
@@ -67,7 +97,7 @@ impl Transport {
     /// the socket takes it.
     pub(super) fn flush_pending(&mut self) -> io::Result<()> {
         match self {
-            Self::Tcp(_) => Ok(()),
+            Self::Tcp(_) | Self::TcpWrites(_) => Ok(()),
             Self::Tls(tls) => match tls.write_records() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
                 other => other,
@@ -80,6 +110,9 @@ impl Transport {
         match self {
             Self::Tcp(tcp) => {
                 let _ = SockRef::from(&*tcp).shutdown(Shutdown::Write);
+            }
+            Self::TcpWrites(fd) => {
+                let _ = fd.get_ref().shutdown(Shutdown::Write);
             }
             Self::Tls(tls) => tls.shutdown_write(),
         }

@@ -28,6 +28,13 @@ struct Cork {
     pending: Vec<Arc<ConnHandle>>,
     /// The event queue of the first of them: the only one written from here (see `CorkGuard::drop`).
     first_events: Option<Arc<EventQueue>>,
+    /// Connections that got output while one of their own messages was handled, when replies are
+    /// written from this thread (the batch's connections are read here, see `net/inline.rs`).
+    replies: Vec<Arc<ConnHandle>>,
+    /// Replies are written here in this batch.
+    write_replies: bool,
+    /// The connection whose message is being handled (0: none).
+    answering: u64,
     run: Option<HeldRun>,
 }
 
@@ -88,10 +95,14 @@ pub fn wake(conn: &Arc<ConnHandle>, events: &Arc<EventQueue>) {
     let deferred = CORK.with(|cork| {
         let mut cork = cork.borrow_mut();
         if cork.depth > 0 {
-            if cork.pending.is_empty() {
+            if cork.pending.is_empty() && cork.replies.is_empty() {
                 cork.first_events = Some(Arc::clone(events));
             }
-            cork.pending.push(Arc::clone(conn));
+            if cork.write_replies && cork.answering == conn.id {
+                cork.replies.push(Arc::clone(conn));
+            } else {
+                cork.pending.push(Arc::clone(conn));
+            }
             true
         } else {
             false
@@ -107,7 +118,28 @@ pub struct CorkGuard {
     _interest: InterestHold,
 }
 
+/// Runs `handle` (the listeners of a message from connection `id`): output it gives that connection is
+/// its reply.
+pub fn answering<R>(id: u64, handle: impl FnOnce() -> R) -> R {
+    let outer = CORK.with(|cork| std::mem::replace(&mut cork.borrow_mut().answering, id));
+    let result = handle();
+    CORK.with(|cork| cork.borrow_mut().answering = outer);
+    result
+}
+
 impl CorkGuard {
+    /// A batch whose connections are read on this thread: replies are written here at its end.
+    pub fn begin_writing_replies() -> Self {
+        let guard = Self::begin();
+        CORK.with(|cork| {
+            let mut cork = cork.borrow_mut();
+            if cork.depth == 1 {
+                cork.write_replies = true;
+            }
+        });
+        guard
+    }
+
     pub fn begin() -> Self {
         CORK.with(|cork| cork.borrow_mut().depth += 1);
         Self {
@@ -122,21 +154,32 @@ impl Drop for CorkGuard {
             // Still corked: the run's wake-ups join the others.
             flush_publishes();
         }
-        let (pending, first_events) = CORK.with(|cork| {
+        let (pending, replies, first_events) = CORK.with(|cork| {
             let mut cork = cork.borrow_mut();
             cork.depth -= 1;
             if cork.depth == 0 {
-                (std::mem::take(&mut cork.pending), cork.first_events.take())
+                cork.write_replies = false;
+                (
+                    std::mem::take(&mut cork.pending),
+                    std::mem::take(&mut cork.replies),
+                    cork.first_events.take(),
+                )
             } else {
-                (Vec::new(), None)
+                (Vec::new(), Vec::new(), None)
             }
         });
-        // One connection's output (a reply, in request-reply): written here, sparing the wake-up of its
-        // task. Output for many: their tasks write it, and the later of it gathers more per write while
-        // this thread goes on with the next batch (writing it all here lost 25-35 % of pipelined echo and
-        // fan-out throughput; see docs/architecture.md).
-        match (pending.as_slice(), first_events) {
-            ([conn], Some(events)) => conn.write_or_wake(&events),
+        let Some(events) = first_events else {
+            return;
+        };
+        // Replies to messages read on this thread: written here, so that a request read, handled and
+        // answered never leaves it. One connection's output (a reply, in request-reply): written here
+        // too, sparing the wake-up of its task. Other output for many (fan-out): their tasks write it,
+        // and the later of it gathers more per write while this thread goes on with the next batch
+        // (writing it all here lost 25-35 % of pipelined echo and fan-out throughput; see
+        // docs/architecture.md).
+        replies.iter().for_each(|conn| conn.write_or_wake(&events));
+        match pending.as_slice() {
+            [conn] => conn.write_or_wake(&events),
             _ => pending.iter().for_each(|conn| conn.wake()),
         }
     }

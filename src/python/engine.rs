@@ -198,7 +198,7 @@ impl Engine {
     /// Binds and starts the I/O threads. Returns the bound port.
     // The keyword arguments mirror `Server(...)`'s options one to one.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (host, port, *, reuse_port, io_threads, max_header_bytes, request_timeout, close_timeout, max_body_length, trusted_hops, trusted_networks, proxy_header, proxy_protocol, tls=None, access_log=false, log_connections=false))]
+    #[pyo3(signature = (host, port, *, reuse_port, io_threads, max_header_bytes, request_timeout, close_timeout, max_body_length, trusted_hops, trusted_networks, proxy_header, proxy_protocol, tls=None, access_log=false, log_connections=false, inline_reads=false))]
     fn listen(
         slf: &Bound<'_, Self>,
         host: &str,
@@ -216,6 +216,7 @@ impl Engine {
         tls: Option<PyRef<'_, TlsConfig>>,
         access_log: bool,
         log_connections: bool,
+        inline_reads: bool,
     ) -> PyResult<u16> {
         let config = ServerConfig {
             max_header_bytes,
@@ -227,6 +228,7 @@ impl Engine {
             tls: tls.map(|tls| Arc::clone(&tls.tls)),
             access_log,
             log_connections,
+            inline_reads,
         };
         let (table, http, events) = {
             let mut this = slf.borrow_mut();
@@ -267,13 +269,27 @@ impl Engine {
     fn drain(slf: &Bound<'_, Self>) {
         let events = Arc::clone(&slf.borrow().shared.events);
         events.begin_drain();
-        let _cork = CorkGuard::begin();
-        let mut batch = Vec::new();
-        while events.take(&mut batch) {
-            for event in batch.drain(..) {
-                dispatch(slf, event);
-            }
+        let inline = slf.borrow().inline_fileno().is_some();
+        dispatch_waiting(slf, &events, inline);
+    }
+
+    /// The descriptor to watch with `loop.add_reader(fd, engine.read_inline)` when connections are read
+    /// on the asyncio thread (`inline_reads`); None otherwise.
+    fn inline_fileno(&self) -> Option<i32> {
+        Some(self.server.as_ref()?.inline_reads()?.fd())
+    }
+
+    /// Reads the connections that have input and dispatches their events with every other waiting one.
+    fn read_inline(slf: &Bound<'_, Self>) {
+        let (events, inline) = {
+            let this = slf.borrow();
+            let inline = this.server.as_ref().and_then(|s| s.inline_reads().cloned());
+            (Arc::clone(&this.shared.events), inline)
+        };
+        if let Some(inline) = &inline {
+            inline.read_ready(&events);
         }
+        dispatch_waiting(slf, &events, inline.is_some());
     }
 
     /// Stops accepting new connections and frees the port.
@@ -407,6 +423,20 @@ impl Engine {
     }
 }
 
+/// Dispatches events until the queue is empty, with writer wake-ups corked for the whole batch.
+fn dispatch_waiting(engine: &Bound<'_, Engine>, events: &EventQueue, write_replies: bool) {
+    let _cork = match write_replies {
+        true => CorkGuard::begin_writing_replies(),
+        false => CorkGuard::begin(),
+    };
+    let mut batch = Vec::new();
+    while events.take(&mut batch) {
+        for event in batch.drain(..) {
+            dispatch(engine, event);
+        }
+    }
+}
+
 fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
     let py = engine.py();
     let cost = event.cost();
@@ -446,7 +476,9 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
             }
         }
         Event::Message { id, data, binary } => match socket(engine, id) {
-            Some(ws) => websocket::deliver_message(ws.bind(py), &data, binary, cost),
+            Some(ws) => cork::answering(id, || {
+                websocket::deliver_message(ws.bind(py), &data, binary, cost)
+            }),
             None => consumed_orphan(engine, cost),
         },
         Event::Ping { id, data } => match socket(engine, id) {
