@@ -81,8 +81,8 @@ SERVERS = [
         "hyperws", "hyperws_server.py", module="hyperws", python_peer=False, stats=True, tls=True
     ),
     Server(
-        "hyperws-ioreads",
-        "hyperws_ioreads_server.py",
+        "hyperws-inline",
+        "hyperws_inline_server.py",
         module="hyperws",
         python_peer=False,
         stats=True,
@@ -1328,7 +1328,7 @@ def main() -> int:
     p.add_argument(
         "--servers",
         default=",".join(s.name for s in SERVERS if s.listed),
-        help="comma-separated (hyperws-ioreads, hyperws with inline_reads=False, only when named)",
+        help="comma-separated (hyperws-inline, hyperws with inline_reads=True, only when named)",
     )
     p.add_argument("--reps", type=int, default=3)
     p.add_argument(

@@ -1,7 +1,7 @@
-"""Plain connections read on the asyncio thread (``inline_reads``, the default): a message wakes that thread
+"""Plain connections read on the asyncio thread (``inline_reads=True``): a message wakes that thread
 itself (no hand-over from an I/O thread), and everything the engine promises about input holds the same
-with the option on and off: order, pings answered, close handshakes, end of stream, flow control, replies
-from handlers, tasks and threads."""
+with the option on and off (off is the default): order, pings answered, close handshakes, end of stream,
+flow control, replies from handlers, tasks and threads."""
 
 from __future__ import annotations
 
