@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 logger = logging.getLogger("hyperws.workers")
@@ -81,12 +81,16 @@ class Supervisor:
     def __init__(self, count: int, command: list[str] | None = None) -> None:
         self.command = command if command is not None else list(sys.orig_argv)
         self.workers = [Worker(index) for index in range(1, count + 1)]
-        self._wake = threading.Event()
         self._stopping = False
 
     def run(self) -> int:
         """Serves until told to stop; returns the exit code for this process."""
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        # A signal wakes the loop through a pipe: the handler takes no lock (a threading.Event's lock,
+        # held by the interrupted wait, deadlocked the supervisor when a worker's SIGCHLD came then).
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
         previous = {
             sig: signal.signal(sig, self._on_signal)
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
@@ -96,18 +100,30 @@ class Supervisor:
             for worker in self.workers:
                 worker.start(self.command)
             while not self._stopping:
-                self._wake.wait(timeout=1.0)
-                self._wake.clear()
+                select.select([self._wake_read], [], [], 1.0)
+                self._take_wakeups()
                 self._tend()
             return self._stop_all()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            os.close(self._wake_read)
+            os.close(self._wake_write)
 
     def _on_signal(self, signum: int, frame: object) -> None:
         if signum != signal.SIGCHLD:
             self._stopping = True
-        self._wake.set()
+        try:
+            os.write(self._wake_write, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full of wake-ups already
+
+    def _take_wakeups(self) -> None:
+        try:
+            while os.read(self._wake_read, 4096):
+                pass
+        except BlockingIOError:
+            pass
 
     def _tend(self) -> None:
         """Notes workers that died and restarts those whose delay is over."""
