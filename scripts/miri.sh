@@ -35,7 +35,7 @@ modules=(
     net::http::head:: net::http::chunked:: net::http::body:: net::http::response::
     net::http::routes:: net::proxy::protocol:: net::proxy::forwarded:: net::proxy::trust::
     net::handshake:: net::front:: net::upgrade:: net::conn_id:: net::conn_handle::
-    net::connection:: net::tls::names::
+    net::connection:: net::read_side:: net::tls::names::
 )
 if [ "$#" -gt 0 ]; then
     modules=()
