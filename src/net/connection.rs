@@ -15,7 +15,7 @@ use tokio::time::{sleep_until, Instant, Sleep};
 
 use super::conn_handle::advance_queue;
 use super::inline::InlineReads;
-use super::read_side::Reader;
+use super::read_side::{ReadSide, Reader};
 use super::transport::Transport;
 use super::ConnHandle;
 use crate::bridge::{Event, EventQueue, Traffic};
@@ -36,6 +36,12 @@ pub(super) struct Connection {
     write_shut: bool,
     /// Set when the asyncio thread reads this connection: its task never reads.
     inline: Option<Arc<InlineReads>>,
+}
+
+/// What a turn's writes left: the connection's end, or when its timer is due next.
+enum Activity {
+    Ended((u16, Bytes)),
+    Goes(Option<Instant>),
 }
 
 enum Wake {
@@ -147,15 +153,16 @@ impl Connection {
     // not: readiness is polled in place (no readiness futures kept) and the task is woken through a waker
     // in its `ConnHandle` (no `Notify` future), which keeps an idle connection's task small.
     async fn exchange(&mut self) -> (u16, Bytes) {
-        let mut plan = TimerPlan::new(self.next_deadline());
+        let mut plan = TimerPlan::new(self.next_deadline(&self.conn.reading()));
         let timer = sleep_until(plan.at());
         tokio::pin!(timer);
         let mut fired = false;
         loop {
-            if let Some(end) = self.after_activity() {
-                return end;
-            }
-            if plan.moves(self.next_deadline(), fired) {
+            let deadline = match self.after_activity() {
+                Activity::Ended(end) => return end,
+                Activity::Goes(deadline) => deadline,
+            };
+            if plan.moves(deadline, fired) {
                 timer.as_mut().reset(plan.at());
             }
             fired = false;
@@ -180,12 +187,10 @@ impl Connection {
                 }
                 Wake::Failed => return self.abnormal(),
                 Wake::Queue => {
+                    let may_read = || self.events.backlog().may_read(&self.conn);
                     if let Some(inline) = &self.inline {
-                        if self.conn.reading().ended {
+                        if inline.after_wake(&self.conn, may_read) {
                             return self.abnormal();
-                        }
-                        if self.events.backlog().may_read(&self.conn) {
-                            inline.resume(&self.conn);
                         }
                     }
                 }
@@ -199,14 +204,15 @@ impl Connection {
         self.transport.shutdown_write();
     }
 
-    /// Writes what is queued and decides whether the connection is over.
-    fn after_activity(&mut self) -> Option<(u16, Bytes)> {
+    /// Writes what is queued and decides whether the connection is over; if not, when the timer is due
+    /// next (read under the same lock of the read side).
+    fn after_activity(&mut self) -> Activity {
         let taken = match self.flush() {
             Ok(taken) => taken,
-            Err(_) => return Some(self.abnormal()),
+            Err(_) => return Activity::Ended(self.abnormal()),
         };
         if taken.destroy {
-            return Some((CLOSE_ABNORMAL, Bytes::new()));
+            return Activity::Ended((CLOSE_ABNORMAL, Bytes::new()));
         }
         let mut reading = self.conn.reading();
         if let Some((code, reason)) = taken.closing {
@@ -221,8 +227,12 @@ impl Connection {
             let outcome = reading.outcome.take();
             drop(reading);
             self.shut_write();
-            return outcome;
+            return match outcome {
+                Some(outcome) => Activity::Ended(outcome),
+                None => Activity::Goes(self.next_deadline(&self.conn.reading())),
+            };
         }
+        let deadline = self.next_deadline(&reading);
         if close_written && reading.undecodable && !self.write_shut {
             drop(reading);
             // The client's close frame cannot be framed after a protocol error: end our side (FIN) so the
@@ -230,7 +240,7 @@ impl Connection {
             self.write_shut = true;
             self.shut_write();
         }
-        None
+        Activity::Goes(deadline)
     }
 
     /// The connection ended without a completed close handshake.
@@ -242,8 +252,7 @@ impl Connection {
             .unwrap_or((CLOSE_ABNORMAL, Bytes::new()))
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        let reading = self.conn.reading();
+    fn next_deadline(&self, reading: &ReadSide) -> Option<Instant> {
         if let Some(at) = reading.close_deadline {
             return Some(at);
         }

@@ -73,13 +73,18 @@ impl InlineReads {
             .remove(&conn.id);
     }
 
-    /// Task side: reading was paused because Python was behind; it may read again.
-    pub(super) fn resume(&self, conn: &ConnHandle) {
+    /// Task side, when woken: puts a paused socket back in the set once Python caught up (`may_read`).
+    /// Returns true when reading met the end of the stream or an error: the connection is over.
+    pub(super) fn after_wake(&self, conn: &ConnHandle, may_read: impl FnOnce() -> bool) -> bool {
         let mut reading = conn.reading();
-        if reading.paused && reading.socket != NO_SOCKET {
+        if reading.ended {
+            return true;
+        }
+        if reading.paused && reading.socket != NO_SOCKET && may_read() {
             reading.paused = false;
             let _ = self.control(libc::EPOLL_CTL_MOD, reading.socket, conn.id, true);
         }
+        false
     }
 
     /// Asyncio thread: reads every connection that has input, pushing its events to `events` for the
