@@ -5,6 +5,12 @@
 //! subscribers are spread over them evenly, in order, and the first subscriber of each URL is a tracker; the
 //! publisher keeps `window` messages ahead of the slowest tracker.
 //!
+//! The publisher also stays at most `max-lag` messages (default 512) ahead of the slowest subscriber: when
+//! the generator itself falls behind reading some subscribers (its one core is busy), it holds the publisher
+//! back instead of letting the server's queue for them pass its per-connection limit, where the server
+//! rightly drops and the run would be invalid for the generator's sake. The report counts how often it
+//! held (`held_for_laggards`).
+//!
 //! `--slow N` adds N more subscribers that connect (after the others) and then never read: they only keep their
 //! sockets open until the end, so the server faces consumers that stop reading (backpressure). They are not
 //! checked and not counted; the window still keys on the fast tracker, so they cannot stall the run.
@@ -25,7 +31,28 @@ struct Shared {
     /// Messages each tracker (the first subscriber of each sub URL) has received.
     tracked: Vec<Cell<u32>>,
     tracker_moved: Notify,
+    /// Messages each subscriber has received.
+    received: Vec<Cell<u32>>,
+    /// The least of `received` when the publisher last looked; a subscriber there wakes it on progress.
+    floor: Cell<u32>,
+    floor_moved: Notify,
+    /// Times the publisher waited for a subscriber more than `max_lag` behind.
+    held: Cell<u64>,
     expect: Expect,
+}
+
+/// A subscriber's name in errors, its place in `received`, and its tracker number if it is one.
+struct Subscriber {
+    id: usize,
+    slot: usize,
+    tracker: Option<usize>,
+}
+
+struct Limits {
+    /// Messages the publisher may be ahead of the slowest tracker.
+    window: u32,
+    /// ... and of the slowest subscriber.
+    max_lag: u32,
 }
 
 pub async fn run(a: &mut Args) -> Result<Report, Usage> {
@@ -40,6 +67,7 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
     let slow = a.num("slow", 0)?;
     let size = a.num("size", 32)?;
     let window = a.num("window", 32)?;
+    let max_lag = a.num("max-lag", 512)?;
     let duration = a.secs("duration", 10.0)?;
     let warmup = a.secs("warmup", 2.0)?;
     let drain = a.secs("drain", 5.0)?;
@@ -49,9 +77,10 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
     if size < SEQ_LEN {
         return Err(Usage(format!("--size must be at least {SEQ_LEN}")));
     }
-    if subs < sub_urls.len() || window == 0 || window > u32::MAX as usize {
+    if subs < sub_urls.len() || window == 0 || max_lag < window || max_lag > u32::MAX as usize {
         return Err(Usage(
-            "--subs must be at least one per sub URL and --window positive".into(),
+            "--subs must be at least one per sub URL, --window positive and --max-lag at least --window"
+                .into(),
         ));
     }
     crate::idle::raise_nofile();
@@ -62,6 +91,7 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
         .int("subs", subs as u64)
         .int("slow", slow as u64)
         .int("window", window as u64)
+        .int("max_lag", max_lag as u64)
         .int("size", size as u64)
         .boolean("binary", binary);
 
@@ -110,6 +140,10 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
         sent: Cell::new(0),
         tracked: trackers.iter().map(|_| Cell::new(0)).collect(),
         tracker_moved: Notify::new(),
+        received: (0..connected).map(|_| Cell::new(0)).collect(),
+        floor: Cell::new(0),
+        floor_moved: Notify::new(),
+        held: Cell::new(0),
         expect: Expect {
             opcode,
             payload: ws::make_payload(size, 0, binary),
@@ -117,18 +151,20 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
     });
     let (tx, rx) = watch::channel(Phase::Warmup);
     let mut set = JoinSet::new();
+    let mut slot = 0;
     for (id, c) in opened.into_iter().enumerate() {
         if let Some(c) = c {
             let tracker = trackers.iter().position(|&t| t == id);
-            set.spawn_local(subscriber(c, id, tracker, shared.clone(), rx.clone()));
+            let who = Subscriber { id, slot, tracker };
+            set.spawn_local(subscriber(c, who, shared.clone(), rx.clone()));
+            slot += 1;
         }
     }
-    set.spawn_local(publisher_loop(
-        publisher,
-        window as u32,
-        shared.clone(),
-        rx.clone(),
-    ));
+    let limits = Limits {
+        window: window as u32,
+        max_lag: max_lag as u32,
+    };
+    set.spawn_local(publisher_loop(publisher, limits, shared.clone(), rx.clone()));
     let (outs, win) = run_phases(set, &tx, warmup, duration, drain).await;
     let mut deliveries = 0;
     for o in outs {
@@ -137,6 +173,7 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
     }
     rep.int("published", shared.sent.get() as u64)
         .int("deliveries", deliveries)
+        .int("held_for_laggards", shared.held.get())
         .float("seconds", win.seconds)
         .float("rate", deliveries as f64 / win.seconds)
         .int("reads", win.reads)
@@ -150,8 +187,7 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
 
 async fn subscriber(
     mut c: Conn,
-    id: usize,
-    tracker: Option<usize>,
+    who: Subscriber,
     shared: Rc<Shared>,
     mut phase: watch::Receiver<Phase>,
 ) -> Outcome {
@@ -166,7 +202,8 @@ async fn subscriber(
             let missing = shared.sent.get() - recvd;
             out.lost += missing as u64;
             out.error(format!(
-                "subscriber {id}: {missing} message(s) not delivered by the end of the drain period"
+                "subscriber {}: {missing} message(s) not delivered by the end of the drain period",
+                who.id
             ));
             return out;
         }
@@ -180,20 +217,26 @@ async fn subscriber(
                 if *phase.borrow() == Phase::Measure {
                     out.counted += n;
                 }
-                if let (Some(t), true) = (tracker, n > 0) {
-                    shared.tracked[t].set(recvd);
-                    shared.tracker_moved.notify_one();
+                if n > 0 {
+                    let before = shared.received[who.slot].replace(recvd);
+                    if before == shared.floor.get() {
+                        shared.floor_moved.notify_one();
+                    }
+                    if let Some(t) = who.tracker {
+                        shared.tracked[t].set(recvd);
+                        shared.tracker_moved.notify_one();
+                    }
                 }
             }
             Err(e) => {
                 out.lost += (shared.sent.get().saturating_sub(recvd)) as u64;
-                out.error(format!("subscriber {id}: {e}"));
+                out.error(format!("subscriber {}: {e}", who.id));
                 return out;
             }
         }
     }
     if let Err(e) = c.close(Duration::from_secs(3)).await {
-        out.error(format!("subscriber {id}: {e}"));
+        out.error(format!("subscriber {}: {e}", who.id));
     }
     out
 }
@@ -220,7 +263,7 @@ fn on_read(c: &mut Conn, shared: &Shared, recvd: &mut u32) -> Result<u64, String
 
 async fn publisher_loop(
     mut c: Conn,
-    window: u32,
+    limits: Limits,
     shared: Rc<Shared>,
     mut phase: watch::Receiver<Phase>,
 ) -> Outcome {
@@ -231,7 +274,16 @@ async fn publisher_loop(
         if ph < Phase::Drain {
             let mut sent = shared.sent.get();
             let slowest = shared.tracked.iter().map(Cell::get).min().unwrap_or(0);
-            while sent - slowest < window {
+            let mut until = slowest + limits.window;
+            if until > shared.floor.get() + limits.max_lag {
+                // Only now worth the look at every subscriber.
+                shared.floor.set(shared.received.iter().map(Cell::get).min().unwrap_or(0));
+                until = until.min(shared.floor.get() + limits.max_lag);
+                if sent >= until {
+                    shared.held.set(shared.held.get() + 1);
+                }
+            }
+            while sent < until {
                 tmpl.push(&mut c.wbuf, sent);
                 sent += 1;
             }
@@ -250,6 +302,7 @@ async fn publisher_loop(
                 Err(e) => Err(e),
             },
             _ = shared.tracker_moved.notified() => Ok(()),
+            _ = shared.floor_moved.notified() => Ok(()),
         };
         if let Err(e) = r {
             out.error(format!("publisher: {e}"));
