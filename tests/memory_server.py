@@ -3,16 +3,21 @@
 when given a certificate file and its key file.
 
 Routes: /echo (echo, default options), /ping (echo; pings are counted), /fill (sends until
-refused, max_backpressure=1 MiB; "filled?" answers how many were), /partial (echo), /big (echo, max_payload_length=16 MiB), /inflate (compression
-"shared", max_payload_length=8 MiB; messages are counted, not echoed). GET /stats answers JSON: pings
-received, messages received on /inflate, connections closed, open connections and the largest
-`buffered` among them.
+refused, max_backpressure=1 MiB; "filled?" answers how many were), /partial (echo), /big (echo,
+max_payload_length=16 MiB), /inflate (compression "shared", max_payload_length=8 MiB; messages are
+counted, not echoed), /slow (a listener that blocks the loop 1 ms per message, which it counts). GET
+/stats answers JSON: pings received, messages received on /inflate and on /slow, connections closed,
+open connections and the largest `buffered` among them.
+
+HYPERWS_TEST_INLINE_READS=1 in the environment serves with `inline_reads=True`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import time
 
 import hyperws
 
@@ -22,8 +27,9 @@ INFLATE_LIMIT = 8 * 1024 * 1024
 
 async def main() -> None:
     tls = {"cert_file": sys.argv[1], "key_file": sys.argv[2]} if len(sys.argv) > 2 else {}
-    server = hyperws.Server(close_timeout=1.0, **tls)
-    counts = {"pings": 0, "inflated": 0, "closed": 0, "filled": 0}
+    inline_reads = os.environ.get("HYPERWS_TEST_INLINE_READS") == "1"
+    server = hyperws.Server(close_timeout=1.0, inline_reads=inline_reads, **tls)
+    counts = {"pings": 0, "inflated": 0, "closed": 0, "filled": 0, "slow": 0}
     sockets: set[hyperws.Websocket] = set()
 
     def count(name: str) -> None:
@@ -47,6 +53,14 @@ async def main() -> None:
         track(ws)
         ws.on("message", lambda message, is_binary: count("inflated"))
 
+    def slow(ws: hyperws.Websocket) -> None:
+        def on_message(message: bytes, is_binary: bool) -> None:
+            time.sleep(0.001)
+            count("slow")
+
+        track(ws)
+        ws.on("message", on_message)
+
     def fill(ws: hyperws.Websocket) -> None:
         # "fill": sends 64 KiB messages until one is refused over max_backpressure; "filled?": answers
         # how many connections were filled so far.
@@ -66,6 +80,7 @@ async def main() -> None:
     server.ws("/ping", echo, max_backpressure=MAX_BACKPRESSURE)
     server.ws("/partial", echo)
     server.ws("/big", echo, max_payload_length=16 * 1024 * 1024)
+    server.ws("/slow", slow, max_payload_length=1024 * 1024)
     server.ws("/inflate", sink, compression="shared", max_payload_length=INFLATE_LIMIT)
 
     @server.get("/stats")

@@ -1,6 +1,8 @@
 """Hostile clients do not grow the server's memory without bound: a client that pings without reading,
-connections holding part of a frame header, frames announcing more than they send, compressed messages
-inflating past the limit, and TLS connections idle or holding part of a record.
+a flood of messages at a listener slower than the client, connections holding part of a frame header,
+frames announcing more than they send, compressed messages inflating past the limit, and TLS
+connections idle or holding part of a record. The plain attacks run against both ways of reading a
+socket: on the I/O threads (the default) and on the asyncio thread (`inline_reads=True`).
 
 The server runs in a child process (tests/memory_server.py) so that /proc/<pid>/status measures it alone.
 Each test prints the figures it saw (run with -s to read them)."""
@@ -76,8 +78,11 @@ class ServerProcess(ChildServer):
         await until(lambda: self.unread() == 0, timeout=SAFETY)
 
 
-@pytest.fixture
-def memory_server() -> Iterator[ServerProcess]:
+@pytest.fixture(params=["io_thread_reads", "inline_reads"])
+def memory_server(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ServerProcess]:
+    monkeypatch.setenv("HYPERWS_TEST_INLINE_READS", "1" if request.param == "inline_reads" else "0")
     with child_server(SERVER) as (pid, port):
         yield ServerProcess(pid, port)
 
@@ -149,6 +154,34 @@ async def test_a_client_that_pings_without_reading_is_bounded(memory_server):
     print(f"after the attacker left: {after}")
     assert rounds[3].rss - rounds[0].rss < 4 * MiB, (before, rounds)
     assert rounds[3].rss - before.rss < 16 * MiB, (before, rounds)
+
+
+# -- a flood at a slow listener ------------------------------------------------------------------
+
+FLOOD_MESSAGE = 64 * KiB
+FLOOD_COUNT = 768  # 48 MiB, read at most 1 MiB ahead of the listener (max_pending_bytes)
+
+
+async def test_a_flood_at_a_slow_listener_is_held_back_by_max_pending_bytes(memory_server):
+    server = memory_server
+    async with connect(f"ws://127.0.0.1:{server.port}/echo") as client:
+        await still_echoes(client)
+        before = server.memory()
+        server.reset_peak_rss()
+        print(f"before: {before}")
+        async with connect(f"ws://127.0.0.1:{server.port}/slow", max_size=None) as flooder:
+            payload = bytes(FLOOD_MESSAGE)
+            for _ in range(FLOOD_COUNT):
+                await flooder.send(payload)
+            during = server.memory()
+            print(f"all sent: {during}, {await server.stats()}")
+            stats = await server.stats_until(lambda s: s["slow"] == FLOOD_COUNT)
+        await still_echoes(client)
+        after = server.memory()
+    print(f"every message handled: {after}, peak {after.hwm / MiB:.1f} MiB, {stats}")
+    # 48 MiB went through; the server held a few MiB of it at most (the bound, read buffers, the
+    # allocator's slack), not the flood.
+    assert after.hwm - before.rss < 12 * MiB, (before, during, after)
 
 
 # -- partial frame headers -----------------------------------------------------------------------
