@@ -81,8 +81,8 @@ SERVERS = [
         "hyperws", "hyperws_server.py", module="hyperws", python_peer=False, stats=True, tls=True
     ),
     Server(
-        "hyperws-inline",
-        "hyperws_inline_server.py",
+        "hyperws-ioreads",
+        "hyperws_ioreads_server.py",
         module="hyperws",
         python_peer=False,
         stats=True,
@@ -1045,6 +1045,11 @@ def notes_for(workload: Workload, mine: list[Run], ok: list[Run]) -> list[str]:
     ]
     if busy:
         notes.append(f"generator-bound in {len(busy)} rep(s): a lower bound")
+    held = [r for r in ok if (r.report or {}).get("held_for_laggards")]
+    if held:
+        notes.append(
+            f"publisher held for lagging subscribers in {len(held)} rep(s) (see fanout.rs)"
+        )
     # (the idle and flood workloads leave the CPUs idle on purpose)
     worst = max((r.noise() for r in mine if r.valid and workload.under_load), default=0)
     if worst > 0.05:
@@ -1328,7 +1333,7 @@ def main() -> int:
     p.add_argument(
         "--servers",
         default=",".join(s.name for s in SERVERS if s.listed),
-        help="comma-separated (hyperws-inline, hyperws with inline_reads=True, only when named)",
+        help="comma-separated (hyperws-ioreads, hyperws with inline_reads=False, only when named)",
     )
     p.add_argument("--reps", type=int, default=3)
     p.add_argument(

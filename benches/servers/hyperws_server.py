@@ -11,8 +11,8 @@ With `--cert` and `--key` the server serves TLS (wss://) with them (`hyperws.Ser
 With `--pubsub URL` it is one node of several sharing that broker (`hyperws.Server(pubsub=URL,
 pubsub_prefix=...)`): a publish on /pub reaches the /sub connections of every node (benches/cross_node.py).
 
-HYPERWS_BENCH_INLINE_READS=1 in the environment (`hyperws_inline_server.py`, the `hyperws-inline` entry of
-compare.py) serves with `inline_reads=True`: plain connections read on the asyncio thread, for A/B runs.
+HYPERWS_BENCH_IO_READS=1 in the environment (`hyperws_ioreads_server.py`, the `hyperws-ioreads` entry of
+compare.py) serves with `inline_reads=False`: every connection read on the I/O threads, for A/B runs.
 
 SIGUSR1 prints `STATS <json of server.stats()>` on stderr: the driver sends it at the start and the end of the
 measured window to count loop wake-ups and events handed to Python.
@@ -49,7 +49,7 @@ BROKER = (
     if ARGS.pubsub
     else {}
 )
-READS = {"inline_reads": True} if os.environ.get("HYPERWS_BENCH_INLINE_READS") == "1" else {}
+READS = {"inline_reads": False} if os.environ.get("HYPERWS_BENCH_IO_READS") == "1" else {}
 server = hyperws.Server(**TLS, **BROKER, **READS)
 _warned: set[str] = set()
 

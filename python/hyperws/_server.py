@@ -28,10 +28,11 @@ class Server(Router):
     (or mount routers with ``use()``), then ``await server.listen(port)``.
 
     Keyword options: ``io_threads`` (the engine's I/O threads, default: the CPUs this process may
-    use; worker *processes* are ``run(workers=N)``'s), ``inline_reads`` (default False; True:
+    use; worker *processes* are ``run(workers=N)``'s), ``inline_reads`` (default True:
     plain, uncompressed WebSocket connections are read on the asyncio thread, so that a message is
-    read, handled and answered without a thread switch: faster request-reply, see
-    docs/architecture.md, "Reads on the asyncio thread", for what it costs),
+    read, handled and answered without a thread switch; False: the I/O threads read every connection
+    and answer pings while the loop is blocked; see docs/architecture.md, "Reads on the asyncio
+    thread"),
     ``max_header_bytes`` (largest request head, default 16 KiB; larger gets 431),
     ``request_timeout`` (seconds a client has to send its request, and a kept-alive connection may
     wait for its next one, default 10),
@@ -88,7 +89,7 @@ class Server(Router):
         pubsub_prefix: str = "hyperws",
         pubsub_required: bool = False,
         access_log: bool = False,
-        inline_reads: bool = False,
+        inline_reads: bool = True,
     ) -> None:
         super().__init__()
         if io_threads is None:

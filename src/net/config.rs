@@ -77,7 +77,8 @@ pub struct ServerConfig {
     pub access_log: bool,
     /// Hand Python the connection events only worth a debug log (failed TLS handshakes).
     pub log_connections: bool,
-    /// Read plain, uncompressed connections on the asyncio thread (`net/inline.rs`).
+    /// Read plain, uncompressed connections on the asyncio thread (`net/inline.rs`). Off here: only the
+    /// Python `Server`, whose loop reads them, turns it on (its default).
     pub inline_reads: bool,
 }
 

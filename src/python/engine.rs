@@ -198,7 +198,7 @@ impl Engine {
     /// Binds and starts the I/O threads. Returns the bound port.
     // The keyword arguments mirror `Server(...)`'s options one to one.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (host, port, *, reuse_port, io_threads, max_header_bytes, request_timeout, close_timeout, max_body_length, trusted_hops, trusted_networks, proxy_header, proxy_protocol, tls=None, access_log=false, log_connections=false, inline_reads=false))]
+    #[pyo3(signature = (host, port, *, reuse_port, io_threads, max_header_bytes, request_timeout, close_timeout, max_body_length, trusted_hops, trusted_networks, proxy_header, proxy_protocol, tls=None, access_log=false, log_connections=false, inline_reads=true))]
     fn listen(
         slf: &Bound<'_, Self>,
         host: &str,
