@@ -38,6 +38,11 @@ struct Shared {
     floor_moved: Notify,
     /// Times the publisher waited for a subscriber more than `max_lag` behind.
     held: Cell<u64>,
+    /// Each subscriber's socket (plain TCP; -1 over TLS), and the most bytes found unread in the laggard's
+    /// receive buffer when the publisher held: near the buffer's size, the generator was slow to read;
+    /// near zero, the server was slow to write.
+    fds: Vec<Cell<i32>>,
+    held_unread: Cell<u64>,
     expect: Expect,
 }
 
@@ -144,6 +149,8 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
         floor: Cell::new(0),
         floor_moved: Notify::new(),
         held: Cell::new(0),
+        fds: (0..connected).map(|_| Cell::new(-1)).collect(),
+        held_unread: Cell::new(0),
         expect: Expect {
             opcode,
             payload: ws::make_payload(size, 0, binary),
@@ -156,6 +163,9 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
         if let Some(c) = c {
             let tracker = trackers.iter().position(|&t| t == id);
             let who = Subscriber { id, slot, tracker };
+            if let ws::Stream::Plain(tcp) = &c.stream {
+                shared.fds[slot].set(std::os::fd::AsRawFd::as_raw_fd(tcp));
+            }
             set.spawn_local(subscriber(c, who, shared.clone(), rx.clone()));
             slot += 1;
         }
@@ -174,6 +184,7 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
     rep.int("published", shared.sent.get() as u64)
         .int("deliveries", deliveries)
         .int("held_for_laggards", shared.held.get())
+        .int("held_unread_bytes", shared.held_unread.get())
         .float("seconds", win.seconds)
         .float("rate", deliveries as f64 / win.seconds)
         .int("reads", win.reads)
@@ -281,6 +292,7 @@ async fn publisher_loop(
                 until = until.min(shared.floor.get() + limits.max_lag);
                 if sent >= until {
                     shared.held.set(shared.held.get() + 1);
+                    note_laggard_unread(&shared);
                 }
             }
             while sent < until {
@@ -321,4 +333,23 @@ fn drain_input(c: &mut Conn) -> Result<(), String> {
         c.control(f)?;
     }
     Ok(())
+}
+
+/// Records how many bytes wait unread in the slowest subscriber's receive buffer (see `held_unread`).
+fn note_laggard_unread(shared: &Shared) {
+    let floor = shared.floor.get();
+    let Some(slot) = shared.received.iter().position(|r| r.get() == floor) else {
+        return;
+    };
+    let fd = shared.fds[slot].get();
+    if fd < 0 {
+        return;
+    }
+    let mut unread: libc::c_int = 0;
+    // SAFETY: `fd` is the subscriber's open socket (its task holds it until the run ends); FIONREAD
+    // writes one int.
+    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) } == 0 {
+        let unread = unread.max(0) as u64;
+        shared.held_unread.set(shared.held_unread.get().max(unread));
+    }
 }
