@@ -174,7 +174,12 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
         window: window as u32,
         max_lag: max_lag as u32,
     };
-    set.spawn_local(publisher_loop(publisher, limits, shared.clone(), rx.clone()));
+    set.spawn_local(publisher_loop(
+        publisher,
+        limits,
+        shared.clone(),
+        rx.clone(),
+    ));
     let (outs, win) = run_phases(set, &tx, warmup, duration, drain).await;
     let mut deliveries = 0;
     for o in outs {
@@ -288,7 +293,9 @@ async fn publisher_loop(
             let mut until = slowest + limits.window;
             if until > shared.floor.get() + limits.max_lag {
                 // Only now worth the look at every subscriber.
-                shared.floor.set(shared.received.iter().map(Cell::get).min().unwrap_or(0));
+                shared
+                    .floor
+                    .set(shared.received.iter().map(Cell::get).min().unwrap_or(0));
                 until = until.min(shared.floor.get() + limits.max_lag);
                 if sent >= until {
                     shared.held.set(shared.held.get() + 1);
