@@ -9,7 +9,8 @@
 //! the generator itself falls behind reading some subscribers (its one core is busy), it holds the publisher
 //! back instead of letting the server's queue for them pass its per-connection limit, where the server
 //! rightly drops and the run would be invalid for the generator's sake. The report counts how often it
-//! held (`held_for_laggards`).
+//! held (`held_for_laggards`) and the most bytes the laggard then had unread in its receive buffer
+//! (`held_unread_bytes`): the whole lag there means the generator, not the server, was behind.
 //!
 //! `--slow N` adds N more subscribers that connect (after the others) and then never read: they only keep their
 //! sockets open until the end, so the server faces consumers that stop reading (backpressure). They are not
@@ -44,6 +45,16 @@ struct Shared {
     fds: Vec<Cell<i32>>,
     held_unread: Cell<u64>,
     expect: Expect,
+}
+
+/// Clears a subscriber's socket from `Shared::fds` when its task ends (and its `Conn`, so the socket, is
+/// dropped), so that no later look reads a descriptor number the system may have given to another.
+struct Forget<'a>(&'a Cell<i32>);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.set(-1);
+    }
 }
 
 /// A subscriber's name in errors, its place in `received`, and its tracker number if it is one.
@@ -207,6 +218,7 @@ async fn subscriber(
     shared: Rc<Shared>,
     mut phase: watch::Receiver<Phase>,
 ) -> Outcome {
+    let _socket_closes = Forget(&shared.fds[who.slot]);
     let mut out = Outcome::default();
     let mut recvd = 0u32;
     loop {
@@ -353,8 +365,8 @@ fn note_laggard_unread(shared: &Shared) {
         return;
     }
     let mut unread: libc::c_int = 0;
-    // SAFETY: `fd` is the subscriber's open socket (its task holds it until the run ends); FIONREAD
-    // writes one int.
+    // SAFETY: `fd` is the subscriber's open socket (`Forget` clears it before the socket is closed);
+    // FIONREAD writes one int.
     if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) } == 0 {
         let unread = unread.max(0) as u64;
         shared.held_unread.set(shared.held_unread.get().max(unread));
