@@ -5,9 +5,9 @@
 
 use std::io::{self, IoSlice, Write};
 use std::net::Shutdown;
-use std::task::{Context, Poll};
-
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use socket2::SockRef;
@@ -20,23 +20,63 @@ use super::tls::TlsStream;
 pub(super) enum Transport {
     Tcp(TcpStream),
     Tls(Box<TlsStream>),
-    /// A plain socket read by the asyncio thread (`inline.rs`): registered with the runtime for room
-    /// to write only, so that input never wakes an I/O thread.
-    TcpWrites(AsyncFd<std::net::TcpStream>),
+    /// A plain socket read by the asyncio thread (`inline.rs`).
+    TcpWrites(WriteOnly),
+}
+
+/// A plain socket whose task only writes. It is registered with the runtime, for room to write only (so
+/// that input never wakes an I/O thread), the first time the task has to wait for room: most
+/// connections never do, and registering and unregistering cost two `epoll_ctl`s.
+pub(super) struct WriteOnly {
+    /// Declared before `tcp`, so dropped, and unregistered, before the descriptor is closed.
+    room: OnceLock<io::Result<AsyncFd<Descriptor>>>,
+    tcp: std::net::TcpStream,
+}
+
+/// The socket's descriptor, for the registration; `WriteOnly::tcp` owns it.
+struct Descriptor(RawFd);
+
+impl AsRawFd for Descriptor {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+impl WriteOnly {
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let room = self.room.get_or_init(|| {
+            let descriptor = Descriptor(self.tcp.as_raw_fd());
+            // SAFETY: `tcp` keeps the descriptor open and unchanged for as long as the registration
+            // lives: `room` is dropped before it.
+            unsafe { AsyncFd::register_with_interest(descriptor, Interest::WRITABLE) }
+                .map_err(io::Error::from)
+        });
+        match room {
+            Ok(fd) => fd.poll_write_ready(cx).map_ok(drop),
+            Err(e) => Poll::Ready(Err(e.kind().into())),
+        }
+    }
+
+    fn write_vectored(&self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self.room.get() {
+            // Registered: the write clears the readiness it used up when the socket is full.
+            Some(Ok(fd)) => fd.try_io(Interest::WRITABLE, |_| (&self.tcp).write_vectored(slices)),
+            _ => (&self.tcp).write_vectored(slices),
+        }
+    }
 }
 
 impl Transport {
-    /// The same plain socket, registered for room to write only (see `TcpWrites`), and its descriptor.
+    /// The same plain socket, out of the runtime's registration until a write must wait (see
+    /// `WriteOnly`), and its descriptor.
     pub(super) fn watching_writes_only(self) -> io::Result<(Self, RawFd)> {
         let tcp = match self {
             Self::Tcp(tcp) => tcp.into_std()?,
             _ => return Err(io::ErrorKind::Unsupported.into()),
         };
         let socket = tcp.as_raw_fd();
-        // SAFETY: the AsyncFd owns the stream, whose descriptor stays open and unchanged until it drops.
-        let watched = unsafe { AsyncFd::register_with_interest(tcp, Interest::WRITABLE) }
-            .map_err(io::Error::from)?;
-        Ok((Self::TcpWrites(watched), socket))
+        let room = OnceLock::new();
+        Ok((Self::TcpWrites(WriteOnly { room, tcp }), socket))
     }
 
     pub(super) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -52,14 +92,14 @@ impl Transport {
         match self {
             Self::Tcp(tcp) => tcp.poll_write_ready(cx),
             Self::Tls(tls) => tls.tcp().poll_write_ready(cx),
-            Self::TcpWrites(fd) => fd.poll_write_ready(cx).map_ok(drop),
+            Self::TcpWrites(socket) => socket.poll_write_ready(cx),
         }
     }
 
     /// Whether the peer's input waits unread in the socket of a connection read by another thread.
     pub(super) fn has_unread_input(&self) -> bool {
         match self {
-            Self::TcpWrites(fd) => fd.get_ref().peek(&mut [0]).is_ok_and(|n| n > 0),
+            Self::TcpWrites(socket) => socket.tcp.peek(&mut [0]).is_ok_and(|n| n > 0),
             _ => false,
         }
     }
@@ -87,9 +127,7 @@ impl Transport {
         match self {
             Self::Tcp(tcp) => tcp.try_write_vectored(slices),
             Self::Tls(tls) => tls.write_plaintext(slices),
-            Self::TcpWrites(fd) => {
-                fd.try_io(Interest::WRITABLE, |mut tcp| tcp.write_vectored(slices))
-            }
+            Self::TcpWrites(socket) => socket.write_vectored(slices),
         }
     }
 
@@ -111,8 +149,8 @@ impl Transport {
             Self::Tcp(tcp) => {
                 let _ = SockRef::from(&*tcp).shutdown(Shutdown::Write);
             }
-            Self::TcpWrites(fd) => {
-                let _ = fd.get_ref().shutdown(Shutdown::Write);
+            Self::TcpWrites(socket) => {
+                let _ = socket.tcp.shutdown(Shutdown::Write);
             }
             Self::Tls(tls) => tls.shutdown_write(),
         }
