@@ -9,7 +9,8 @@ counted, not echoed), /slow (a listener that blocks the loop 1 ms per message, w
 /stats answers JSON: pings received, messages received on /inflate and on /slow, connections closed,
 open connections and the largest `buffered` among them.
 
-HYPERWS_TEST_INLINE_READS=1 in the environment serves with `inline_reads=True`.
+HYPERWS_TEST_IO_READS=1 in the environment serves with `inline_reads=False` (every connection read on the
+I/O threads); otherwise with the default.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ INFLATE_LIMIT = 8 * 1024 * 1024
 
 async def main() -> None:
     tls = {"cert_file": sys.argv[1], "key_file": sys.argv[2]} if len(sys.argv) > 2 else {}
-    inline_reads = os.environ.get("HYPERWS_TEST_INLINE_READS") == "1"
-    server = hyperws.Server(close_timeout=1.0, inline_reads=inline_reads, **tls)
+    reads = {"inline_reads": False} if os.environ.get("HYPERWS_TEST_IO_READS") == "1" else {}
+    server = hyperws.Server(close_timeout=1.0, **reads, **tls)
     counts = {"pings": 0, "inflated": 0, "closed": 0, "filled": 0, "slow": 0}
     sockets: set[hyperws.Websocket] = set()
 

@@ -2,7 +2,8 @@
 a flood of messages at a listener slower than the client, connections holding part of a frame header,
 frames announcing more than they send, compressed messages inflating past the limit, and TLS
 connections idle or holding part of a record. The plain attacks run against both ways of reading a
-socket: on the I/O threads (the default) and on the asyncio thread (`inline_reads=True`).
+socket: on the asyncio thread (the default, `inline_reads=True`) and on the I/O threads
+(`inline_reads=False`).
 
 The server runs in a child process (tests/memory_server.py) so that /proc/<pid>/status measures it alone.
 Each test prints the figures it saw (run with -s to read them)."""
@@ -82,7 +83,7 @@ class ServerProcess(ChildServer):
 def memory_server(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[ServerProcess]:
-    monkeypatch.setenv("HYPERWS_TEST_INLINE_READS", "1" if request.param == "inline_reads" else "0")
+    monkeypatch.setenv("HYPERWS_TEST_IO_READS", "1" if request.param == "io_thread_reads" else "0")
     with child_server(SERVER) as (pid, port):
         yield ServerProcess(pid, port)
 

@@ -86,11 +86,13 @@ class Supervisor:
     def run(self) -> int:
         """Serves until told to stop; returns the exit code for this process."""
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        # A signal wakes the loop through a pipe: the handler takes no lock (a threading.Event's lock,
-        # held by the interrupted wait, deadlocked the supervisor when a worker's SIGCHLD came then).
-        self._wake_read, self._wake_write = os.pipe()
+        # A signal wakes the loop through a pipe that the interpreter writes to itself
+        # (signal.set_wakeup_fd): no lock is taken (a threading.Event's lock, held by the interrupted
+        # wait, deadlocked the supervisor when a worker's SIGCHLD came then).
+        self._wake_read, wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
-        os.set_blocking(self._wake_write, False)
+        os.set_blocking(wake_write, False)
+        previous_wakeup = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
         previous = {
             sig: signal.signal(sig, self._on_signal)
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
@@ -107,16 +109,13 @@ class Supervisor:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            signal.set_wakeup_fd(previous_wakeup)
             os.close(self._wake_read)
-            os.close(self._wake_write)
+            os.close(wake_write)
 
     def _on_signal(self, signum: int, frame: object) -> None:
         if signum != signal.SIGCHLD:
             self._stopping = True
-        try:
-            os.write(self._wake_write, b"\0")
-        except BlockingIOError:
-            pass  # the pipe is full of wake-ups already
 
     def _take_wakeups(self) -> None:
         try:

@@ -29,8 +29,8 @@ use crate::{connect_many, run_phases, timed, Args, Outcome, Phase, Report, Usage
 struct Shared {
     /// Messages the publisher has queued; final once the phase is Drain (it stops queueing then).
     sent: Cell<u32>,
-    /// Messages each tracker (the first subscriber of each sub URL) has received.
-    tracked: Vec<Cell<u32>>,
+    /// Where in `received` the trackers (the first subscriber of each sub URL) are.
+    tracker_slots: Vec<usize>,
     tracker_moved: Notify,
     /// Messages each subscriber has received.
     received: Vec<Cell<u32>>,
@@ -57,11 +57,11 @@ impl Drop for Forget<'_> {
     }
 }
 
-/// A subscriber's name in errors, its place in `received`, and its tracker number if it is one.
+/// A subscriber's name in errors, its place in `received`, and whether it is a tracker.
 struct Subscriber {
     id: usize,
     slot: usize,
-    tracker: Option<usize>,
+    tracker: bool,
 }
 
 struct Limits {
@@ -154,7 +154,11 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
     let opcode = if binary { OP_BINARY } else { OP_TEXT };
     let shared = Rc::new(Shared {
         sent: Cell::new(0),
-        tracked: trackers.iter().map(|_| Cell::new(0)).collect(),
+        // A subscriber's slot counts the connected ones before it (every tracker is connected).
+        tracker_slots: trackers
+            .iter()
+            .map(|&t| opened[..t].iter().filter(|c| c.is_some()).count())
+            .collect(),
         tracker_moved: Notify::new(),
         received: (0..connected).map(|_| Cell::new(0)).collect(),
         floor: Cell::new(0),
@@ -172,7 +176,7 @@ pub async fn run(a: &mut Args) -> Result<Report, Usage> {
     let mut slot = 0;
     for (id, c) in opened.into_iter().enumerate() {
         if let Some(c) = c {
-            let tracker = trackers.iter().position(|&t| t == id);
+            let tracker = trackers.contains(&id);
             let who = Subscriber { id, slot, tracker };
             if let ws::Stream::Plain(tcp) = &c.stream {
                 shared.fds[slot].set(std::os::fd::AsRawFd::as_raw_fd(tcp));
@@ -250,8 +254,7 @@ async fn subscriber(
                     if before == shared.floor.get() {
                         shared.floor_moved.notify_one();
                     }
-                    if let Some(t) = who.tracker {
-                        shared.tracked[t].set(recvd);
+                    if who.tracker {
                         shared.tracker_moved.notify_one();
                     }
                 }
@@ -301,7 +304,10 @@ async fn publisher_loop(
         let ph = *phase.borrow_and_update();
         if ph < Phase::Drain {
             let mut sent = shared.sent.get();
-            let slowest = shared.tracked.iter().map(Cell::get).min().unwrap_or(0);
+            let slowest = (shared.tracker_slots.iter())
+                .map(|&slot| shared.received[slot].get())
+                .min()
+                .unwrap_or(0);
             let mut until = slowest + limits.window;
             if until > shared.floor.get() + limits.max_lag {
                 // Only now worth the look at every subscriber.
