@@ -5,7 +5,8 @@ when given a certificate file and its key file.
 Routes: /echo (echo, default options), /ping (echo; pings are counted), /fill (sends until
 refused, max_backpressure=1 MiB; "filled?" answers how many were), /partial (echo), /big (echo,
 max_payload_length=16 MiB), /inflate (compression "shared", max_payload_length=8 MiB; messages are
-counted, not echoed), /slow (a listener that blocks the loop 1 ms per message, which it counts). GET
+counted, not echoed), /slow (a listener that blocks the loop 1 ms per message, which it counts),
+/slow_async (an `async def` listener that awaits 1 ms per message, then counts it). GET
 /stats answers JSON: pings received, messages received on /inflate and on /slow, connections closed,
 open connections and the largest `buffered` among them.
 
@@ -62,6 +63,14 @@ async def main() -> None:
         track(ws)
         ws.on("message", on_message)
 
+    def slow_async(ws: hyperws.Websocket) -> None:
+        async def on_message(message: bytes, is_binary: bool) -> None:
+            await asyncio.sleep(0.001)
+            count("slow")
+
+        track(ws)
+        ws.on("message", on_message)
+
     def fill(ws: hyperws.Websocket) -> None:
         # "fill": sends 64 KiB messages until one is refused over max_backpressure; "filled?": answers
         # how many connections were filled so far.
@@ -82,6 +91,7 @@ async def main() -> None:
     server.ws("/partial", echo)
     server.ws("/big", echo, max_payload_length=16 * 1024 * 1024)
     server.ws("/slow", slow, max_payload_length=1024 * 1024)
+    server.ws("/slow_async", slow_async, max_payload_length=1024 * 1024)
     server.ws("/inflate", sink, compression="shared", max_payload_length=INFLATE_LIMIT)
 
     @server.get("/stats")

@@ -163,14 +163,16 @@ FLOOD_MESSAGE = 64 * KiB
 FLOOD_COUNT = 768  # 48 MiB, read at most 1 MiB ahead of the listener (max_pending_bytes)
 
 
-async def test_a_flood_at_a_slow_listener_is_held_back_by_max_pending_bytes(memory_server):
+@pytest.mark.parametrize("route", ["/slow", "/slow_async"])
+async def test_a_flood_at_a_slow_listener_is_held_back_by_max_pending_bytes(memory_server, route):
+    """A sync listener that blocks the loop, and an `async def` one whose calls the connection chains."""
     server = memory_server
     async with connect(f"ws://127.0.0.1:{server.port}/echo") as client:
         await still_echoes(client)
         before = server.memory()
         server.reset_peak_rss()
         print(f"before: {before}")
-        async with connect(f"ws://127.0.0.1:{server.port}/slow", max_size=None) as flooder:
+        async with connect(f"ws://127.0.0.1:{server.port}{route}", max_size=None) as flooder:
             payload = bytes(FLOOD_MESSAGE)
             for _ in range(FLOOD_COUNT):
                 await flooder.send(payload)
