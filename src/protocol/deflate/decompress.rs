@@ -11,6 +11,10 @@ const MIN_STEP: usize = 1024;
 
 /// Inflates the compressed messages of one connection, keeping the window between messages when the
 /// client takes its context over.
+///
+/// zlib refuses a back-reference past the window only when it also reaches before the output of the
+/// same call, so a client that breaks the window it agreed to may see a message accepted or refused
+/// (1007) depending on how it is cut into frames; a conforming client's messages always inflate.
 pub struct Decompressor {
     stream: RawInflate,
 }
