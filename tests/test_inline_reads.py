@@ -1,7 +1,7 @@
-"""Plain connections read on the asyncio thread (``inline_reads=True``): a message wakes that thread
-itself (no hand-over from an I/O thread), and everything the engine promises about input holds the same
-with the option on and off (off is the default): order, pings answered, close handshakes, end of stream,
-flow control, replies from handlers, tasks and threads."""
+"""Plain connections read on the asyncio thread (``inline_reads=True``, the default): a message wakes that
+thread itself (no hand-over from an I/O thread), and everything the engine promises about input holds the
+same with the option on and off: order, pings answered, close handshakes, end of stream, flow control,
+replies from handlers, tasks and threads."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ async def test_messages_read_on_the_asyncio_thread_need_no_hand_over(serve):
     # Read on the loop's thread, a message never passes through the event queue's wake-up.
     server = await serve(echo_server(True))
     async with connect(url(server, "/echo"), open_timeout=T) as client:
+        await until(lambda: server.stats()["inline_connections"] == 1)
         await client.send("first")
         assert await asyncio.wait_for(client.recv(), T) == "first"
         before = server.stats()
@@ -40,6 +41,8 @@ async def test_messages_read_on_the_asyncio_thread_need_no_hand_over(serve):
         after = server.stats()
     assert after["messages_in"] - before["messages_in"] == 100
     assert after["loop_wakeups"] == before["loop_wakeups"]
+    # A connection leaves the asyncio thread's set when it ends.
+    await until(lambda: server.stats()["inline_connections"] == 0)
 
 
 async def test_read_on_the_io_threads_when_turned_off(serve):
@@ -50,6 +53,7 @@ async def test_read_on_the_io_threads_when_turned_off(serve):
             await client.send(f"m{i}")
             assert await asyncio.wait_for(client.recv(), T) == f"m{i}"
         after = server.stats()
+        assert after["inline_connections"] == 0
     assert after["loop_wakeups"] - before["loop_wakeups"] >= 20
 
 
@@ -146,6 +150,8 @@ async def test_the_close_handshake_and_the_end_of_stream(serve, inline):
         await raw.send_close(4001, "bye")
         frame = await raw.expect_close(timeout=T)
         assert frame.close_code == 4001
+    # Events of different connections keep no order between them: the first must be over.
+    await until(lambda: len(closes) == 1)
     async with await RawWebSocket.connect(server.port, "/ws") as raw:
         await raw.send_text(b"then gone")
         assert await raw.read_message(timeout=T) == (TEXT, b"then gone")

@@ -177,6 +177,7 @@ class Server(Router):
                 "subscriptions": 0,
                 "dropped": 0,
                 "pending_bytes": 0,
+                "inline_connections": 0,
                 "messages_in": 0,
                 "bytes_in": 0,
                 "messages_out": 0,

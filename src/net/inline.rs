@@ -45,6 +45,11 @@ impl InlineReads {
         })
     }
 
+    /// How many connections are read here now.
+    pub fn connections(&self) -> usize {
+        self.conns.lock().expect("inline reads poisoned").len()
+    }
+
     /// The descriptor the asyncio loop watches: readable when a connection in the set has input.
     pub fn fd(&self) -> RawFd {
         self.epoll.as_raw_fd()

@@ -373,6 +373,8 @@ impl Engine {
         dict.set_item("subscriptions", self.shared.topics.len())?;
         dict.set_item("dropped", self.dropped)?;
         dict.set_item("pending_bytes", self.shared.events.backlog().total())?;
+        let inline = self.server.as_ref().and_then(|s| s.inline_reads());
+        dict.set_item("inline_connections", inline.map_or(0, |i| i.connections()))?;
         let traffic = self.shared.events.traffic();
         dict.set_item("messages_in", Traffic::read(&traffic.messages_in))?;
         dict.set_item("bytes_in", Traffic::read(&traffic.bytes_in))?;
