@@ -51,9 +51,11 @@ fuzz_target!(|data: &[u8]| {
         whole,
         "cut at {cut}"
     );
-    for frames in [&[payload][..], &[first, second]] {
-        if let Ok(message) = inflate(window_bits, frames, limit) {
-            assert_eq!(Ok(message), whole, "window {window_bits}, cut at {cut}");
+    if window_bits < MAX_WINDOW_BITS {
+        for frames in [&[payload][..], &[first, second]] {
+            if let Ok(message) = inflate(window_bits, frames, limit) {
+                assert_eq!(Ok(message), whole, "window {window_bits}, cut at {cut}");
+            }
         }
     }
 
