@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::timeout;
 
@@ -30,7 +29,7 @@ const UNSUPPORTED_CODING: Rejection =
 /// Who is at the other end: the socket's peer, or the client a PROXY header names when the server is
 /// configured for one. Returns what was read past the header too. `None`: no valid header in time.
 pub(super) async fn read_peer(
-    stream: &mut TcpStream,
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
     peer: SocketAddr,
     config: &ServerConfig,
 ) -> Option<(Peer, BytesMut)> {

@@ -12,6 +12,7 @@ pub mod fuzzing;
 mod handshake;
 mod http;
 mod inline;
+mod lazy_tcp;
 mod proxy;
 mod read_side;
 mod server;

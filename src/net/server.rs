@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use socket2::{Domain, Socket, Type};
+use tokio::io::unix::AsyncFd;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::Interest;
 use tokio::runtime::Runtime;
 use tokio::sync::{oneshot, watch};
 use tokio::time::timeout;
@@ -20,6 +21,7 @@ use super::access::AccessHead;
 use super::connection::Connection;
 use super::handshake::Outcome;
 use super::http::{http_response, Answer, HttpRoutes, Request};
+use super::lazy_tcp::LazyTcp;
 use super::proxy::Peer;
 use super::tls::TlsStream;
 use super::transport::Transport;
@@ -108,8 +110,11 @@ impl NetServer {
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
         socket.listen(LISTEN_BACKLOG)?;
-        let std_listener: std::net::TcpListener = socket.into();
-        let local_addr = std_listener.local_addr()?;
+        defer_accept(&socket)?;
+        let local_addr = socket
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("the listening socket has no IP address"))?;
 
         let inline = match config.inline_reads {
             true => Some(Arc::new(InlineReads::new(config.close_timeout)?)),
@@ -124,7 +129,10 @@ impl NetServer {
             .build()?;
         let listener = {
             let _guard = runtime.enter();
-            TcpListener::from_std(std_listener)?
+            // SAFETY: the registration owns the socket, so its descriptor stays open and the same
+            // for as long as the registration lives.
+            unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }
+                .map_err(io::Error::from)?
         };
         let shared = Arc::new(Shared {
             events,
@@ -211,7 +219,7 @@ impl Drop for NetServer {
 }
 
 async fn accept_loop(
-    listener: TcpListener,
+    listener: AsyncFd<Socket>,
     shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
     closed: mpsc::Sender<()>,
@@ -223,7 +231,7 @@ async fn accept_loop(
                 let _ = closed.send(());
                 return;
             }
-            accepted = listener.accept() => accepted,
+            accepted = accept(&listener) => accepted,
         };
         match accepted {
             Ok((stream, peer)) => {
@@ -238,6 +246,40 @@ async fn accept_loop(
             Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
         }
     }
+}
+
+/// Has the kernel hand over a connection once its first bytes are in (or after about a second without
+/// any). Clients here speak first (an HTTP request, a PROXY header, a TLS ClientHello), so the upgrade
+/// request is then read at once, with no registration (see `LazyTcp`); and a client that connects and
+/// says nothing costs nothing until it is handed over, when `request_timeout` starts.
+fn defer_accept(listener: &Socket) -> io::Result<()> {
+    let seconds: libc::c_int = 1;
+    // SAFETY: a valid socket, and a pointer to an int of the size given.
+    let done = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&seconds as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if done < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The next connection, not registered with the runtime yet (see `LazyTcp`).
+async fn accept(listener: &AsyncFd<Socket>) -> io::Result<(LazyTcp, SocketAddr)> {
+    let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    let (socket, peer) = listener
+        .async_io(Interest::READABLE, |listener| listener.accept4(flags))
+        .await?;
+    let peer = peer
+        .as_socket()
+        .ok_or_else(|| io::Error::other("a connection from no IP address"))?;
+    Ok((LazyTcp::Unregistered(socket.into()), peer))
 }
 
 /// Hands an intercepted upgrade to Python and carries out its decision. Returns true when the
@@ -316,7 +358,7 @@ async fn serve(upgrading: Pin<Box<impl Future<Output = Option<Connection>>>>, sh
 /// Serves the connection until it upgrades, over TLS when configured, then opens it. `None`: the
 /// client left, was answered over HTTP, was refused, or failed the TLS handshake.
 async fn upgrade(
-    mut stream: TcpStream,
+    mut stream: LazyTcp,
     peer: SocketAddr,
     id: u64,
     shared: Arc<Shared>,
@@ -328,7 +370,7 @@ async fn upgrade(
         let opened = open(&mut stream, peer, None, read, id, shared).await?;
         return opened.plain_connection(stream, shared);
     };
-    let handshake = TlsStream::accept(stream, tls.config(), read);
+    let handshake = TlsStream::accept(stream.into_registered().ok()?, tls.config(), read);
     // Kept alive (with the socket) until the failure is counted: a client that sees its connection end
     // sees it in `stats()`.
     let mut handshake = pin!(timeout(shared.config.request_timeout, handshake));
@@ -368,15 +410,17 @@ impl Opened {
 
     /// Read on the asyncio thread when `inline_reads` is on and no compression was negotiated
     /// (inflating stays on the I/O threads). `None` if the socket was lost on the way.
-    fn plain_connection(self, stream: TcpStream, shared: &Shared) -> Option<Connection> {
-        let transport = Transport::Tcp(stream);
+    fn plain_connection(self, stream: LazyTcp, shared: &Shared) -> Option<Connection> {
         match &shared.inline {
             Some(inline) if self.conn.deflate.is_none() => {
-                let (transport, socket) = transport.watching_writes_only().ok()?;
+                let (transport, socket) = Transport::writes_only(stream.into_unregistered().ok()?);
                 let inline = Some((Arc::clone(inline), socket));
                 Some(self.connection_read_by(transport, shared, inline))
             }
-            _ => Some(self.connection(transport, shared)),
+            _ => {
+                let transport = Transport::Tcp(stream.into_registered().ok()?);
+                Some(self.connection(transport, shared))
+            }
         }
     }
 

@@ -67,16 +67,12 @@ impl WriteOnly {
 }
 
 impl Transport {
-    /// The same plain socket, out of the runtime's registration until a write must wait (see
-    /// `WriteOnly`), and its descriptor.
-    pub(super) fn watching_writes_only(self) -> io::Result<(Self, RawFd)> {
-        let tcp = match self {
-            Self::Tcp(tcp) => tcp.into_std()?,
-            _ => return Err(io::ErrorKind::Unsupported.into()),
-        };
+    /// A plain socket out of the runtime's registration until a write must wait (see `WriteOnly`), and
+    /// its descriptor.
+    pub(super) fn writes_only(tcp: std::net::TcpStream) -> (Self, RawFd) {
         let socket = tcp.as_raw_fd();
         let room = OnceLock::new();
-        Ok((Self::TcpWrites(WriteOnly { room, tcp }), socket))
+        (Self::TcpWrites(WriteOnly { room, tcp }), socket)
     }
 
     pub(super) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
