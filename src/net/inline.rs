@@ -5,7 +5,6 @@
 //! the asyncio thread"). The connection's task keeps everything else: writes, timers, the close
 //! handshake; its tokio registration watches for room to write only, so input never wakes it.
 
-use std::collections::HashMap;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -16,7 +15,7 @@ use bytes::BytesMut;
 use socket2::SockRef;
 
 use super::read_side::{Reader, NO_SOCKET};
-use super::ConnHandle;
+use super::{ConnHandle, ConnIdMap};
 use crate::bridge::EventQueue;
 
 /// Ready sockets taken per `epoll_wait`.
@@ -26,7 +25,7 @@ const READY_AT_ONCE: usize = 256;
 #[derive(Debug)]
 pub struct InlineReads {
     epoll: OwnedFd,
-    conns: Mutex<HashMap<u64, Arc<ConnHandle>>>,
+    conns: Mutex<ConnIdMap<Arc<ConnHandle>>>,
     close_timeout: Duration,
 }
 
@@ -40,7 +39,7 @@ impl InlineReads {
         Ok(Self {
             // SAFETY: `fd` was just created and nothing else owns it.
             epoll: unsafe { OwnedFd::from_raw_fd(fd) },
-            conns: Mutex::new(HashMap::new()),
+            conns: Mutex::default(),
             close_timeout,
         })
     }

@@ -74,7 +74,29 @@ fn may_write_through(state: &OutState) -> bool {
 /// One vectored write of the queue (chunks, then the tail) to the socket, with the queue's lock held so
 /// that the task cannot take and write later output first; what was written leaves the queue.
 fn write_queued(state: &mut OutState) -> io::Result<usize> {
-    let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+    // SAFETY: `socket` is the task's open socket: the task clears it under this lock (which is held here)
+    // before it closes the socket, so the descriptor cannot be closed or reused during this write.
+    let socket = unsafe { BorrowedFd::borrow_raw(state.socket) };
+    let socket = SockRef::from(&socket);
+    // MSG_NOSIGNAL: a peer that is gone is an error here, not a SIGPIPE (CPython ignores that signal, but
+    // an app may restore it).
+    let flags = libc::MSG_NOSIGNAL;
+    let written = if state.chunks.is_empty() {
+        // A reply alone (the usual case): `send`, which the kernel serves with less work than `sendmsg`.
+        socket.send_with_flags(&state.tail, flags)?
+    } else {
+        let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+        socket.send_vectored_with_flags(queued_slices(state, &mut slices), flags)?
+    };
+    advance(state, written);
+    Ok(written)
+}
+
+/// The queue as slices for one vectored write: chunks, then the tail when every chunk fits.
+fn queued_slices<'a>(
+    state: &'a OutState,
+    slices: &'a mut [IoSlice<'a>; WRITE_SLICES],
+) -> &'a [IoSlice<'a>] {
     let mut count = 0;
     for chunk in state.chunks.iter().take(WRITE_SLICES - 1) {
         slices[count] = IoSlice::new(chunk);
@@ -84,13 +106,7 @@ fn write_queued(state: &mut OutState) -> io::Result<usize> {
         slices[count] = IoSlice::new(&state.tail);
         count += 1;
     }
-    // SAFETY: `socket` is the task's open socket: the task clears it under this lock (which is held here)
-    // before it closes the socket, so the descriptor cannot be closed or reused during this write.
-    let socket = unsafe { BorrowedFd::borrow_raw(state.socket) };
-    // socket2 sends with MSG_NOSIGNAL: a peer that is gone is an error here, not a SIGPIPE.
-    let written = SockRef::from(&socket).send_vectored(&slices[..count])?;
-    advance(state, written);
-    Ok(written)
+    &slices[..count]
 }
 
 fn advance(state: &mut OutState, written: usize) {
