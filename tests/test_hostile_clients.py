@@ -20,7 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from child_server import ChildServer, child_server
 
-from helpers import TIMEOUT
+from helpers import TIMEOUT, until
 from rawws import (
     BINARY,
     CONT,
@@ -174,6 +174,57 @@ async def test_slowloris_upgrades_are_closed_at_request_timeout(server):
     # Not at the first bytes (0.2 s apart): the clock starts at accept, a little before ours.
     assert min(closed_after) > REQUEST_TIMEOUT / 2, closed_after
     assert max(closed_after) < REQUEST_TIMEOUT + 2.0, closed_after
+    memory.check(during_growth=8 * MiB)
+
+
+# -- connections that never send a byte ---------------------------------------------------------
+
+SILENT_CONNECTIONS = 300
+# The kernel holds a connection that sent nothing for about this long (TCP_DEFER_ACCEPT, one SYN-ACK
+# retransmission) before it hands it to the server, where request_timeout starts.
+DEFERRAL = 1.0
+
+
+async def silent_connection(port: int) -> float:
+    """Connects and sends nothing; returns the seconds until the connection ended."""
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), SAFETY)
+    start = loop.time()
+    try:
+        try:
+            answer = await asyncio.wait_for(reader.read(), SAFETY)
+        except ConnectionResetError:
+            answer = b""
+        assert answer == b"", f"the server answered a connection that sent nothing: {answer!r}"
+        return loop.time() - start
+    finally:
+        writer.close()
+
+
+async def test_silent_connections_cost_nothing_until_handed_over_then_close_at_request_timeout(
+    server,
+):
+    async with connect(server.url()) as client:
+        await still_echoes(client)
+        fds = server.open_fds()
+        memory = Footprint(server.rss())
+        attack = asyncio.gather(
+            *(silent_connection(server.port) for _ in range(SILENT_CONNECTIONS))
+        )
+        await asyncio.sleep(DEFERRAL / 4)
+        # Held by the kernel: not one of them is a descriptor (or a task) in the server yet.
+        assert server.open_fds() == fds
+        await still_echoes(client)
+        await new_client_echoes(server)
+        memory.during = server.rss()
+        closed_after = await asyncio.wait_for(attack, SAFETY)
+        await still_echoes(client)
+        memory.after = server.rss()
+        await until(lambda: server.open_fds() == fds)
+    memory.report(f"{SILENT_CONNECTIONS} silent connections")
+    print(f"closed after {min(closed_after):.2f} to {max(closed_after):.2f} s")
+    assert min(closed_after) > REQUEST_TIMEOUT, closed_after
+    assert max(closed_after) < DEFERRAL + REQUEST_TIMEOUT + 3.0, closed_after
     memory.check(during_growth=8 * MiB)
 
 
