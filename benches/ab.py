@@ -1,0 +1,155 @@
+"""Two builds or settings of hyperws side by side *at the same time*: both bench servers pinned to CPU 0,
+one load generator for each pinned to CPU 1, started together. The scheduler shares each core between
+the two, so whatever slows the machine down during a run (on a VM, most of the variation between runs)
+slows both alike, and the ratio of their rates is the inverse ratio of what a message (or a handshake)
+costs each: an A/A run gives 1.00 ± 0.01 on the 2-core development VM, where sequential runs of the same
+build spread by ± 15 %. What it does not give is latency: each server is preempted by the other.
+
+    benches/.peers/venv/bin/python benches/ab.py --a-python /tmp/old/bin/python --b-python .venv/bin/python
+    benches/.peers/venv/bin/python benches/ab.py --b-env HYPERWS_BENCH_IO_READS=1 --workload connect
+
+A and B default to the same interpreter and no extra environment (an A/A run). Prints each run and the
+medians of B's rate over A's and of B's server CPU per message (or handshake) over A's; the second
+is the one to read when the generators, not the servers, are the bottleneck. A run whose generator saw an error is reported and left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+SERVERS = BENCH_DIR / "servers"
+LOADGEN = BENCH_DIR / "loadgen" / "target" / "release" / "loadgen"
+PORTS = (9951, 9952)
+
+
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            sys.exit(f"--a-env/--b-env take NAME=VALUE, not {pair!r}")
+        env[name] = value
+    return env
+
+
+def start_server(python: str, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen(
+        ["taskset", "-c", "0", python, "hyperws_server.py", "--port", str(port)],
+        cwd=SERVERS,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert server.stdout is not None
+    if b"READY" not in server.stdout.readline():
+        server.kill()
+        sys.exit(f"the server ({python}, {env}) did not start")
+    return server
+
+
+def generator(args: argparse.Namespace, port: int) -> list[str]:
+    url = f"ws://127.0.0.1:{port}/echo"
+    timing = ["--duration", str(args.duration), "--warmup", "1"]
+    if args.workload == "connect":
+        return [str(LOADGEN), "connect", "--url", url, "--concurrency", "16", *timing]
+    conns, inflight = {"echo32": (64, 16), "rr100": (100, 1), "rr1000": (1000, 1)}[args.workload]
+    return [
+        *(str(LOADGEN), "echo", "--url", url, "--size", "32"),
+        *("--conns", str(conns), "--inflight", str(inflight), *timing),
+    ]
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def one_run(args: argparse.Namespace, swap: bool) -> tuple[float, float, str] | None:
+    """Both servers and generators at once: B's rate over A's, B's CPU per message (or handshake) over
+    A's, and a line describing the run."""
+    sides = {
+        "A": (args.a_python, parse_env(args.a_env)),
+        "B": (args.b_python, parse_env(args.b_env)),
+    }
+    ports = dict(zip(("B", "A") if swap else ("A", "B"), PORTS, strict=True))
+    servers = {name: start_server(py, env, ports[name]) for name, (py, env) in sides.items()}
+    try:
+        started = {name: cpu_ticks(s.pid) for name, s in servers.items()}
+        generators = {
+            name: subprocess.Popen(
+                ["taskset", "-c", "1", *generator(args, ports[name])],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            for name in sides
+        }
+        reports = {
+            name: json.loads(g.communicate()[0].strip().splitlines()[-1])
+            for name, g in generators.items()
+        }
+        ticks = {name: cpu_ticks(s.pid) - started[name] for name, s in servers.items()}
+    finally:
+        for server in servers.values():
+            server.kill()
+            server.wait()
+    for name, report in reports.items():
+        if not report.get("valid") or report.get("errors") or report.get("lost"):
+            print(
+                f"  {name}'s generator saw errors or losses: {report.get('error_samples')}; run left out"
+            )
+            return None
+    a, b = reports["A"]["rate"], reports["B"]["rate"]
+    cost = (ticks["B"] / b) / (ticks["A"] / a)
+    line = (
+        f"A {a:,.0f}/s (CPU {ticks['A']} ticks)  B {b:,.0f}/s (CPU {ticks['B']} ticks)  "
+        f"B/A rate {b / a:.3f}, CPU per unit {cost:.3f}"
+    )
+    return b / a, cost, line
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--a-python", default=sys.executable, help="interpreter with build A installed")
+    p.add_argument("--b-python", default=None, help="interpreter with build B (default: A's)")
+    p.add_argument("--a-env", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--b-env", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--workload", choices=["echo32", "rr100", "rr1000", "connect"], default="rr100")
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
+    args = p.parse_args()
+    args.b_python = args.b_python or args.a_python
+    if not LOADGEN.exists():
+        sys.exit(
+            f"{LOADGEN} is missing: cargo build --release --manifest-path benches/loadgen/Cargo.toml"
+        )
+    print(f"{args.workload}: A = {args.a_python} {args.a_env}, B = {args.b_python} {args.b_env}")
+    rates, costs = [], []
+    for run in range(args.runs):
+        outcome = one_run(args, swap=run % 2 == 1)
+        if outcome is not None:
+            rates.append(outcome[0])
+            costs.append(outcome[1])
+            print(f"  run {run + 1}: {outcome[2]}", flush=True)
+        time.sleep(0.5)
+    if not rates:
+        sys.exit("no valid run")
+    for what, ratios in (("rate", rates), ("server CPU per unit", costs)):
+        print(
+            f"B/A {what}: median {statistics.median(ratios):.3f} "
+            f"(min {min(ratios):.3f}, max {max(ratios):.3f}, {len(ratios)} valid runs of {args.runs})"
+        )
+
+
+if __name__ == "__main__":
+    main()
