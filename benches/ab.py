@@ -27,6 +27,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 SERVERS = BENCH_DIR / "servers"
 LOADGEN = BENCH_DIR / "loadgen" / "target" / "release" / "loadgen"
+BUN = BENCH_DIR / ".peers" / "node" / "node_modules" / ".bin" / "bun"
 PORTS = (9951, 9952)
 
 
@@ -41,8 +42,10 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
 
 
 def start_server(python: str, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    """hyperws's bench server under `python`, or Bun's when `python` is "bun"."""
+    app = [str(BUN), "bun_server.js"] if python == "bun" else [python, "hyperws_server.py"]
     server = subprocess.Popen(
-        ["taskset", "-c", "0", python, "hyperws_server.py", "--port", str(port)],
+        ["taskset", "-c", "0", *app, "--port", str(port)],
         cwd=SERVERS,
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
@@ -60,7 +63,12 @@ def generator(args: argparse.Namespace, port: int) -> list[str]:
     timing = ["--duration", str(args.duration), "--warmup", "1"]
     if args.workload == "connect":
         return [str(LOADGEN), "connect", "--url", url, "--concurrency", "16", *timing]
-    conns, inflight = {"echo32": (64, 16), "rr100": (100, 1), "rr1000": (1000, 1)}[args.workload]
+    conns, inflight = {
+        "pingpong": (1, 1),
+        "echo32": (64, 16),
+        "rr100": (100, 1),
+        "rr1000": (1000, 1),
+    }[args.workload]
     return [
         *(str(LOADGEN), "echo", "--url", url, "--size", "32"),
         *("--conns", str(conns), "--inflight", str(inflight), *timing),
@@ -120,11 +128,17 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--a-python", default=sys.executable, help="interpreter with build A installed")
-    p.add_argument("--b-python", default=None, help="interpreter with build B (default: A's)")
+    p.add_argument(
+        "--a-python",
+        default=sys.executable,
+        help='interpreter with build A installed, or "bun" for Bun\'s server (benches/setup_peers.sh)',
+    )
+    p.add_argument("--b-python", default=None, help="the same for B (default: A's)")
     p.add_argument("--a-env", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--b-env", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--workload", choices=["echo32", "rr100", "rr1000", "connect"], default="rr100")
+    p.add_argument(
+        "--workload", choices=["pingpong", "echo32", "rr100", "rr1000", "connect"], default="rr100"
+    )
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
     args = p.parse_args()
