@@ -29,6 +29,7 @@ use super::upgrade::{switching_protocols, Decision};
 use super::{front, ByteStream, ClientDetails, ConnHandle, InlineReads, RouteConfig, ServerConfig};
 use crate::bridge::{Event, EventQueue};
 use crate::protocol::deflate::DeflateParams;
+use crate::protocol::CLOSE_ABNORMAL;
 use crate::routing::RouteTable;
 
 const LISTEN_BACKLOG: i32 = 4096;
@@ -409,19 +410,45 @@ impl Opened {
     }
 
     /// Read on the asyncio thread when `inline_reads` is on and no compression was negotiated
-    /// (inflating stays on the I/O threads). `None` if the socket was lost on the way.
+    /// (inflating stays on the I/O threads), by its task otherwise. `None` if the socket could not be
+    /// handed to its reader: the connection has then ended.
     fn plain_connection(self, stream: LazyTcp, shared: &Shared) -> Option<Connection> {
-        match &shared.inline {
-            Some(inline) if self.conn.deflate.is_none() => {
-                let (transport, socket) = Transport::writes_only(stream.into_unregistered().ok()?);
-                let inline = Some((Arc::clone(inline), socket));
-                Some(self.connection_read_by(transport, shared, inline))
-            }
-            _ => {
-                let transport = Transport::Tcp(stream.into_registered().ok()?);
-                Some(self.connection(transport, shared))
+        let inline = shared
+            .inline
+            .as_ref()
+            .filter(|_| self.conn.deflate.is_none());
+        let handed = match inline {
+            Some(inline) => stream.into_unregistered().map(|tcp| {
+                let (transport, socket) = Transport::writes_only(tcp);
+                (transport, Some((Arc::clone(inline), socket)))
+            }),
+            None => stream
+                .into_registered()
+                .map(|tcp| (Transport::Tcp(tcp), None)),
+        };
+        match handed {
+            Ok((transport, inline)) => Some(self.connection_read_by(transport, shared, inline)),
+            Err(_) => {
+                self.lost(shared);
+                None
             }
         }
+    }
+
+    /// The connection, already announced to Python, ends before its task starts: it leaves the
+    /// registry and Python gets its 'close', as for a connection that was reset.
+    fn lost(self, shared: &Shared) {
+        let id = self.conn.id;
+        shared
+            .connections
+            .lock()
+            .expect("connection registry poisoned")
+            .remove(&id);
+        shared.events.push(Event::Close {
+            id,
+            code: CLOSE_ABNORMAL,
+            reason: Bytes::new(),
+        });
     }
 
     fn connection_read_by(
