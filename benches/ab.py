@@ -22,13 +22,9 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
-SERVERS = BENCH_DIR / "servers"
-LOADGEN = BENCH_DIR / "loadgen" / "target" / "release" / "loadgen"
-BUN = BENCH_DIR / ".peers" / "node" / "node_modules" / ".bin" / "bun"
-PORTS = (9951, 9952)
+# the comparison harness beside this script: its paths, pinning and /proc reading
+from compare import BUN, DEFAULT_LOADGEN, SERVERS_DIR, free_port, pin, proc_cpu
 
 
 def parse_env(pairs: list[str]) -> dict[str, str]:
@@ -45,8 +41,8 @@ def start_server(python: str, env: dict[str, str], port: int) -> subprocess.Pope
     """hyperws's bench server under `python`, or Bun's when `python` is "bun"."""
     app = [str(BUN), "bun_server.js"] if python == "bun" else [python, "hyperws_server.py"]
     server = subprocess.Popen(
-        ["taskset", "-c", "0", *app, "--port", str(port)],
-        cwd=SERVERS,
+        [*pin(0), *app, "--port", str(port)],
+        cwd=SERVERS_DIR,
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -62,7 +58,7 @@ def generator(args: argparse.Namespace, port: int) -> list[str]:
     url = f"ws://127.0.0.1:{port}/echo"
     timing = ["--duration", str(args.duration), "--warmup", "1"]
     if args.workload == "connect":
-        return [str(LOADGEN), "connect", "--url", url, "--concurrency", "16", *timing]
+        return [str(DEFAULT_LOADGEN), "connect", "--url", url, "--concurrency", "16", *timing]
     conns, inflight = {
         "pingpong": (1, 1),
         "echo32": (64, 16),
@@ -70,30 +66,32 @@ def generator(args: argparse.Namespace, port: int) -> list[str]:
         "rr1000": (1000, 1),
     }[args.workload]
     return [
-        *(str(LOADGEN), "echo", "--url", url, "--size", "32"),
+        *(str(DEFAULT_LOADGEN), "echo", "--url", url, "--size", "32"),
         *("--conns", str(conns), "--inflight", str(inflight), *timing),
     ]
 
 
-def cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
+def cpu_seconds(server: subprocess.Popen[bytes]) -> float:
+    seconds = proc_cpu(server.pid)
+    if seconds is None:
+        sys.exit(f"server {server.args} ended during the run")
+    return seconds
 
 
-def one_run(args: argparse.Namespace, swap: bool) -> tuple[float, float, str] | None:
+def one_run(args: argparse.Namespace) -> tuple[float, float, str] | None:
     """Both servers and generators at once: B's rate over A's, B's CPU per message (or handshake) over
     A's, and a line describing the run."""
     sides = {
         "A": (args.a_python, parse_env(args.a_env)),
         "B": (args.b_python, parse_env(args.b_env)),
     }
-    ports = dict(zip(("B", "A") if swap else ("A", "B"), PORTS, strict=True))
+    ports = {name: free_port() for name in sides}
     servers = {name: start_server(py, env, ports[name]) for name, (py, env) in sides.items()}
     try:
-        started = {name: cpu_ticks(s.pid) for name, s in servers.items()}
+        started = {name: cpu_seconds(s) for name, s in servers.items()}
         generators = {
             name: subprocess.Popen(
-                ["taskset", "-c", "1", *generator(args, ports[name])],
+                [*pin(1), *generator(args, ports[name])],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 text=True,
@@ -104,7 +102,7 @@ def one_run(args: argparse.Namespace, swap: bool) -> tuple[float, float, str] | 
             name: json.loads(g.communicate()[0].strip().splitlines()[-1])
             for name, g in generators.items()
         }
-        ticks = {name: cpu_ticks(s.pid) - started[name] for name, s in servers.items()}
+        cpu = {name: cpu_seconds(s) - started[name] for name, s in servers.items()}
     finally:
         for server in servers.values():
             server.kill()
@@ -116,9 +114,9 @@ def one_run(args: argparse.Namespace, swap: bool) -> tuple[float, float, str] | 
             )
             return None
     a, b = reports["A"]["rate"], reports["B"]["rate"]
-    cost = (ticks["B"] / b) / (ticks["A"] / a)
+    cost = (cpu["B"] / b) / (cpu["A"] / a)
     line = (
-        f"A {a:,.0f}/s (CPU {ticks['A']} ticks)  B {b:,.0f}/s (CPU {ticks['B']} ticks)  "
+        f"A {a:,.0f}/s (CPU {cpu['A']:.2f} s)  B {b:,.0f}/s (CPU {cpu['B']:.2f} s)  "
         f"B/A rate {b / a:.3f}, CPU per unit {cost:.3f}"
     )
     return b / a, cost, line
@@ -143,14 +141,14 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
     args = p.parse_args()
     args.b_python = args.b_python or args.a_python
-    if not LOADGEN.exists():
+    if not DEFAULT_LOADGEN.exists():
         sys.exit(
-            f"{LOADGEN} is missing: cargo build --release --manifest-path benches/loadgen/Cargo.toml"
+            f"{DEFAULT_LOADGEN} is missing: cargo build --release --manifest-path benches/loadgen/Cargo.toml"
         )
     print(f"{args.workload}: A = {args.a_python} {args.a_env}, B = {args.b_python} {args.b_env}")
     rates, costs = [], []
     for run in range(args.runs):
-        outcome = one_run(args, swap=run % 2 == 1)
+        outcome = one_run(args)
         if outcome is not None:
             rates.append(outcome[0])
             costs.append(outcome[1])

@@ -103,6 +103,14 @@ async def new_client_echoes(server: ServerProcess) -> None:
         await still_echoes(client)
 
 
+async def read_unless_reset(reader: asyncio.StreamReader, n: int, timeout: float) -> bytes:
+    """`reader.read(n)` within `timeout`; a connection the server reset reads as closed (b"")."""
+    try:
+        return await asyncio.wait_for(reader.read(n), timeout)
+    except ConnectionResetError:
+        return b""
+
+
 async def in_batches(count: int, make: Callable[[], object], batch: int = 100) -> list:
     """Runs `count` coroutines made by `make`, `batch` at a time (so as not to overflow the backlog)."""
     results: list = []
@@ -145,11 +153,9 @@ async def slowloris(port: int) -> float:
         for byte in head[:-1]:
             writer.write(bytes([byte]))
             try:
-                answer = await asyncio.wait_for(reader.read(1), BYTE_INTERVAL)
+                answer = await read_unless_reset(reader, 1, BYTE_INTERVAL)
             except asyncio.TimeoutError:
                 continue
-            except ConnectionResetError:
-                answer = b""
             assert answer == b"", f"the server answered a partial head: {answer!r}"
             return loop.time() - start
         raise AssertionError("the server waited for the whole head, sent a byte at a time")
@@ -191,10 +197,7 @@ async def silent_connection(port: int) -> float:
     reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), SAFETY)
     start = loop.time()
     try:
-        try:
-            answer = await asyncio.wait_for(reader.read(), SAFETY)
-        except ConnectionResetError:
-            answer = b""
+        answer = await read_unless_reset(reader, -1, SAFETY)
         assert answer == b"", f"the server answered a connection that sent nothing: {answer!r}"
         return loop.time() - start
     finally:

@@ -23,14 +23,6 @@ pub(super) enum LazyTcp {
 }
 
 impl LazyTcp {
-    pub(super) fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
-        match self {
-            Self::Unregistered(tcp) => tcp.set_nodelay(nodelay),
-            Self::Registered(tcp) => tcp.set_nodelay(nodelay),
-            Self::Lost => Err(lost()),
-        }
-    }
-
     /// The socket in the runtime's registration, for a task that waits on it from now on.
     pub(super) fn into_registered(self) -> io::Result<TcpStream> {
         match self {
@@ -51,16 +43,14 @@ impl LazyTcp {
 
     /// The registered socket, registering it first if it is not.
     fn registered(&mut self) -> io::Result<&mut TcpStream> {
-        if let Self::Unregistered(_) = self {
-            let Self::Unregistered(tcp) = std::mem::replace(self, Self::Lost) else {
-                unreachable!("matched just above");
-            };
-            *self = Self::Registered(TcpStream::from_std(tcp)?);
+        if !matches!(self, Self::Registered(_)) {
+            let taken = std::mem::replace(self, Self::Lost);
+            *self = Self::Registered(taken.into_registered()?);
         }
-        match self {
-            Self::Registered(tcp) => Ok(tcp),
-            _ => Err(lost()),
-        }
+        let Self::Registered(tcp) = self else {
+            unreachable!("registered just above");
+        };
+        Ok(tcp)
     }
 
     /// Runs `attempt` on the unregistered socket; `None` when it would block (the socket must be
