@@ -59,14 +59,15 @@ def generator(args: argparse.Namespace, port: int) -> list[str]:
     timing = ["--duration", str(args.duration), "--warmup", "1"]
     if args.workload == "connect":
         return [str(DEFAULT_LOADGEN), "connect", "--url", url, "--concurrency", "16", *timing]
-    conns, inflight = {
-        "pingpong": (1, 1),
-        "echo32": (64, 16),
-        "rr100": (100, 1),
-        "rr1000": (1000, 1),
+    conns, inflight, size = {
+        "pingpong": (1, 1, ["--size", "32"]),
+        "echo32": (64, 16, ["--size", "32"]),
+        "echo16k": (16, 4, ["--size", "16384", "--binary"]),
+        "rr100": (100, 1, ["--size", "32"]),
+        "rr1000": (1000, 1, ["--size", "32"]),
     }[args.workload]
     return [
-        *(str(DEFAULT_LOADGEN), "echo", "--url", url, "--size", "32"),
+        *(str(DEFAULT_LOADGEN), "echo", "--url", url, *size),
         *("--conns", str(conns), "--inflight", str(inflight), *timing),
     ]
 
@@ -135,7 +136,9 @@ def main() -> None:
     p.add_argument("--a-env", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--b-env", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument(
-        "--workload", choices=["pingpong", "echo32", "rr100", "rr1000", "connect"], default="rr100"
+        "--workload",
+        choices=["pingpong", "echo32", "echo16k", "rr100", "rr1000", "connect"],
+        default="rr100",
     )
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")

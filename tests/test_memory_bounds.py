@@ -187,6 +187,38 @@ async def test_a_flood_at_a_slow_listener_is_held_back_by_max_pending_bytes(memo
     assert after.hwm - before.rss < 12 * MiB, (before, during, after)
 
 
+TINY_CONNECTIONS = 500
+TINY_ROUNDS = 4  # 2000 messages: 2 s at the listener's 1 ms a message
+
+
+async def test_tiny_messages_waiting_for_a_listener_keep_only_their_own_size(memory_server):
+    """Many connections each send tiny messages, one write per message, at a listener that blocks the
+    loop: every message may come in a read of its own and wait there for the listener. What waits must
+    hold about what it counts against `max_pending_bytes_total` (payload plus 64 bytes a message, 150 KB
+    here), not a read buffer each (16 KiB: 31 MiB here)."""
+    server = memory_server
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 2 * TINY_CONNECTIONS + 256:
+        pytest.skip("RLIMIT_NOFILE too low for the connections")
+    async with connect(f"ws://127.0.0.1:{server.port}/echo") as client:
+        raws = await open_many(server.port, "/slow", TINY_CONNECTIONS)
+        try:
+            await still_echoes(client)
+            before = server.memory()
+            server.reset_peak_rss()
+            for n in range(TINY_ROUNDS):
+                await asyncio.gather(*(raw.send_binary(n.to_bytes(8, "big")) for raw in raws))
+            during = server.memory()
+            total = TINY_CONNECTIONS * TINY_ROUNDS
+            stats = await server.stats_until(lambda s: s["slow"] == total)
+            await still_echoes(client)
+            after = server.memory()
+        finally:
+            await close_all(raws)
+    print(f"before {before}; all sent {during}; handled: {after}, peak {after.hwm / MiB:.1f} MiB")
+    assert stats["slow"] == total
+    assert after.hwm - before.rss < 4 * MiB, (before, during, after)
+
+
 # -- partial frame headers -----------------------------------------------------------------------
 
 PARTIAL_CONNECTIONS = 1000

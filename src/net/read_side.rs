@@ -3,6 +3,7 @@
 //! (`inline.rs`), that thread does; it lives behind a mutex in the connection's `ConnHandle` so that either
 //! may.
 
+use std::cell::RefCell;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::Arc;
@@ -20,10 +21,17 @@ use crate::protocol::{grow_within, Decoder, Inbound, CLOSE_NORMAL, CLOSE_NO_STAT
 pub(super) const READ_CHUNK: usize = 16 * 1024;
 /// The most asked of the socket per read, reached when reads keep filling what they were given.
 pub(super) const MAX_READ: usize = 256 * 1024;
+/// The most a read copies out of the scratch room (`read_into_own_room`).
+const SMALL_READ: usize = READ_CHUNK / 4;
 /// Reads per wake-up before yielding to other connections.
 const READS_PER_TURN: usize = 4;
 /// `socket` when the asyncio thread may not read.
 pub(super) const NO_SOCKET: RawFd = -1;
+
+thread_local! {
+    /// Where a connection with nothing buffered reads first (see `read_into_own_room`).
+    static SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
 
 #[derive(Debug)]
 pub struct ReadSide {
@@ -114,8 +122,13 @@ impl ReadSide {
                 break; // Python is behind: what was read is enough for now
             }
             let ask = self.read_size;
-            make_room(&mut self.read_buf, ask, self.decoder.wanted());
-            match read(&mut self.read_buf, ask) {
+            let result = if self.read_buf.is_empty() && ask == READ_CHUNK {
+                read_into_own_room(&mut self.read_buf, ask, &mut read)
+            } else {
+                make_room(&mut self.read_buf, ask, self.decoder.wanted());
+                read(&mut self.read_buf, ask)
+            };
+            match result {
                 Ok(0) => {
                     outcome = Ok(false);
                     break;
@@ -266,6 +279,28 @@ impl ReadSide {
     }
 }
 
+/// Reads into this thread's scratch room; a small read is copied into an allocation of its own size, which
+/// the message keeps until Python has it, instead of costing a READ_CHUNK allocation per read (allocating
+/// and freeing those churned the allocator's pages: see docs/performance.md). A larger read takes the
+/// room itself, as reading straight into `read_buf` would have.
+fn read_into_own_room(
+    read_buf: &mut BytesMut,
+    ask: usize,
+    read: &mut impl FnMut(&mut BytesMut, usize) -> io::Result<usize>,
+) -> io::Result<usize> {
+    SCRATCH.with_borrow_mut(|scratch| {
+        scratch.clear();
+        scratch.reserve(ask);
+        let result = read(scratch, ask);
+        *read_buf = match result {
+            Ok(n) if n > SMALL_READ => std::mem::take(scratch),
+            Ok(n) if n > 0 => BytesMut::from(&scratch[..]),
+            _ => BytesMut::new(),
+        };
+        result
+    })
+}
+
 /// What the client sent right behind its request, copied out of the handshake's larger buffer.
 fn keep_if_frames(early_bytes: BytesMut) -> BytesMut {
     if early_bytes.is_empty() {
@@ -318,6 +353,39 @@ mod tests {
         assert!(mostly_spare(2, READ_CHUNK), "two bytes of a header");
         assert!(!mostly_spare(4096, READ_CHUNK));
         assert!(!mostly_spare(600_000, 1 << 20), "a large message under way");
+    }
+
+    #[test]
+    fn a_small_read_gets_an_allocation_of_its_size_and_a_large_one_the_room() {
+        let mut fill = |size: usize| {
+            move |buf: &mut BytesMut, ask: usize| {
+                assert!(buf.capacity() >= ask);
+                buf.extend_from_slice(&vec![7; size]);
+                Ok(size)
+            }
+        };
+        let mut small = BytesMut::new();
+        assert_eq!(
+            read_into_own_room(&mut small, READ_CHUNK, &mut fill(38)).unwrap(),
+            38
+        );
+        assert_eq!((small.len(), small.capacity()), (38, 38));
+
+        let mut large = BytesMut::new();
+        let read = read_into_own_room(&mut large, READ_CHUNK, &mut fill(SMALL_READ + 1)).unwrap();
+        assert_eq!((read, large.len()), (SMALL_READ + 1, SMALL_READ + 1));
+        assert!(
+            large.capacity() >= READ_CHUNK,
+            "the room, for the rest of a frame"
+        );
+
+        let mut nothing = BytesMut::from(&b"stale"[..]);
+        let would_block =
+            read_into_own_room(&mut nothing, READ_CHUNK, &mut |_: &mut BytesMut, _| {
+                Err(io::ErrorKind::WouldBlock.into())
+            });
+        assert!(would_block.is_err());
+        assert_eq!(nothing.capacity(), 0);
     }
 
     #[test]
