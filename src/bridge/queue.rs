@@ -41,6 +41,8 @@ impl Traffic {
 
 /// Events that may wait for a deferred wake-up before the consumer is woken anyway.
 const DEFERRED_AT_MOST: usize = 1024;
+/// Events the queue keeps room for between batches (a few tens of KiB).
+const KEPT_ROOM: usize = 1024;
 
 thread_local! {
     /// The queue whose I/O thread this is (its address; 0 on other threads).
@@ -185,7 +187,13 @@ impl EventQueue {
             state.armed = true;
             return false;
         }
-        std::mem::swap(&mut state.events, batch);
+        if state.events.capacity() <= KEPT_ROOM {
+            // Moved, not swapped: the queue keeps its room for the next batch instead of growing again.
+            batch.append(&mut state.events);
+        } else {
+            // After a burst, the room goes with the batch and is freed.
+            std::mem::swap(&mut state.events, batch);
+        }
         drop(state);
         self.events.fetch_add(batch.len() as u64, Ordering::Relaxed);
         true
@@ -246,6 +254,29 @@ mod tests {
             .on_thread_start(move || starting.io_thread_starts())
             .build()
             .unwrap()
+    }
+
+    fn room(queue: &EventQueue) -> usize {
+        queue.state.lock().unwrap().events.capacity()
+    }
+
+    #[test]
+    fn the_queue_keeps_room_for_a_usual_batch_and_frees_a_burst() {
+        let queue = EventQueue::new(1 << 20, 1 << 26).unwrap();
+        let mut batch = Vec::new();
+        queue.push_all(&mut (0..100).map(message).collect());
+        assert!(queue.take(&mut batch));
+        assert_eq!(batch.len(), 100);
+        assert!(room(&queue) >= 100, "kept for the next batch");
+
+        batch.clear();
+        queue.push_all(&mut (0..KEPT_ROOM as u64 + 1).map(message).collect());
+        assert!(queue.take(&mut batch));
+        assert_eq!(batch.len(), KEPT_ROOM + 1);
+        assert!(
+            room(&queue) <= KEPT_ROOM,
+            "the burst's room left with the batch"
+        );
     }
 
     #[test]
