@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 # the comparison harness beside this script: its paths, pinning and /proc reading
 from compare import BUN, DEFAULT_LOADGEN, SERVERS_DIR, free_port, pin, proc_cpu
@@ -39,7 +40,12 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
 
 def start_server(python: str, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     """hyperws's bench server under `python`, or Bun's when `python` is "bun"."""
-    app = [str(BUN), "bun_server.js"] if python == "bun" else [python, "hyperws_server.py"]
+    # Absolute, not resolved: the server runs from benches/servers, and a venv's python is a symlink.
+    app = (
+        [str(BUN), "bun_server.js"]
+        if python == "bun"
+        else [str(Path(python).absolute()), "hyperws_server.py"]
+    )
     server = subprocess.Popen(
         [*pin(0), *app, "--port", str(port)],
         cwd=SERVERS_DIR,

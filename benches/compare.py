@@ -1345,6 +1345,8 @@ def main() -> int:
     p.add_argument(
         "--python",
         default=str(venv_python if venv_python.exists() else sys.executable),
+        # Absolute, not resolved: the servers run from benches/servers, and a venv's python is a symlink.
+        type=lambda path: str(Path(path).absolute()),
         help="interpreter that runs the servers (default: the venv made by setup_peers.sh)",
     )
     p.add_argument("--loadgen", type=Path, default=DEFAULT_LOADGEN)
