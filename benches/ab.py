@@ -22,10 +22,9 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 # the comparison harness beside this script: its paths, pinning and /proc reading
-from compare import BUN, DEFAULT_LOADGEN, SERVERS_DIR, free_port, pin, proc_cpu
+from compare import BUN, DEFAULT_LOADGEN, SERVERS_DIR, free_port, interpreter, pin, proc_cpu
 
 
 def parse_env(pairs: list[str]) -> dict[str, str]:
@@ -40,11 +39,10 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
 
 def start_server(python: str, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     """hyperws's bench server under `python`, or Bun's when `python` is "bun"."""
-    # Absolute, not resolved: the server runs from benches/servers, and a venv's python is a symlink.
     app = (
         [str(BUN), "bun_server.js"]
         if python == "bun"
-        else [str(Path(python).absolute()), "hyperws_server.py"]
+        else [interpreter(python), "hyperws_server.py"]
     )
     server = subprocess.Popen(
         [*pin(0), *app, "--port", str(port)],

@@ -499,6 +499,12 @@ def pin(cpu: int) -> list[str]:
     return (["nice", "-n", str(NICE)] if NICE else []) + ["taskset", "-c", str(cpu)]
 
 
+def interpreter(path: str) -> str:
+    """An interpreter path as the servers, run from benches/servers, can use it: absolute, not resolved
+    (a venv's python is a symlink out of the venv)."""
+    return str(Path(path).absolute())
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -1345,8 +1351,7 @@ def main() -> int:
     p.add_argument(
         "--python",
         default=str(venv_python if venv_python.exists() else sys.executable),
-        # Absolute, not resolved: the servers run from benches/servers, and a venv's python is a symlink.
-        type=lambda path: str(Path(path).absolute()),
+        type=interpreter,
         help="interpreter that runs the servers (default: the venv made by setup_peers.sh)",
     )
     p.add_argument("--loadgen", type=Path, default=DEFAULT_LOADGEN)

@@ -11,11 +11,12 @@ Each test prints the figures it saw (run with -s to read them)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import resource
 import ssl
 import zlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,33 +188,50 @@ async def test_a_flood_at_a_slow_listener_is_held_back_by_max_pending_bytes(memo
     assert after.hwm - before.rss < 12 * MiB, (before, during, after)
 
 
+def skip_without_descriptors_for(connections: int) -> None:
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 2 * connections + 256:
+        pytest.skip("RLIMIT_NOFILE too low for the connections")
+
+
+@contextlib.asynccontextmanager
+async def many_connections(port: int, path: str, count: int) -> AsyncIterator[list[RawWebSocket]]:
+    """`count` raw WebSocket connections to `path`, opened 100 at a time, closed on the way out."""
+    skip_without_descriptors_for(count)
+    raws: list[RawWebSocket] = []
+    try:
+        for start in range(0, count, 100):
+            batch = min(100, count - start)
+            raws += await asyncio.gather(*(RawWebSocket.connect(port, path) for _ in range(batch)))
+        yield raws
+    finally:
+        await asyncio.gather(*(raw.aclose() for raw in raws))
+
+
 TINY_CONNECTIONS = 500
 TINY_ROUNDS = 4  # 2000 messages: 2 s at the listener's 1 ms a message
 
 
-async def test_tiny_messages_waiting_for_a_listener_keep_only_their_own_size(memory_server):
+@pytest.mark.parametrize("route", ["/slow", "/slow_async"])
+async def test_tiny_messages_waiting_for_a_listener_keep_only_their_own_size(memory_server, route):
     """Many connections each send tiny messages, one write per message, at a listener that blocks the
-    loop: every message may come in a read of its own and wait there for the listener. What waits must
+    loop or an `async def` one that awaits: every message may come in a read of its own and wait there for the listener. What waits must
     hold about what it counts against `max_pending_bytes_total` (payload plus 64 bytes a message, 150 KB
     here), not a read buffer each (16 KiB: 31 MiB here)."""
     server = memory_server
-    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 2 * TINY_CONNECTIONS + 256:
-        pytest.skip("RLIMIT_NOFILE too low for the connections")
-    async with connect(f"ws://127.0.0.1:{server.port}/echo") as client:
-        raws = await open_many(server.port, "/slow", TINY_CONNECTIONS)
-        try:
-            await still_echoes(client)
-            before = server.memory()
-            server.reset_peak_rss()
-            for n in range(TINY_ROUNDS):
-                await asyncio.gather(*(raw.send_binary(n.to_bytes(8, "big")) for raw in raws))
-            during = server.memory()
-            total = TINY_CONNECTIONS * TINY_ROUNDS
-            stats = await server.stats_until(lambda s: s["slow"] == total)
-            await still_echoes(client)
-            after = server.memory()
-        finally:
-            await close_all(raws)
+    async with (
+        connect(f"ws://127.0.0.1:{server.port}/echo") as client,
+        many_connections(server.port, route, TINY_CONNECTIONS) as raws,
+    ):
+        await still_echoes(client)
+        before = server.memory()
+        server.reset_peak_rss()
+        for n in range(TINY_ROUNDS):
+            await asyncio.gather(*(raw.send_binary(n.to_bytes(8, "big")) for raw in raws))
+        during = server.memory()
+        total = TINY_CONNECTIONS * TINY_ROUNDS
+        stats = await server.stats_until(lambda s: s["slow"] == total)
+        await still_echoes(client)
+        after = server.memory()
     print(f"before {before}; all sent {during}; handled: {after}, peak {after.hwm / MiB:.1f} MiB")
     assert stats["slow"] == total
     assert after.hwm - before.rss < 4 * MiB, (before, during, after)
@@ -224,25 +242,10 @@ async def test_tiny_messages_waiting_for_a_listener_keep_only_their_own_size(mem
 PARTIAL_CONNECTIONS = 1000
 
 
-async def open_many(port: int, path: str, count: int) -> list[RawWebSocket]:
-    raws: list[RawWebSocket] = []
-    for start in range(0, count, 100):
-        batch = min(100, count - start)
-        raws += await asyncio.gather(*(RawWebSocket.connect(port, path) for _ in range(batch)))
-    return raws
-
-
-async def close_all(raws: list[RawWebSocket]) -> None:
-    await asyncio.gather(*(raw.aclose() for raw in raws))
-
-
 async def test_connections_holding_part_of_a_header_keep_no_read_buffer(memory_server):
     server = memory_server
-    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 2 * PARTIAL_CONNECTIONS + 256:
-        pytest.skip("RLIMIT_NOFILE too low for the connections")
     async with connect(f"ws://127.0.0.1:{server.port}/echo") as client:
-        raws = await open_many(server.port, "/partial", PARTIAL_CONNECTIONS)
-        try:
+        async with many_connections(server.port, "/partial", PARTIAL_CONNECTIONS) as raws:
             await server.has_read_everything()
             before = server.memory()
             for raw in raws:
@@ -252,8 +255,6 @@ async def test_connections_holding_part_of_a_header_keep_no_read_buffer(memory_s
             await server.has_read_everything()
             await still_echoes(client)
             during = server.memory()
-        finally:
-            await close_all(raws)
         after = server.memory()
     print(f"idle connections open: {before}; with 2 header bytes each: {during}; closed: {after}")
     assert during.rss - before.rss < PARTIAL_CONNECTIONS * 4 * KiB, (before, during)
@@ -269,8 +270,7 @@ async def test_frames_announcing_a_large_payload_do_not_reserve_it(memory_server
     announced = 16 * MiB
     head_and_some = build_frame(BINARY, bytes(KiB), length=announced)
     async with connect(f"ws://127.0.0.1:{server.port}/echo") as client:
-        raws = await open_many(server.port, "/big", ANNOUNCING_CONNECTIONS)
-        try:
+        async with many_connections(server.port, "/big", ANNOUNCING_CONNECTIONS) as raws:
             await server.has_read_everything()
             before = server.memory()
             for raw in raws:
@@ -279,8 +279,6 @@ async def test_frames_announcing_a_large_payload_do_not_reserve_it(memory_server
             await server.has_read_everything()
             await still_echoes(client)
             during = server.memory()
-        finally:
-            await close_all(raws)
         after = server.memory()
     print(f"before: {before}; {ANNOUNCING_CONNECTIONS} x 1 KiB of 16 MiB: {during}; after {after}")
     assert during.size - before.size < 200 * MiB, (before, during)
@@ -374,8 +372,7 @@ async def test_tls_connections_idle_or_holding_part_of_a_record_keep_no_read_buf
     tls_memory_server,
 ):
     server, context = tls_memory_server
-    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 2 * TLS_CONNECTIONS + 256:
-        pytest.skip("RLIMIT_NOFILE too low for the connections")
+    skip_without_descriptors_for(TLS_CONNECTIONS)
     # What the first handshake sets up once is not counted per connection.
     (first,) = await asyncio.to_thread(open_tls_echoed, server.port, context, 1)
     clients = [first]
