@@ -237,6 +237,36 @@ async def test_tiny_messages_waiting_for_a_listener_keep_only_their_own_size(mem
     assert after.hwm - before.rss < 4 * MiB, (before, during, after)
 
 
+LARGER_CONNECTIONS = 500
+LARGER_MESSAGE = 4 * KiB + 100  # just past what is copied out of the room: the read keeps its buffer
+COUNTED = LARGER_MESSAGE + 64  # what each counts against max_pending_bytes_total
+
+
+async def test_larger_messages_waiting_for_a_listener_keep_at_most_four_times_their_size(
+    memory_server,
+):
+    """Messages just too large to be copied out of the reading thread's room keep its buffer while they
+    wait for a listener that blocks the loop: at most four times what they count against
+    `max_pending_bytes_total`, as docs/api.md promises (500 of them: 2.1 MB counted, 8 MiB of buffers)."""
+    server = memory_server
+    async with (
+        connect(f"ws://127.0.0.1:{server.port}/echo") as client,
+        many_connections(server.port, "/slow", LARGER_CONNECTIONS) as raws,
+    ):
+        await still_echoes(client)
+        before = server.memory()
+        server.reset_peak_rss()
+        await asyncio.gather(*(raw.send_binary(bytes(LARGER_MESSAGE)) for raw in raws))
+        during = server.memory()
+        stats = await server.stats_until(lambda s: s["slow"] == LARGER_CONNECTIONS)
+        await still_echoes(client)
+        after = server.memory()
+    print(f"before {before}; all sent {during}; handled: {after}, peak {after.hwm / MiB:.1f} MiB")
+    assert stats["slow"] == LARGER_CONNECTIONS
+    # Four times what was counted, plus the allocator's and Python's slack.
+    assert after.hwm - before.rss < 4 * LARGER_CONNECTIONS * COUNTED + 2 * MiB, (before, during, after)
+
+
 # -- partial frame headers -----------------------------------------------------------------------
 
 PARTIAL_CONNECTIONS = 1000
