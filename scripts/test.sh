@@ -16,7 +16,7 @@ python=${PYTHON:-python3}
 
 echo "== linters"
 cargo fmt --check
-cargo clippy --release --quiet -- -D warnings
+cargo clippy --release --quiet --all-targets -- -D warnings
 .venv/bin/ruff check python tests benches examples
 .venv/bin/ruff format --check python tests benches examples
 

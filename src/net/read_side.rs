@@ -357,7 +357,7 @@ mod tests {
 
     #[test]
     fn a_small_read_gets_an_allocation_of_its_size_and_a_large_one_the_room() {
-        let mut fill = |size: usize| {
+        let fill = |size: usize| {
             move |buf: &mut BytesMut, ask: usize| {
                 assert!(buf.capacity() >= ask);
                 buf.extend_from_slice(&vec![7; size]);
