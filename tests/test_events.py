@@ -313,6 +313,44 @@ async def test_off_removes_one_listener_or_all(serve):
     assert b == ["1", "2"]
 
 
+class UsesTheConnectionWhenFinalized:
+    """A listener whose finalizer uses its connection (as objects a closure captured may): the server
+    lets a listener go only once it no longer holds the connection's state."""
+
+    def __init__(self, ws: hyperws.Websocket, name: str, seen: list[tuple[str, bool, int]]) -> None:
+        self.ws, self.name, self.seen = ws, name, seen
+
+    def __call__(self, *args: object) -> None:
+        pass
+
+    def __del__(self) -> None:
+        count = self.ws.listener_count("message")
+        self.seen.append((self.name, self.ws.closed, count))
+        self.ws.send(f"{self.name} finalized, {count} message listener(s)")
+
+
+async def test_a_listener_let_go_may_use_the_connection_in_its_finalizer(serve):
+    server, opened = await open_socket(serve)
+    seen: list[tuple[str, bool, int]] = []
+    async with connect(url(server, "/ws"), open_timeout=T) as client:
+        ws = await asyncio.wait_for(opened, T)
+        ws.on("message", UsesTheConnectionWhenFinalized(ws, "off", seen))
+        ws.off("message")
+        assert await asyncio.wait_for(client.recv(), T) == "off finalized, 0 message listener(s)"
+
+        ws.once("message", UsesTheConnectionWhenFinalized(ws, "once", seen))
+        ws.on("message", lambda m, binary: ws.send(m))
+        await client.send("hello")
+        # Let go right after its call, before the next listener's.
+        assert await asyncio.wait_for(client.recv(), T) == "once finalized, 1 message listener(s)"
+        assert await asyncio.wait_for(client.recv(), T) == "hello"
+
+        ws.on("close", UsesTheConnectionWhenFinalized(ws, "close", seen))
+    await until(lambda: len(seen) == 3)
+    # After 'close' the listeners are let go (the message listener too, hence 0).
+    assert seen == [("off", False, 0), ("once", False, 1), ("close", True, 0)]
+
+
 @pytest.mark.filterwarnings("ignore:hyperws never emits")
 async def test_emit_custom_events(serve):
     server, opened = await open_socket(serve)

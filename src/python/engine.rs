@@ -455,16 +455,14 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
                 )
             };
             let id = conn.id;
-            let ws = match Bound::new(py, Websocket::new(conn, message_type, shared)) {
+            let pending = engine.borrow_mut().pending.remove(&id);
+            let upgrade = pending.and_then(|p| p.get().take_accepted());
+            let ws = match Bound::new(py, Websocket::new(conn, message_type, shared, upgrade)) {
                 Ok(ws) => ws,
                 Err(error) => return log_failure(engine, "opening a connection", error),
             };
             if log_connections {
                 call_hooks(engine, intern!(py, "opened"), (&ws,));
-            }
-            let upgrade = engine.borrow_mut().pending.remove(&id);
-            if let Some((context, protocol)) = upgrade.and_then(|p| p.get().take_accepted()) {
-                ws.borrow_mut().set_upgrade(context, protocol);
             }
             engine.borrow_mut().sockets.insert(id, ws.clone().unbind());
             match handler.bind(py).call1((&ws,)) {

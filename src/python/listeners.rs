@@ -36,17 +36,23 @@ impl Listeners {
     }
 
     /// Removes the first registration of `callback` for `event` (or all of them for the event when None).
-    pub fn remove(&mut self, py: Python<'_>, event: &str, callback: Option<&Bound<'_, PyAny>>) {
+    /// Returns what it removed, for the caller to drop once it no longer borrows the connection.
+    pub fn remove(
+        &mut self,
+        py: Python<'_>,
+        event: &str,
+        callback: Option<&Bound<'_, PyAny>>,
+    ) -> Vec<Listener> {
         let Some(list) = self.slot_mut(event) else {
-            return;
+            return Vec::new();
         };
         match callback {
-            None => list.clear(),
-            Some(target) => {
-                if let Some(at) = list.iter().position(|l| l.callback.bind(py).is(target)) {
-                    list.remove(at);
-                }
-            }
+            None => std::mem::take(list),
+            Some(target) => list
+                .iter()
+                .position(|l| l.callback.bind(py).is(target))
+                .map(|at| vec![list.remove(at)])
+                .unwrap_or_default(),
         }
     }
 
@@ -74,11 +80,6 @@ impl Listeners {
                 Callbacks::Many(callbacks)
             }
         }
-    }
-
-    pub fn clear(&mut self) {
-        self.message.clear();
-        self.other.clear();
     }
 
     pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {

@@ -4,6 +4,7 @@ mod awaitable;
 mod certificate;
 mod cork;
 mod engine;
+mod gil_cell;
 mod listeners;
 mod payload;
 mod publish;
@@ -69,7 +70,9 @@ fn join_prefix(prefix: &str, pattern: &str) -> String {
     join(prefix, pattern)
 }
 
-#[pymodule]
+// The GIL guards the state of `Websocket` and the engine's socket map (`gil_cell.rs`): declared, so that a
+// free-threaded Python enables it for this module.
+#[pymodule(gil_used = true)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::Engine>()?;
     m.add_class::<websocket::Websocket>()?;

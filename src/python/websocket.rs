@@ -1,5 +1,6 @@
 //! `Websocket`: one connection as Python sees it, an event emitter whose listeners live in Rust.
 
+use std::cell::{Ref, RefMut};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use super::awaitable::is_awaitable;
 use super::certificate::PeerCertificate;
 use super::cork::{self, CorkGuard};
 use super::engine::EngineShared;
+use super::gil_cell::GilCell;
 use super::listeners::{Callbacks, Listeners};
 use super::payload::{extract_message, extract_typed_message, MessageType};
 use super::publish;
@@ -27,13 +29,21 @@ use crate::protocol::{encode, is_valid_sent_close_code, Utf8Validator};
 //
 // No instance `__dict__`: on CPython 3.11 creating the dict during construction can run the garbage
 // collector, which would traverse the object before its Rust fields exist.
-#[pyclass(module = "hyperws._core", name = "Websocket", weakref)]
+//
+// Frozen: what changes is in `state`, borrowed with the GIL held (`gil_cell.rs`: no atomic borrow flag).
+#[pyclass(module = "hyperws._core", name = "Websocket", weakref, frozen)]
 pub struct Websocket {
     conn: Arc<ConnHandle>,
     message_type: MessageType,
     /// The server's event queue (refused sends are reported through it as 'dropped' events), its
     /// topics and the Python runtime helper.
     shared: Arc<EngineShared>,
+    state: GilCell<State>,
+}
+
+/// What changes over a connection's life.
+#[derive(Default)]
+struct State {
     /// Created on first access: an idle connection that never uses it holds no dict.
     context: Option<Py<PyAny>>,
     listeners: Listeners,
@@ -50,29 +60,34 @@ pub struct Websocket {
 }
 
 impl Websocket {
+    /// `upgrade`: what the upgrade handler accepted the connection with, if it had one.
     pub fn new(
         conn: Arc<ConnHandle>,
         message_type: MessageType,
         shared: Arc<EngineShared>,
+        upgrade: Option<(Py<PyAny>, String)>,
     ) -> Self {
+        let (context, protocol) = upgrade.map_or((None, Box::default()), |(context, protocol)| {
+            (Some(context), protocol.into_boxed_str())
+        });
         Self {
             conn,
             message_type,
             shared,
-            context: None,
-            listeners: Listeners::default(),
-            chain: None,
-            waiters: None,
-            stream: None,
-            protocol: Box::default(),
-            close_fired: false,
+            state: GilCell::new(State {
+                context,
+                protocol,
+                ..State::default()
+            }),
         }
     }
 
-    /// What the upgrade handler accepted the connection with.
-    pub fn set_upgrade(&mut self, context: Py<PyAny>, protocol: String) {
-        self.context = Some(context);
-        self.protocol = protocol.into_boxed_str();
+    fn state<'a>(&'a self, py: Python<'_>) -> Ref<'a, State> {
+        self.state.borrow(py)
+    }
+
+    fn state_mut<'a>(&'a self, py: Python<'_>) -> RefMut<'a, State> {
+        self.state.borrow_mut(py)
     }
 }
 
@@ -85,7 +100,7 @@ struct Waiters {
     drain: Vec<Py<PyAny>>,
 }
 
-impl Websocket {
+impl State {
     fn iterator(&self) -> Option<&Py<PyAny>> {
         self.waiters.as_ref()?.iterator.as_ref()
     }
@@ -108,16 +123,16 @@ pub fn display_ip(ip: IpAddr) -> String {
 /// Delivers a received message: straight to the listeners, or behind a running async chain.
 pub fn deliver_message(ws: &Bound<'_, Websocket>, data: &Bytes, binary: bool, cost: usize) {
     let py = ws.py();
+    let this = ws.get();
     // One borrow for all this connection's state the message path reads.
-    let (message_type, iterator, chain) = {
-        let this = ws.borrow();
+    let (iterator, chain) = {
+        let state = this.state(py);
         (
-            this.message_type,
-            this.iterator().map(|it| it.clone_ref(py)),
-            this.chain.as_ref().map(|c| c.clone_ref(py)),
+            state.iterator().map(|it| it.clone_ref(py)),
+            state.chain.as_ref().map(|c| c.clone_ref(py)),
         )
     };
-    let payload = match message_type.to_python(py, data, !binary) {
+    let payload = match this.message_type.to_python(py, data, !binary) {
         Ok(payload) => payload,
         Err(error) => {
             consume(ws, cost);
@@ -144,7 +159,7 @@ pub fn deliver_message(ws: &Bound<'_, Websocket>, data: &Bytes, binary: bool, co
 /// Ends the `async for` over this connection's messages, if any.
 fn end_iterator(ws: &Bound<'_, Websocket>) {
     let py = ws.py();
-    let iterator = ws.borrow().iterator().map(|it| it.clone_ref(py));
+    let iterator = ws.get().state(py).iterator().map(|it| it.clone_ref(py));
     if let Some(iterator) = iterator {
         if let Err(error) = iterator.bind(py).call_method0(intern!(py, "end")) {
             report(ws, "close", error);
@@ -155,8 +170,7 @@ fn end_iterator(ws: &Bound<'_, Websocket>) {
 /// Delivers 'ping' or 'pong' with its payload.
 pub fn deliver_control(ws: &Bound<'_, Websocket>, event: &str, data: &Bytes, cost: usize) {
     let py = ws.py();
-    let message_type = ws.borrow().message_type;
-    match message_type.to_python(py, data, false) {
+    match ws.get().message_type.to_python(py, data, false) {
         Ok(payload) => deliver(ws, event, (payload,), cost),
         Err(error) => {
             consume(ws, cost);
@@ -175,7 +189,7 @@ pub fn deliver_drain(ws: &Bound<'_, Websocket>) {
 /// Completes every pending `await ws.drain()` of this connection.
 fn release_drain_waiters(ws: &Bound<'_, Websocket>) {
     let py = ws.py();
-    let futures = match ws.borrow_mut().waiters.as_mut() {
+    let futures = match ws.get().state_mut(py).waiters.as_mut() {
         Some(waiters) => std::mem::take(&mut waiters.drain),
         None => return,
     };
@@ -201,8 +215,7 @@ fn is_done(future: &Bound<'_, PyAny>) -> bool {
 
 /// Delivers 'dropped' with a message that was refused over `max_backpressure`.
 pub fn deliver_dropped(ws: &Bound<'_, Websocket>, data: &Bytes, binary: bool) {
-    let message_type = ws.borrow().message_type;
-    match message_type.to_python(ws.py(), data, !binary) {
+    match ws.get().message_type.to_python(ws.py(), data, !binary) {
         Ok(payload) => deliver(ws, "dropped", (payload, binary), 0),
         Err(error) => report(ws, "dropped", error),
     }
@@ -232,7 +245,7 @@ fn deliver_close_now(ws: &Bound<'_, Websocket>) {
     };
     end_iterator(ws);
     release_drain_waiters(ws);
-    let chain = ws.borrow().chain.as_ref().map(|c| c.clone_ref(py));
+    let chain = ws.get().state(py).chain.as_ref().map(|c| c.clone_ref(py));
     if let Some(chain) = chain {
         match chain.bind(py).call_method0(intern!(py, "discard_events")) {
             Ok(cost) => consume(ws, cost.extract().unwrap_or(0)),
@@ -251,26 +264,37 @@ fn deliver_close_now(ws: &Bound<'_, Websocket>) {
 }
 
 fn mark_close_fired(ws: &Bound<'_, Websocket>) -> Option<MessageType> {
-    let mut this = ws.borrow_mut();
-    if this.close_fired {
+    let this = ws.get();
+    let mut state = this.state_mut(ws.py());
+    if state.close_fired {
         return None;
     }
-    this.close_fired = true;
+    state.close_fired = true;
     Some(this.message_type)
 }
 
 fn release_listeners_if_idle(ws: &Bound<'_, Websocket>) {
-    let mut this = ws.borrow_mut();
-    if this.chain.is_none() {
-        this.listeners.clear();
-    }
+    let released = {
+        let mut state = ws.get().state_mut(ws.py());
+        match state.chain {
+            None => std::mem::take(&mut state.listeners),
+            Some(_) => Listeners::default(),
+        }
+    };
+    // Dropped with the borrow over: a listener's finalizer may use the connection.
+    drop(released);
 }
 
 fn deliver<'py, A>(ws: &Bound<'py, Websocket>, event: &str, args: A, cost: usize)
 where
     A: IntoPyObject<'py, Target = PyTuple, Output = Bound<'py, PyTuple>>,
 {
-    let chain = ws.borrow().chain.as_ref().map(|c| c.clone_ref(ws.py()));
+    let chain = ws
+        .get()
+        .state(ws.py())
+        .chain
+        .as_ref()
+        .map(|c| c.clone_ref(ws.py()));
     deliver_behind(ws, chain, event, args, cost);
 }
 
@@ -309,7 +333,7 @@ fn deliver_behind<'py, A>(
             } else {
                 schedule(ws, awaitables);
                 // The event counts against the read-side bound until its async listeners are done.
-                let chain = ws.borrow().chain.as_ref().map(|c| c.clone_ref(py));
+                let chain = ws.get().state(py).chain.as_ref().map(|c| c.clone_ref(py));
                 let pushed =
                     chain.map(|c| c.bind(py).call_method1(intern!(py, "push_cost"), (cost,)));
                 if !matches!(pushed, Some(Ok(_))) {
@@ -326,7 +350,7 @@ fn consume(ws: &Bound<'_, Websocket>, cost: usize) {
     if cost == 0 {
         return;
     }
-    let this = ws.borrow();
+    let this = ws.get();
     let backlog = this.shared.events.backlog();
     backlog.consumed(&this.conn, cost);
     backlog.resume_ready();
@@ -339,7 +363,7 @@ fn call_listeners<'py>(
     args: &Bound<'py, PyTuple>,
 ) -> Vec<Bound<'py, PyAny>> {
     let py = ws.py();
-    let callbacks = ws.borrow_mut().listeners.take_for_call(py, event);
+    let callbacks = ws.get().state_mut(py).listeners.take_for_call(py, event);
     let mut awaitables = Vec::new();
     let mut call = |callback: Py<PyAny>| match callback.bind(py).call1(args) {
         Ok(result) if result.is_none() => {}
@@ -368,13 +392,9 @@ fn schedule<'py>(ws: &Bound<'py, Websocket>, awaitables: Vec<Bound<'py, PyAny>>)
 /// Runs one awaitable behind this connection's chain, starting the chain if none runs.
 pub fn schedule_one<'py>(ws: &Bound<'py, Websocket>, awaitable: Bound<'py, PyAny>) {
     let py = ws.py();
-    let (chain, hooks) = {
-        let this = ws.borrow();
-        (
-            this.chain.as_ref().map(|c| c.clone_ref(py)),
-            this.shared.hooks.clone_ref(py),
-        )
-    };
+    let this = ws.get();
+    let chain = this.state(py).chain.as_ref().map(|c| c.clone_ref(py));
+    let hooks = this.shared.hooks.clone_ref(py);
     let result = match chain {
         Some(chain) => chain
             .bind(py)
@@ -384,7 +404,8 @@ pub fn schedule_one<'py>(ws: &Bound<'py, Websocket>, awaitable: Bound<'py, PyAny
             .bind(py)
             .call_method1(intern!(py, "start_chain"), (ws, awaitable))
             .map(|chain| {
-                ws.borrow_mut().chain = Some(chain.unbind());
+                let previous = this.state_mut(py).chain.replace(chain.unbind());
+                drop(previous);
             }),
     };
     if let Err(error) = result {
@@ -395,7 +416,7 @@ pub fn schedule_one<'py>(ws: &Bound<'py, Websocket>, awaitable: Bound<'py, PyAny
 /// Logs an exception raised by user code through the hooks (Python `logging`); never raises.
 pub fn report(ws: &Bound<'_, Websocket>, event: &str, error: PyErr) {
     let py = ws.py();
-    let hooks = ws.borrow().shared.hooks.clone_ref(py);
+    let hooks = ws.get().shared.hooks.clone_ref(py);
     if let Err(failure) = hooks
         .bind(py)
         .call_method1(intern!(py, "report"), (ws, event, error.into_value(py)))
@@ -464,22 +485,25 @@ impl Websocket {
 
     /// The subprotocol the upgrade handler chose ("" when none).
     #[getter]
-    fn protocol(&self) -> &str {
-        &self.protocol
+    fn protocol(&self, py: Python<'_>) -> String {
+        self.state(py).protocol.to_string()
     }
 
     /// Values given to `response.upgrade(context)`; an empty dict without an upgrade route.
     #[getter]
-    fn context(&mut self, py: Python<'_>) -> Py<PyAny> {
-        self.context
-            .get_or_insert_with(|| PyDict::new(py).into_any().unbind())
-            .clone_ref(py)
+    fn context(&self, py: Python<'_>) -> Py<PyAny> {
+        if let Some(context) = &self.state(py).context {
+            return context.clone_ref(py);
+        }
+        let context = PyDict::new(py).into_any().unbind();
+        self.state_mut(py).context = Some(context.clone_ref(py));
+        context
     }
 
     /// Whether the connection is closed or closing (nothing more can be sent).
     #[getter]
-    fn closed(&self) -> bool {
-        self.close_fired || !self.conn.is_open()
+    fn closed(&self, py: Python<'_>) -> bool {
+        self.state(py).close_fired || !self.conn.is_open()
     }
 
     /// Bytes queued for this connection and not yet written to the socket.
@@ -527,19 +551,15 @@ impl Websocket {
         is_binary: Option<bool>,
         compress: bool,
     ) -> PyResult<bool> {
-        // No borrow of the socket is held while the GIL is released.
-        let (shared, id) = {
-            let this = slf.borrow();
-            (Arc::clone(&this.shared), this.conn.id)
-        };
+        let this = slf.get();
         publish::publish(
             slf.py(),
-            &shared,
+            &this.shared,
             topic,
             message,
             is_binary,
             compress,
-            Some(id),
+            Some(this.conn.id),
         )
     }
 
@@ -553,7 +573,7 @@ impl Websocket {
         is_binary: Option<bool>,
         compress: bool,
     ) -> PyResult<bool> {
-        if self.stream.is_some() {
+        if self.state(message.py()).stream.is_some() {
             return Err(PyRuntimeError::new_err(
                 "send() while a message is being streamed (stream() or writable) would break it: \
                  wait for the stream to end",
@@ -620,11 +640,9 @@ impl Websocket {
 
     /// Drops the connection at once without a close frame; 'close' fires now with 1006.
     fn destroy(slf: &Bound<'_, Self>) {
-        {
-            let this = slf.borrow();
-            this.outbound().destroy();
-            this.shared.topics.unsubscribe_all(this.conn.id);
-        }
+        let this = slf.get();
+        this.outbound().destroy();
+        this.shared.topics.unsubscribe_all(this.conn.id);
         deliver_close_now(slf);
     }
 
@@ -633,22 +651,23 @@ impl Websocket {
     /// drain itself, so it may be awaited from anywhere, the connection's own async handlers included.
     fn drain<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        let (must_wait, hooks) = {
-            let this = slf.borrow();
-            (
-                this.outbound().want_drain() && !this.close_fired,
-                this.shared.hooks.clone_ref(py),
-            )
-        };
-        let future = hooks
+        let this = slf.get();
+        let must_wait = this.outbound().want_drain() && !this.state(py).close_fired;
+        let future = this
+            .shared
+            .hooks
             .bind(py)
             .call_method1(intern!(py, "drain_future"), (must_wait,))?;
         if must_wait {
-            // Waits given up (cancelled, timed out) are let go here rather than kept until the drain.
-            let mut this = slf.borrow_mut();
-            let drain = &mut this.waiters_mut().drain;
-            drain.retain(|waiting| !is_done(waiting.bind(py)));
-            drain.push(future.clone().unbind());
+            // Waits given up (cancelled, timed out) are let go here rather than kept until the drain;
+            // asked and let go outside the borrow, since asking a future runs Python code.
+            let mut waiting = std::mem::take(&mut this.state_mut(py).waiters_mut().drain);
+            waiting.retain(|waiting| !is_done(waiting.bind(py)));
+            waiting.push(future.clone().unbind());
+            let mut state = this.state_mut(py);
+            let drain = &mut state.waiters_mut().drain;
+            waiting.append(drain);
+            *drain = waiting;
         }
         Ok(future)
     }
@@ -663,8 +682,9 @@ impl Websocket {
         is_binary: Option<bool>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        let hooks = slf.borrow().shared.hooks.clone_ref(py);
-        hooks
+        slf.get()
+            .shared
+            .hooks
             .bind(py)
             .call_method1(intern!(py, "stream"), (slf, readable, is_binary))
     }
@@ -673,13 +693,16 @@ impl Websocket {
     #[getter]
     fn writable<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        let hooks = slf.borrow().shared.hooks.clone_ref(py);
-        hooks.bind(py).call_method1(intern!(py, "writable"), (slf,))
+        slf.get()
+            .shared
+            .hooks
+            .bind(py)
+            .call_method1(intern!(py, "writable"), (slf,))
     }
 
     /// Stream side: starts a streamed message.
-    fn _stream_begin(&mut self) -> PyResult<()> {
-        if self.stream.is_some() {
+    fn _stream_begin(&self, py: Python<'_>) -> PyResult<()> {
+        if self.state(py).stream.is_some() {
             return Err(PyRuntimeError::new_err(
                 "a message is already being streamed on this connection (one stream() or writable at a time)",
             ));
@@ -687,7 +710,7 @@ impl Websocket {
         self.outbound()
             .begin_stream()
             .map_err(PyConnectionError::new_err)?;
-        self.stream = Some(Utf8Validator::default());
+        self.state_mut(py).stream = Some(Utf8Validator::default());
         Ok(())
     }
 
@@ -695,7 +718,7 @@ impl Websocket {
     /// (`force=False`), or, with `force=True`, whether the queue is under the limit after queueing it.
     #[pyo3(signature = (chunk, first, last, binary, force=false))]
     fn _stream_fragment(
-        &mut self,
+        &self,
         chunk: &Bound<'_, PyAny>,
         first: bool,
         last: bool,
@@ -704,16 +727,19 @@ impl Websocket {
     ) -> PyResult<bool> {
         let outgoing = extract_message(chunk)?;
         cork::flush_publishes();
-        let Some(validator) = self.stream.as_mut() else {
-            return Err(PyRuntimeError::new_err("no message is being streamed"));
-        };
-        if !force && self.conn.want_drain() {
-            return Ok(false);
-        }
-        if !binary {
-            validator.feed(outgoing.bytes(), last).map_err(|_| {
-                PyValueError::new_err("a text message must be valid UTF-8 (a chunk is not, or the message ends inside a character)")
-            })?;
+        {
+            let mut state = self.state_mut(chunk.py());
+            let Some(validator) = state.stream.as_mut() else {
+                return Err(PyRuntimeError::new_err("no message is being streamed"));
+            };
+            if !force && self.conn.want_drain() {
+                return Ok(false);
+            }
+            if !binary {
+                validator.feed(outgoing.bytes(), last).map_err(|_| {
+                    PyValueError::new_err("a text message must be valid UTF-8 (a chunk is not, or the message ends inside a character)")
+                })?;
+            }
         }
         let fragment = Fragment {
             first,
@@ -736,8 +762,8 @@ impl Websocket {
     }
 
     /// Stream side: the streamed message is over (or abandoned).
-    fn _stream_end(&mut self) {
-        self.stream = None;
+    fn _stream_end(&self, py: Python<'_>) {
+        self.state_mut(py).stream = None;
         if self.outbound().end_stream() {
             cork::wake(&self.conn, &self.shared.events);
         }
@@ -747,24 +773,29 @@ impl Websocket {
     /// `async for message in ws:` yields the messages in order and ends when the connection closes.
     fn __aiter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        let (existing, hooks, chain, ended) = {
-            let this = slf.borrow();
-            let existing = this.iterator().map(|it| it.clone_ref(py));
-            let chain = this.chain.as_ref().map(|c| c.clone_ref(py));
+        let this = slf.get();
+        let (existing, chain, ended) = {
+            let state = this.state(py);
             (
-                existing,
-                this.shared.hooks.clone_ref(py),
-                chain,
-                this.close_fired,
+                state.iterator().map(|it| it.clone_ref(py)),
+                state.chain.as_ref().map(|c| c.clone_ref(py)),
+                state.close_fired,
             )
         };
         if let Some(iterator) = existing {
             return Ok(iterator.into_bound(py));
         }
-        let iterator = hooks
+        let iterator = this
+            .shared
+            .hooks
             .bind(py)
             .call_method1(intern!(py, "message_iterator"), (slf,))?;
-        slf.borrow_mut().waiters_mut().iterator = Some(iterator.clone().unbind());
+        let previous = this
+            .state_mut(py)
+            .waiters_mut()
+            .iterator
+            .replace(iterator.clone().unbind());
+        drop(previous);
         // Messages that arrived while an async handler ran belong to the iteration, in order.
         if let Some(chain) = chain {
             let waiting = chain.bind(py).call_method0(intern!(py, "take_messages"))?;
@@ -808,14 +839,21 @@ impl Websocket {
     /// Removes `listener` from `event`, or every listener of `event` when `listener` is omitted.
     #[pyo3(signature = (event, listener=None))]
     fn off(slf: &Bound<'_, Self>, event: &str, listener: Option<&Bound<'_, PyAny>>) -> Py<Self> {
-        slf.borrow_mut().listeners.remove(slf.py(), event, listener);
+        let py = slf.py();
+        let removed = slf
+            .get()
+            .state_mut(py)
+            .listeners
+            .remove(py, event, listener);
+        // Dropped with the borrow over: a listener's finalizer may use the connection.
+        drop(removed);
         slf.clone().unbind()
     }
 
     /// Calls the listeners of `event` with `args`; returns whether there were any.
     #[pyo3(signature = (event, *args))]
     fn emit(slf: &Bound<'_, Self>, event: &str, args: &Bound<'_, PyTuple>) -> bool {
-        if slf.borrow().listeners.count(event) == 0 {
+        if slf.get().state(slf.py()).listeners.count(event) == 0 {
             return false;
         }
         let awaitables = call_listeners(slf, event, args);
@@ -824,8 +862,8 @@ impl Websocket {
     }
 
     /// How many listeners `event` has.
-    fn listener_count(&self, event: &str) -> usize {
-        self.listeners.count(event)
+    fn listener_count(&self, py: Python<'_>, event: &str) -> usize {
+        self.state(py).listeners.count(event)
     }
 
     /// Chain side: runs the listeners of a queued event and returns the awaitables to await in order.
@@ -843,15 +881,21 @@ impl Websocket {
     }
 
     /// Chain side: the chain has nothing left; events go straight to listeners again.
-    fn _chain_done(&mut self) {
-        self.chain = None;
-        if self.close_fired {
-            self.listeners.clear();
-        }
+    fn _chain_done(&self, py: Python<'_>) {
+        let released = {
+            let mut state = self.state_mut(py);
+            let listeners = match state.close_fired {
+                true => std::mem::take(&mut state.listeners),
+                false => Listeners::default(),
+            };
+            (state.chain.take(), listeners)
+        };
+        // Dropped with the borrow over: a finalizer may use the connection.
+        drop(released);
     }
 
-    fn __repr__(&self) -> String {
-        let state = if self.closed() { "closed" } else { "open" };
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let state = if self.closed(py) { "closed" } else { "open" };
         format!(
             "<hyperws.Websocket #{} {} {}>",
             self.conn.id,
@@ -861,13 +905,16 @@ impl Websocket {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(context) = &self.context {
+        let Some(state) = self.state.borrow_during_gc() else {
+            return Ok(());
+        };
+        if let Some(context) = &state.context {
             visit.call(context)?;
         }
-        if let Some(chain) = &self.chain {
+        if let Some(chain) = &state.chain {
             visit.call(chain)?;
         }
-        if let Some(waiters) = &self.waiters {
+        if let Some(waiters) = &state.waiters {
             if let Some(iterator) = &waiters.iterator {
                 visit.call(iterator)?;
             }
@@ -875,14 +922,21 @@ impl Websocket {
                 visit.call(future)?;
             }
         }
-        self.listeners.traverse(&visit)
+        state.listeners.traverse(&visit)
     }
 
-    fn __clear__(&mut self) {
-        self.listeners.clear();
-        self.context = None;
-        self.chain = None;
-        self.waiters = None;
+    fn __clear__(&self) {
+        let cleared = Python::attach(|py| {
+            let mut state = self.state_mut(py);
+            (
+                std::mem::take(&mut state.listeners),
+                state.context.take(),
+                state.chain.take(),
+                state.waiters.take(),
+            )
+        });
+        // Dropped with the borrow over: clearing may finalize objects that use the connection.
+        drop(cleared);
     }
 }
 
@@ -936,7 +990,8 @@ fn add_listener(
     if !ENGINE_EVENTS.contains(&event) {
         warn_unknown_event(py, event)?;
     }
-    slf.borrow_mut()
+    slf.get()
+        .state_mut(py)
         .listeners
         .add(event, listener.clone().unbind(), once);
     Ok(slf.clone().into_any().unbind())
