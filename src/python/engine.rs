@@ -11,6 +11,7 @@ use pyo3::{intern, PyTraverseError, PyVisit};
 
 use super::awaitable::is_awaitable;
 use super::cork::{self, CorkGuard};
+use super::gil_cell::GilCell;
 use super::os_error;
 use super::payload::MessageType;
 use super::publish;
@@ -28,7 +29,9 @@ use crate::protocol::deflate::Compression;
 use crate::pubsub::Topics;
 use crate::routing::RouteTable;
 
-type SocketMap = ConnIdMap<Py<Websocket>>;
+/// The open connections by id, looked up for each event: in a `GilCell` (no atomic borrow flag per
+/// lookup), which a batch's dispatch takes once from the engine.
+type Sockets = GilCell<ConnIdMap<Py<Websocket>>>;
 
 struct PyRoute {
     handler: Py<PyAny>,
@@ -55,7 +58,7 @@ pub struct Engine {
     http: HttpRoutes,
     http_count: usize,
     server: Option<NetServer>,
-    sockets: SocketMap,
+    sockets: Arc<Sockets>,
     /// Upgrades handed to the Python upgrade handlers, until their connection opens or they end.
     pending: ConnIdMap<Py<PendingUpgrade>>,
     /// Messages refused over a connection's `max_backpressure` (by send or publish).
@@ -104,7 +107,7 @@ impl Engine {
             http: HttpRoutes::default(),
             http_count: 0,
             server: None,
-            sockets: SocketMap::default(),
+            sockets: Arc::new(GilCell::new(ConnIdMap::default())),
             pending: ConnIdMap::default(),
             dropped: 0,
             log_connections: false,
@@ -409,8 +412,10 @@ impl Engine {
         for route in &self.routes {
             visit.call(&route.handler)?;
         }
-        for socket in self.sockets.values() {
-            visit.call(socket)?;
+        if let Some(sockets) = self.sockets.borrow_during_gc() {
+            for socket in sockets.values() {
+                visit.call(socket)?;
+            }
         }
         for pending in self.pending.values() {
             visit.call(pending)?;
@@ -420,7 +425,9 @@ impl Engine {
 
     fn __clear__(&mut self) {
         self.routes.clear();
-        self.sockets.clear();
+        let sockets = Python::attach(|py| std::mem::take(&mut *self.sockets.borrow_mut(py)));
+        // Dropped with the borrow over: a connection's finalizers may dispatch.
+        drop(sockets);
         self.pending.clear();
     }
 }
@@ -431,15 +438,16 @@ fn dispatch_waiting(engine: &Bound<'_, Engine>, events: &EventQueue, write_repli
         true => CorkGuard::begin_writing_replies(),
         false => CorkGuard::begin(),
     };
+    let sockets = Arc::clone(&engine.borrow().sockets);
     let mut batch = Vec::new();
     while events.take(&mut batch) {
         for event in batch.drain(..) {
-            dispatch(engine, event);
+            dispatch(engine, &sockets, event);
         }
     }
 }
 
-fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
+fn dispatch(engine: &Bound<'_, Engine>, sockets: &Sockets, event: Event) {
     let py = engine.py();
     let cost = event.cost();
     match event {
@@ -464,7 +472,8 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
             if log_connections {
                 call_hooks(engine, intern!(py, "opened"), (&ws,));
             }
-            engine.borrow_mut().sockets.insert(id, ws.clone().unbind());
+            let replaced = sockets.borrow_mut(py).insert(id, ws.clone().unbind());
+            drop(replaced);
             match handler.bind(py).call1((&ws,)) {
                 Ok(result) if result.is_none() => {}
                 Ok(result) => {
@@ -475,17 +484,17 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
                 Err(error) => websocket::report(&ws, "open", error),
             }
         }
-        Event::Message { id, data, binary } => match socket(engine, id) {
+        Event::Message { id, data, binary } => match socket(py, sockets, id) {
             Some(ws) => cork::answering(id, || {
                 websocket::deliver_message(ws.bind(py), &data, binary, cost)
             }),
             None => consumed_orphan(engine, cost),
         },
-        Event::Ping { id, data } => match socket(engine, id) {
+        Event::Ping { id, data } => match socket(py, sockets, id) {
             Some(ws) => websocket::deliver_control(ws.bind(py), "ping", &data, cost),
             None => consumed_orphan(engine, cost),
         },
-        Event::Pong { id, data } => match socket(engine, id) {
+        Event::Pong { id, data } => match socket(py, sockets, id) {
             Some(ws) => websocket::deliver_control(ws.bind(py), "pong", &data, cost),
             None => consumed_orphan(engine, cost),
         },
@@ -517,13 +526,13 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
             engine.borrow_mut().pending.remove(&id);
         }
         Event::Drain { id } => {
-            if let Some(ws) = socket(engine, id) {
+            if let Some(ws) = socket(py, sockets, id) {
                 websocket::deliver_drain(ws.bind(py));
             }
         }
         Event::Dropped { id, data, binary } => {
             engine.borrow_mut().dropped += 1;
-            if let Some(ws) = socket(engine, id) {
+            if let Some(ws) = socket(py, sockets, id) {
                 websocket::deliver_dropped(ws.bind(py), &data, binary);
             }
         }
@@ -560,11 +569,12 @@ fn dispatch(engine: &Bound<'_, Engine>, event: Event) {
         Event::Close { id, code, reason } => {
             // The run's publishes came before the subscriber left.
             cork::flush_publishes();
-            let (removed, log_connections) = {
-                let mut this = engine.borrow_mut();
+            let log_connections = {
+                let this = engine.borrow();
                 this.shared.topics.unsubscribe_all(id);
-                (this.sockets.remove(&id), this.log_connections)
+                this.log_connections
             };
+            let removed = sockets.borrow_mut(py).remove(&id);
             if let Some(ws) = removed {
                 if log_connections {
                     let text = String::from_utf8_lossy(&reason);
@@ -636,10 +646,6 @@ fn log_failure(engine: &Bound<'_, Engine>, doing: &str, error: PyErr) {
     super::log_error(engine.py(), doing, error, Some(engine.as_any()));
 }
 
-fn socket(engine: &Bound<'_, Engine>, id: u64) -> Option<Py<Websocket>> {
-    engine
-        .borrow()
-        .sockets
-        .get(&id)
-        .map(|ws| ws.clone_ref(engine.py()))
+fn socket(py: Python<'_>, sockets: &Sockets, id: u64) -> Option<Py<Websocket>> {
+    sockets.borrow(py).get(&id).map(|ws| ws.clone_ref(py))
 }
