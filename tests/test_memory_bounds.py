@@ -238,7 +238,9 @@ async def test_tiny_messages_waiting_for_a_listener_keep_only_their_own_size(mem
 
 
 LARGER_CONNECTIONS = 500
-LARGER_MESSAGE = 4 * KiB + 100  # just past what is copied out of the room: the read keeps its buffer
+LARGER_MESSAGE = (
+    4 * KiB + 100
+)  # just past what is copied out of the room: the read keeps its buffer
 COUNTED = LARGER_MESSAGE + 64  # what each counts against max_pending_bytes_total
 
 
@@ -264,7 +266,11 @@ async def test_larger_messages_waiting_for_a_listener_keep_at_most_four_times_th
     print(f"before {before}; all sent {during}; handled: {after}, peak {after.hwm / MiB:.1f} MiB")
     assert stats["slow"] == LARGER_CONNECTIONS
     # Four times what was counted, plus the allocator's and Python's slack.
-    assert after.hwm - before.rss < 4 * LARGER_CONNECTIONS * COUNTED + 2 * MiB, (before, during, after)
+    assert after.hwm - before.rss < 4 * LARGER_CONNECTIONS * COUNTED + 2 * MiB, (
+        before,
+        during,
+        after,
+    )
 
 
 # -- partial frame headers -----------------------------------------------------------------------
