@@ -7,6 +7,7 @@ build spread by ± 15 %. What it does not give is latency: each server is preemp
 
     benches/.peers/venv/bin/python benches/ab.py --a-python /tmp/old/bin/python --b-python .venv/bin/python
     benches/.peers/venv/bin/python benches/ab.py --b-env HYPERWS_BENCH_IO_READS=1 --workload connect
+    benches/.peers/venv/bin/python benches/ab.py --a-server picows --b-python .venv/bin/python
 
 A and B default to the same interpreter and no extra environment (an A/A run). Prints each run and the
 medians of B's rate over A's and of B's server CPU per message (or handshake) over A's; the second
@@ -37,12 +38,17 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
     return env
 
 
-def start_server(python: str, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    """hyperws's bench server under `python`, or Bun's when `python` is "bun"."""
+PEERS = ["hyperws", "bun", "picows", "socketify", "websockets"]
+
+
+def start_server(
+    server: str, python: str, env: dict[str, str], port: int
+) -> subprocess.Popen[bytes]:
+    """The bench server of `server` (benches/servers/) under `python`; Bun's when either is "bun"."""
     app = (
         [str(BUN), "bun_server.js"]
-        if python == "bun"
-        else [interpreter(python), "hyperws_server.py"]
+        if "bun" in (server, python)
+        else [interpreter(python), f"{server}_server.py"]
     )
     server = subprocess.Popen(
         [*pin(0), *app, "--port", str(port)],
@@ -54,7 +60,7 @@ def start_server(python: str, env: dict[str, str], port: int) -> subprocess.Pope
     assert server.stdout is not None
     if b"READY" not in server.stdout.readline():
         server.kill()
-        sys.exit(f"the server ({python}, {env}) did not start")
+        sys.exit(f"the server ({server}, {python}, {env}) did not start")
     return server
 
 
@@ -87,11 +93,14 @@ def one_run(args: argparse.Namespace) -> tuple[float, float, str] | None:
     """Both servers and generators at once: B's rate over A's, B's CPU per message (or handshake) over
     A's, and a line describing the run."""
     sides = {
-        "A": (args.a_python, parse_env(args.a_env)),
-        "B": (args.b_python, parse_env(args.b_env)),
+        "A": (args.a_server, args.a_python, parse_env(args.a_env)),
+        "B": (args.b_server, args.b_python, parse_env(args.b_env)),
     }
     ports = {name: free_port() for name in sides}
-    servers = {name: start_server(py, env, ports[name]) for name, (py, env) in sides.items()}
+    servers = {
+        name: start_server(server, py, env, ports[name])
+        for name, (server, py, env) in sides.items()
+    }
     try:
         started = {name: cpu_seconds(s) for name, s in servers.items()}
         generators = {
@@ -137,6 +146,13 @@ def main() -> None:
         help='interpreter with build A installed, or "bun" for Bun\'s server (benches/setup_peers.sh)',
     )
     p.add_argument("--b-python", default=None, help="the same for B (default: A's)")
+    p.add_argument(
+        "--a-server",
+        choices=PEERS,
+        default="hyperws",
+        help="whose bench server A runs (a Python peer runs under --a-python)",
+    )
+    p.add_argument("--b-server", choices=PEERS, default="hyperws", help="the same for B")
     p.add_argument("--a-env", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--b-env", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument(
@@ -152,7 +168,10 @@ def main() -> None:
         sys.exit(
             f"{DEFAULT_LOADGEN} is missing: cargo build --release --manifest-path benches/loadgen/Cargo.toml"
         )
-    print(f"{args.workload}: A = {args.a_python} {args.a_env}, B = {args.b_python} {args.b_env}")
+    print(
+        f"{args.workload}: A = {args.a_server} {args.a_python} {args.a_env}, "
+        f"B = {args.b_server} {args.b_python} {args.b_env}"
+    )
     rates, costs = [], []
     for run in range(args.runs):
         outcome = one_run(args)
