@@ -41,14 +41,12 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
 PEERS = ["hyperws", "bun", "picows", "socketify", "websockets"]
 
 
-def start_server(
-    server: str, python: str, env: dict[str, str], port: int
-) -> subprocess.Popen[bytes]:
-    """The bench server of `server` (benches/servers/) under `python`; Bun's when either is "bun"."""
+def start_server(name: str, python: str, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    """The bench server of `name` (benches/servers/) under `python`; Bun's when either is "bun"."""
     app = (
         [str(BUN), "bun_server.js"]
-        if "bun" in (server, python)
-        else [interpreter(python), f"{server}_server.py"]
+        if "bun" in (name, python)
+        else [interpreter(python), f"{name}_server.py"]
     )
     server = subprocess.Popen(
         [*pin(0), *app, "--port", str(port)],
@@ -58,10 +56,12 @@ def start_server(
         stderr=subprocess.DEVNULL,
     )
     assert server.stdout is not None
-    if b"READY" not in server.stdout.readline():
-        server.kill()
-        sys.exit(f"the server ({server}, {python}, {env}) did not start")
-    return server
+    # A peer first names the routes of the bench app it does not serve (benches/servers/_common.py).
+    for line in server.stdout:
+        if line.strip() == b"READY":
+            return server
+    server.kill()
+    sys.exit(f"the server ({name}, {python}, {env}) did not start")
 
 
 def generator(args: argparse.Namespace, port: int) -> list[str]:
