@@ -425,9 +425,7 @@ impl Engine {
 
     fn __clear__(&mut self) {
         self.routes.clear();
-        let sockets = Python::attach(|py| std::mem::take(&mut *self.sockets.borrow_mut(py)));
-        // Dropped with the borrow over: a connection's finalizers may dispatch.
-        drop(sockets);
+        Python::attach(|py| self.sockets.update(py, std::mem::take));
         self.pending.clear();
     }
 }
@@ -472,8 +470,7 @@ fn dispatch(engine: &Bound<'_, Engine>, sockets: &Sockets, event: Event) {
             if log_connections {
                 call_hooks(engine, intern!(py, "opened"), (&ws,));
             }
-            let replaced = sockets.borrow_mut(py).insert(id, ws.clone().unbind());
-            drop(replaced);
+            sockets.update(py, |sockets| sockets.insert(id, ws.clone().unbind()));
             match handler.bind(py).call1((&ws,)) {
                 Ok(result) if result.is_none() => {}
                 Ok(result) => {
@@ -574,7 +571,7 @@ fn dispatch(engine: &Bound<'_, Engine>, sockets: &Sockets, event: Event) {
                 this.shared.topics.unsubscribe_all(id);
                 this.log_connections
             };
-            let removed = sockets.borrow_mut(py).remove(&id);
+            let removed = sockets.update(py, |sockets| sockets.remove(&id));
             if let Some(ws) = removed {
                 if log_connections {
                     let text = String::from_utf8_lossy(&reason);

@@ -7,13 +7,13 @@
 //! `python/mod.rs`; a free-threaded Python then enables it), so a plain `RefCell`, borrowed with the GIL's
 //! token, is enough.
 
-use std::cell::{Ref, RefCell, RefMut};
+use std::cell::{Ref, RefCell};
 
 use pyo3::Python;
 
 pub struct GilCell<T>(RefCell<T>);
 
-// SAFETY: the cell is only borrowed through `borrow`/`borrow_mut`, which take the GIL's token, or during
+// SAFETY: the cell is only borrowed through `borrow`/`update`, which take the GIL's token, or during
 // garbage collection, which runs with the GIL held: one thread at a time touches the `RefCell`, and the GIL's
 // release and acquisition order those touches. A `Ref` cannot be moved to a thread without the GIL (it is
 // not `Send`), so no borrow outlives its thread's hold of the GIL except across `Python::detach` on that
@@ -25,15 +25,17 @@ impl<T> GilCell<T> {
         Self(RefCell::new(value))
     }
 
-    /// Panics when the state is borrowed mutably: the engine never calls Python code while it holds a
-    /// borrow (values that Python code may finalize are dropped after it ends).
+    /// Panics when the state is being changed: the engine never calls Python code while it holds a
+    /// borrow.
     pub fn borrow<'a>(&'a self, _gil: Python<'_>) -> Ref<'a, T> {
         self.0.borrow()
     }
 
-    /// Panics when the state is borrowed (as `borrow`).
-    pub fn borrow_mut<'a>(&'a self, _gil: Python<'_>) -> RefMut<'a, T> {
-        self.0.borrow_mut()
+    /// Changes the state; panics when it is borrowed (as `borrow`). What `change` returns reaches the
+    /// caller after the borrow ended: values taken out of the state (listeners, futures, a chain) are
+    /// dropped there, so a finalizer they run may use the state again.
+    pub fn update<R>(&self, _gil: Python<'_>, change: impl FnOnce(&mut T) -> R) -> R {
+        change(&mut self.0.borrow_mut())
     }
 
     /// For `__traverse__`, which is given no token but runs with the GIL held; `None` while the state is

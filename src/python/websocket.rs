@@ -1,6 +1,6 @@
 //! `Websocket`: one connection as Python sees it, an event emitter whose listeners live in Rust.
 
-use std::cell::{Ref, RefMut};
+use std::cell::Ref;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -86,8 +86,8 @@ impl Websocket {
         self.state.borrow(py)
     }
 
-    fn state_mut<'a>(&'a self, py: Python<'_>) -> RefMut<'a, State> {
-        self.state.borrow_mut(py)
+    fn update<R>(&self, py: Python<'_>, change: impl FnOnce(&mut State) -> R) -> R {
+        self.state.update(py, change)
     }
 }
 
@@ -189,10 +189,12 @@ pub fn deliver_drain(ws: &Bound<'_, Websocket>) {
 /// Completes every pending `await ws.drain()` of this connection.
 fn release_drain_waiters(ws: &Bound<'_, Websocket>) {
     let py = ws.py();
-    let futures = match ws.get().state_mut(py).waiters.as_mut() {
-        Some(waiters) => std::mem::take(&mut waiters.drain),
-        None => return,
-    };
+    let futures = ws.get().update(py, |state| {
+        state
+            .waiters
+            .as_mut()
+            .map_or_else(Vec::new, |waiters| std::mem::take(&mut waiters.drain))
+    });
     for future in futures {
         let future = future.bind(py);
         // A waiter cancelled meanwhile is done already and must not be set.
@@ -265,24 +267,17 @@ fn deliver_close_now(ws: &Bound<'_, Websocket>) {
 
 fn mark_close_fired(ws: &Bound<'_, Websocket>) -> Option<MessageType> {
     let this = ws.get();
-    let mut state = this.state_mut(ws.py());
-    if state.close_fired {
-        return None;
-    }
-    state.close_fired = true;
-    Some(this.message_type)
+    let fired = this.update(ws.py(), |state| {
+        std::mem::replace(&mut state.close_fired, true)
+    });
+    (!fired).then_some(this.message_type)
 }
 
 fn release_listeners_if_idle(ws: &Bound<'_, Websocket>) {
-    let released = {
-        let mut state = ws.get().state_mut(ws.py());
-        match state.chain {
-            None => std::mem::take(&mut state.listeners),
-            Some(_) => Listeners::default(),
-        }
-    };
-    // Dropped with the borrow over: a listener's finalizer may use the connection.
-    drop(released);
+    ws.get().update(ws.py(), |state| match state.chain {
+        None => std::mem::take(&mut state.listeners),
+        Some(_) => Listeners::default(),
+    });
 }
 
 fn deliver<'py, A>(ws: &Bound<'py, Websocket>, event: &str, args: A, cost: usize)
@@ -363,7 +358,9 @@ fn call_listeners<'py>(
     args: &Bound<'py, PyTuple>,
 ) -> Vec<Bound<'py, PyAny>> {
     let py = ws.py();
-    let callbacks = ws.get().state_mut(py).listeners.take_for_call(py, event);
+    let callbacks = ws
+        .get()
+        .update(py, |state| state.listeners.take_for_call(py, event));
     let mut awaitables = Vec::new();
     let mut call = |callback: Py<PyAny>| match callback.bind(py).call1(args) {
         Ok(result) if result.is_none() => {}
@@ -404,8 +401,7 @@ pub fn schedule_one<'py>(ws: &Bound<'py, Websocket>, awaitable: Bound<'py, PyAny
             .bind(py)
             .call_method1(intern!(py, "start_chain"), (ws, awaitable))
             .map(|chain| {
-                let previous = this.state_mut(py).chain.replace(chain.unbind());
-                drop(previous);
+                this.update(py, |state| state.chain.replace(chain.unbind()));
             }),
     };
     if let Err(error) = result {
@@ -496,7 +492,7 @@ impl Websocket {
             return context.clone_ref(py);
         }
         let context = PyDict::new(py).into_any().unbind();
-        self.state_mut(py).context = Some(context.clone_ref(py));
+        self.update(py, |state| state.context = Some(context.clone_ref(py)));
         context
     }
 
@@ -661,13 +657,15 @@ impl Websocket {
         if must_wait {
             // Waits given up (cancelled, timed out) are let go here rather than kept until the drain;
             // asked and let go outside the borrow, since asking a future runs Python code.
-            let mut waiting = std::mem::take(&mut this.state_mut(py).waiters_mut().drain);
+            let mut waiting =
+                this.update(py, |state| std::mem::take(&mut state.waiters_mut().drain));
             waiting.retain(|waiting| !is_done(waiting.bind(py)));
             waiting.push(future.clone().unbind());
-            let mut state = this.state_mut(py);
-            let drain = &mut state.waiters_mut().drain;
-            waiting.append(drain);
-            *drain = waiting;
+            this.update(py, |state| {
+                let drain = &mut state.waiters_mut().drain;
+                waiting.append(drain);
+                *drain = waiting;
+            });
         }
         Ok(future)
     }
@@ -710,7 +708,7 @@ impl Websocket {
         self.outbound()
             .begin_stream()
             .map_err(PyConnectionError::new_err)?;
-        self.state_mut(py).stream = Some(Utf8Validator::default());
+        self.update(py, |state| state.stream = Some(Utf8Validator::default()));
         Ok(())
     }
 
@@ -727,8 +725,7 @@ impl Websocket {
     ) -> PyResult<bool> {
         let outgoing = extract_message(chunk)?;
         cork::flush_publishes();
-        {
-            let mut state = self.state_mut(chunk.py());
+        let go_on = self.update(chunk.py(), |state| {
             let Some(validator) = state.stream.as_mut() else {
                 return Err(PyRuntimeError::new_err("no message is being streamed"));
             };
@@ -740,6 +737,10 @@ impl Websocket {
                     PyValueError::new_err("a text message must be valid UTF-8 (a chunk is not, or the message ends inside a character)")
                 })?;
             }
+            Ok(true)
+        })?;
+        if !go_on {
+            return Ok(false);
         }
         let fragment = Fragment {
             first,
@@ -763,7 +764,7 @@ impl Websocket {
 
     /// Stream side: the streamed message is over (or abandoned).
     fn _stream_end(&self, py: Python<'_>) {
-        self.state_mut(py).stream = None;
+        self.update(py, |state| state.stream = None);
         if self.outbound().end_stream() {
             cork::wake(&self.conn, &self.shared.events);
         }
@@ -790,12 +791,12 @@ impl Websocket {
             .hooks
             .bind(py)
             .call_method1(intern!(py, "message_iterator"), (slf,))?;
-        let previous = this
-            .state_mut(py)
-            .waiters_mut()
-            .iterator
-            .replace(iterator.clone().unbind());
-        drop(previous);
+        this.update(py, |state| {
+            state
+                .waiters_mut()
+                .iterator
+                .replace(iterator.clone().unbind())
+        });
         // Messages that arrived while an async handler ran belong to the iteration, in order.
         if let Some(chain) = chain {
             let waiting = chain.bind(py).call_method0(intern!(py, "take_messages"))?;
@@ -840,13 +841,8 @@ impl Websocket {
     #[pyo3(signature = (event, listener=None))]
     fn off(slf: &Bound<'_, Self>, event: &str, listener: Option<&Bound<'_, PyAny>>) -> Py<Self> {
         let py = slf.py();
-        let removed = slf
-            .get()
-            .state_mut(py)
-            .listeners
-            .remove(py, event, listener);
-        // Dropped with the borrow over: a listener's finalizer may use the connection.
-        drop(removed);
+        slf.get()
+            .update(py, |state| state.listeners.remove(py, event, listener));
         slf.clone().unbind()
     }
 
@@ -882,16 +878,13 @@ impl Websocket {
 
     /// Chain side: the chain has nothing left; events go straight to listeners again.
     fn _chain_done(&self, py: Python<'_>) {
-        let released = {
-            let mut state = self.state_mut(py);
+        self.update(py, |state| {
             let listeners = match state.close_fired {
                 true => std::mem::take(&mut state.listeners),
                 false => Listeners::default(),
             };
             (state.chain.take(), listeners)
-        };
-        // Dropped with the borrow over: a finalizer may use the connection.
-        drop(released);
+        });
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
@@ -926,17 +919,16 @@ impl Websocket {
     }
 
     fn __clear__(&self) {
-        let cleared = Python::attach(|py| {
-            let mut state = self.state_mut(py);
-            (
-                std::mem::take(&mut state.listeners),
-                state.context.take(),
-                state.chain.take(),
-                state.waiters.take(),
-            )
+        Python::attach(|py| {
+            self.update(py, |state| {
+                (
+                    std::mem::take(&mut state.listeners),
+                    state.context.take(),
+                    state.chain.take(),
+                    state.waiters.take(),
+                )
+            })
         });
-        // Dropped with the borrow over: clearing may finalize objects that use the connection.
-        drop(cleared);
     }
 }
 
@@ -990,10 +982,9 @@ fn add_listener(
     if !ENGINE_EVENTS.contains(&event) {
         warn_unknown_event(py, event)?;
     }
-    slf.get()
-        .state_mut(py)
-        .listeners
-        .add(event, listener.clone().unbind(), once);
+    slf.get().update(py, |state| {
+        state.listeners.add(event, listener.clone().unbind(), once)
+    });
     Ok(slf.clone().into_any().unbind())
 }
 
