@@ -207,6 +207,30 @@ async def many_connections(port: int, path: str, count: int) -> AsyncIterator[li
         await asyncio.gather(*(raw.aclose() for raw in raws))
 
 
+async def at_a_slow_listener(
+    server: ServerProcess, route: str, connections: int, rounds: list[bytes]
+) -> tuple[Memory, Memory, Memory, dict[str, int]]:
+    """`connections` raw connections send one message a round, one write each, to `route`'s slow
+    listener, while a well-behaved client is still served. Returns the server's memory before, once all
+    was sent and once all was handled (with the peak since before), and its stats then."""
+    async with (
+        connect(f"ws://127.0.0.1:{server.port}/echo") as client,
+        many_connections(server.port, route, connections) as raws,
+    ):
+        await still_echoes(client)
+        before = server.memory()
+        server.reset_peak_rss()
+        for message in rounds:
+            await asyncio.gather(*(raw.send_binary(message) for raw in raws))
+        during = server.memory()
+        total = connections * len(rounds)
+        stats = await server.stats_until(lambda s: s["slow"] == total)
+        await still_echoes(client)
+        after = server.memory()
+    print(f"before {before}; all sent {during}; handled: {after}, peak {after.hwm / MiB:.1f} MiB")
+    return before, during, after, stats
+
+
 TINY_CONNECTIONS = 500
 TINY_ROUNDS = 4  # 2000 messages: 2 s at the listener's 1 ms a message
 
@@ -217,22 +241,11 @@ async def test_tiny_messages_waiting_for_a_listener_keep_only_their_own_size(mem
     loop or an `async def` one that awaits: every message may come in a read of its own and wait there for the listener. What waits must
     hold about what it counts against `max_pending_bytes_total` (payload plus 64 bytes a message, 150 KB
     here), not a read buffer each (16 KiB: 31 MiB here)."""
-    server = memory_server
-    async with (
-        connect(f"ws://127.0.0.1:{server.port}/echo") as client,
-        many_connections(server.port, route, TINY_CONNECTIONS) as raws,
-    ):
-        await still_echoes(client)
-        before = server.memory()
-        server.reset_peak_rss()
-        for n in range(TINY_ROUNDS):
-            await asyncio.gather(*(raw.send_binary(n.to_bytes(8, "big")) for raw in raws))
-        during = server.memory()
-        total = TINY_CONNECTIONS * TINY_ROUNDS
-        stats = await server.stats_until(lambda s: s["slow"] == total)
-        await still_echoes(client)
-        after = server.memory()
-    print(f"before {before}; all sent {during}; handled: {after}, peak {after.hwm / MiB:.1f} MiB")
+    rounds = [n.to_bytes(8, "big") for n in range(TINY_ROUNDS)]
+    before, during, after, stats = await at_a_slow_listener(
+        memory_server, route, TINY_CONNECTIONS, rounds
+    )
+    total = TINY_CONNECTIONS * TINY_ROUNDS
     assert stats["slow"] == total
     assert after.hwm - before.rss < 4 * MiB, (before, during, after)
 
@@ -250,20 +263,9 @@ async def test_larger_messages_waiting_for_a_listener_keep_at_most_four_times_th
     """Messages just too large to be copied out of the reading thread's room keep its buffer while they
     wait for a listener that blocks the loop: at most four times what they count against
     `max_pending_bytes_total`, as docs/api.md promises (500 of them: 2.1 MB counted, 8 MiB of buffers)."""
-    server = memory_server
-    async with (
-        connect(f"ws://127.0.0.1:{server.port}/echo") as client,
-        many_connections(server.port, "/slow", LARGER_CONNECTIONS) as raws,
-    ):
-        await still_echoes(client)
-        before = server.memory()
-        server.reset_peak_rss()
-        await asyncio.gather(*(raw.send_binary(bytes(LARGER_MESSAGE)) for raw in raws))
-        during = server.memory()
-        stats = await server.stats_until(lambda s: s["slow"] == LARGER_CONNECTIONS)
-        await still_echoes(client)
-        after = server.memory()
-    print(f"before {before}; all sent {during}; handled: {after}, peak {after.hwm / MiB:.1f} MiB")
+    before, during, after, stats = await at_a_slow_listener(
+        memory_server, "/slow", LARGER_CONNECTIONS, [bytes(LARGER_MESSAGE)]
+    )
     assert stats["slow"] == LARGER_CONNECTIONS
     # Four times what was counted, plus the allocator's and Python's slack.
     assert after.hwm - before.rss < 4 * LARGER_CONNECTIONS * COUNTED + 2 * MiB, (

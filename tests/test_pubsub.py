@@ -55,16 +55,16 @@ class Peer:
 
 
 class Hub:
-    """A server with route ``/ps`` whose open handler hands each Websocket to the test."""
+    """A server with route ``/ps`` (with `options`) whose open handler hands each Websocket to the test."""
 
-    def __init__(self) -> None:
+    def __init__(self, **options: object) -> None:
         self.server = hyperws.Server()
         self.sockets: list[hyperws.Websocket] = []
         self.clients: list[ClientConnection] = []
-        self.server.ws("/ps", self.sockets.append, idle_timeout=0)
+        self.server.ws("/ps", self.sockets.append, idle_timeout=0, **options)
 
-    async def peer(self, path: str = "/ps") -> Peer:
-        client = await connect(url(self.server, path), open_timeout=T, max_size=None)
+    async def peer(self) -> Peer:
+        client = await connect(url(self.server, "/ps"), open_timeout=T, max_size=None)
         self.clients.append(client)
         await until(lambda: len(self.sockets) == len(self.clients))
         return Peer(client, self.sockets[-1])
@@ -78,11 +78,24 @@ class Hub:
 
 
 @pytest.fixture
-async def hub(serve):
-    hub = Hub()
-    await serve(hub.server)
-    yield hub
-    await hub.aclose()
+async def make_hub(serve):
+    """``await make_hub(**options)``: a served Hub whose clients close at teardown."""
+    hubs: list[Hub] = []
+
+    async def make(**options: object) -> Hub:
+        hub = Hub(**options)
+        await serve(hub.server)
+        hubs.append(hub)
+        return hub
+
+    yield make
+    for hub in hubs:
+        await hub.aclose()
+
+
+@pytest.fixture
+async def hub(make_hub):
+    return await make_hub()
 
 
 async def delivered_to(peers: list[Peer]) -> list[list[str | bytes]]:
@@ -789,26 +802,21 @@ async def test_published_message_types(hub):
 
 
 @pytest.mark.parametrize("size", [125, 126, 4095, 4096, 65535, 65536, 1024 * 1024])
-async def test_published_message_sizes(serve, size):
-    hub = Hub()
+async def test_published_message_sizes(make_hub, size):
     # A frame of a 1 MiB message is just over the default max_backpressure (1 MiB): the server may count
     # its last write a moment after the client has it all, and refuse the next publish meanwhile (the
     # limit is not what this test is about: test_backpressure.py is).
-    hub.server.ws("/big", hub.sockets.append, idle_timeout=0, max_backpressure=4 * size)
-    await serve(hub.server)
-    try:
-        peers = [await hub.peer("/big") for _ in range(3)]
+    hub = await make_hub(max_backpressure=4 * size)
+    peers = await hub.peers(3)
+    for peer in peers:
+        peer.ws.subscribe("big")
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    text = "é" * (size // 2)
+    # one at a time: queueing several large ones would meet max_backpressure (not tested here)
+    for message in (payload, text, "after"):
+        assert hub.server.publish("big", message) is True
         for peer in peers:
-            peer.ws.subscribe("big")
-        payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
-        text = "é" * (size // 2)
-        # one at a time: queueing several large ones would meet max_backpressure (not tested here)
-        for message in (payload, text, "after"):
-            assert hub.server.publish("big", message) is True
-            for peer in peers:
-                assert await peer.recv() == message
-    finally:
-        await hub.aclose()
+            assert await peer.recv() == message
 
 
 async def test_bad_messages_raise_and_deliver_nothing(hub):
