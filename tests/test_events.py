@@ -351,6 +351,29 @@ async def test_a_listener_let_go_may_use_the_connection_in_its_finalizer(serve):
     assert seen == [("off", False, 0), ("once", False, 1), ("close", True, 0)]
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_off_inside_a_listener_may_let_go_of_one_that_uses_the_connection(serve, kind):
+    server, opened = await open_socket(serve)
+    seen: list[tuple[str, bool, int]] = []
+    async with connect(url(server, "/ws"), open_timeout=T) as client:
+        ws = await asyncio.wait_for(opened, T)
+        ws.on("message", UsesTheConnectionWhenFinalized(ws, kind, seen))
+        if kind == "sync":
+            ws.on("message", lambda m, binary: ws.off("message"))
+        else:
+
+            async def off_after_an_await(m, binary):
+                await asyncio.sleep(0)
+                ws.off("message")
+
+            ws.on("message", off_after_an_await)
+        await client.send("off")
+        assert (
+            await asyncio.wait_for(client.recv(), T) == f"{kind} finalized, 0 message listener(s)"
+        )
+    assert seen == [(kind, False, 0)]
+
+
 @pytest.mark.filterwarnings("ignore:hyperws never emits")
 async def test_emit_custom_events(serve):
     server, opened = await open_socket(serve)
