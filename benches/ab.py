@@ -10,7 +10,7 @@ build spread by ± 15 %. What it does not give is latency: each server is preemp
     benches/.peers/venv/bin/python benches/ab.py --a-server picows --b-python .venv/bin/python
 
 A and B default to the same interpreter and no extra environment (an A/A run). Prints each run and the
-medians of B's rate over A's and of B's server CPU per message (or handshake) over A's; the second
+medians of B's rate over A's and of B's server CPU per message (or handshake, or delivery) over A's; the second
 is the one to read when the generators, not the servers, are the bottleneck. A run whose generator saw an error is reported and left out.
 """
 
@@ -64,11 +64,23 @@ def start_server(name: str, python: str, env: dict[str, str], port: int) -> subp
     sys.exit(f"the server ({name}, {python}, {env}) did not start")
 
 
+# compare.py's fan-out workloads: subscribers, of them never reading, message size
+FANOUTS = {"fanout": ("1000", "0", "32"), "slowsub": ("100", "10", "1024")}
+
+
 def generator(args: argparse.Namespace, port: int) -> list[str]:
     url = f"ws://127.0.0.1:{port}/echo"
     timing = ["--duration", str(args.duration), "--warmup", "1"]
     if args.workload == "connect":
         return [str(DEFAULT_LOADGEN), "connect", "--url", url, "--concurrency", "16", *timing]
+    if args.workload in FANOUTS:
+        subs, slow, size = FANOUTS[args.workload]
+        base = f"ws://127.0.0.1:{port}"
+        return [
+            *(str(DEFAULT_LOADGEN), "fanout", "--pub-url", f"{base}/pub"),
+            *("--sub-url", f"{base}/sub"),
+            *("--subs", subs, "--slow", slow, "--window", "32", "--size", size, *timing),
+        ]
     conns, inflight, size = {
         "pingpong": (1, 1, ["--size", "32"]),
         "echo32": (64, 16, ["--size", "32"]),
@@ -157,7 +169,7 @@ def main() -> None:
     p.add_argument("--b-env", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument(
         "--workload",
-        choices=["pingpong", "echo32", "echo16k", "rr100", "rr1000", "connect"],
+        choices=["pingpong", "echo32", "echo16k", "rr100", "rr1000", "connect", *FANOUTS],
         default="rr100",
     )
     p.add_argument("--runs", type=int, default=5)

@@ -3,7 +3,7 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -16,6 +16,7 @@ use crate::protocol::deflate::{
 use crate::protocol::encode::{self, put_header};
 use crate::protocol::{encode_close_payload, CLOSE_POLICY};
 
+mod settle;
 mod write_through;
 
 /// Payloads at least this long are queued as their own buffer instead of being copied into the tail.
@@ -38,6 +39,8 @@ pub struct ConnHandle {
     out: Mutex<OutState>,
     /// Bytes queued or being written and not yet accepted by the socket. Changed only under `out`'s lock.
     buffered: AtomicUsize,
+    /// Signalled when the task counts a write a refusal waits for (see `settle`).
+    written: Condvar,
     /// A send was refused (or `drain()` awaited) above `max_backpressure`: report when back below.
     drain_wanted: AtomicBool,
     /// Bytes of received events not yet consumed by Python (see `bridge::InboundBacklog`).
@@ -71,6 +74,10 @@ struct OutState {
     owed_pong: u8,
     /// The task holds output it took and has not all written yet: only it may write now.
     task_writing: bool,
+    /// The task is inside a write: what the socket took may not be counted in `buffered` yet.
+    task_in_write: bool,
+    /// A refusal waits for the task's write to be counted (see `settle`).
+    refusal_waiting: bool,
     /// The plain socket, while the task owns it, for writes from the queueing thread (see
     /// `write_through`); -1 otherwise (TLS, not started, ended).
     socket: RawFd,
@@ -209,6 +216,7 @@ impl ConnHandle {
                 ..OutState::default()
             }),
             buffered: AtomicUsize::new(0),
+            written: Condvar::new(),
             drain_wanted: AtomicBool::new(false),
             inbound: AtomicUsize::new(0),
             read: Mutex::new(ReadSide::new(route.max_payload_length, deflate)),
@@ -242,7 +250,7 @@ impl ConnHandle {
 
     /// Queues one whole data or ping frame, unless `max_backpressure` bytes are already waiting.
     pub fn send(&self, opcode: u8, payload: &[u8]) -> Queued {
-        if self.over_limit() {
+        if self.still_over_limit() {
             return self.refuse();
         }
         self.send_unlimited(opcode, payload)
@@ -309,7 +317,7 @@ impl ConnHandle {
     }
 
     fn queue_compressed(&self, deflate: DeflateParams, opcode: u8, payload: &[u8]) -> Queued {
-        if self.over_limit() {
+        if self.still_over_limit() {
             return self.refuse();
         }
         let bits = deflate.server_max_window_bits;
@@ -364,7 +372,7 @@ impl ConnHandle {
     /// Queues a frame encoded once for many receivers (a publish): small frames are copied into the tail,
     /// larger ones are shared.
     pub fn send_encoded(&self, frame: &Bytes) -> Queued {
-        if self.over_limit() {
+        if self.still_over_limit() {
             return self.refuse();
         }
         let mut state = self.state();
@@ -379,14 +387,19 @@ impl ConnHandle {
     /// after it, once more than `max_backpressure` bytes wait before it. None when the connection is
     /// closing or closed.
     pub fn send_run(&self, frames: &Bytes, ends: &[usize]) -> Option<RunQueued> {
-        let mut state = self.state();
-        if state.phase != Phase::Open {
-            return None;
-        }
-        let accepted = match self.route.max_backpressure.checked_sub(self.buffered()) {
+        let accepted_now = || match self.route.max_backpressure.checked_sub(self.buffered()) {
             Some(room) => 1 + ends[..ends.len() - 1].partition_point(|&end| end <= room),
             None => 0,
         };
+        let mut state = self.state();
+        let mut accepted = accepted_now();
+        if accepted < ends.len() {
+            state = self.settled(state);
+            accepted = accepted_now();
+        }
+        if state.phase != Phase::Open {
+            return None;
+        }
         let wake = accepted > 0
             && matches!(
                 self.queue_encoded_locked(&mut state, frames, ends[accepted - 1]),
@@ -451,7 +464,7 @@ impl ConnHandle {
             limited,
         } = fragment;
         if limited {
-            let state = self.state();
+            let state = self.settled(self.state());
             if state.phase != Phase::Open {
                 return Queued::Closed;
             }
@@ -516,7 +529,7 @@ impl ConnHandle {
     /// `max_backpressure` bytes wait), false when it need not.
     pub fn want_drain(&self) -> bool {
         // Under the lock: the writer counts what it wrote under it too, so it sees the flag set here.
-        let state = self.state();
+        let state = self.settled(self.state());
         if state.phase != Phase::Open || self.writable(&state) <= self.route.max_backpressure {
             return false;
         }
@@ -614,6 +627,7 @@ impl ConnHandle {
             state.owed_pong = 0;
         }
         state.task_writing = !into.is_empty();
+        state.task_in_write = state.task_writing && !state.destroy;
         if into.is_empty() {
             state.writer_parked = true;
         }
@@ -627,12 +641,16 @@ impl ConnHandle {
         }
     }
 
-    /// Task side: the socket accepted `n` more bytes. Returns true when this brought the queue back
-    /// below `max_backpressure` after a refusal (publishes held behind a streamed message aside: the
-    /// streamer waits for the rest): the 'drain' event is due.
-    pub(super) fn wrote(&self, n: usize) -> bool {
-        let state = self.state();
-        self.count_written(&state, n)
+    /// Task side: the socket accepted `n` more bytes; `more`: the task writes again at once. Returns true
+    /// when this brought the queue back below `max_backpressure` after a refusal (publishes held behind a
+    /// streamed message aside: the streamer waits for the rest): the 'drain' event is due.
+    pub(super) fn wrote(&self, n: usize, more: bool) -> bool {
+        let mut state = self.state();
+        let drained = self.count_written(&state, n);
+        if !more {
+            self.leave_write(&mut state);
+        }
+        drained
     }
 
     /// Counts `n` bytes the socket accepted, under the queue's lock; true when the 'drain' event is due.
@@ -654,6 +672,7 @@ impl ConnHandle {
         state.waker = None;
         state.socket = NO_SOCKET;
         self.buffered.store(0, Ordering::Relaxed);
+        self.leave_write(&mut state);
     }
 }
 
@@ -824,6 +843,41 @@ mod tests {
         );
         conn.send_pong(b"sixth!");
         assert_eq!(conn.buffered(), bytes.len() + 8, "and is replaced");
+    }
+
+    /// A connection over the limit whose task took its output, and a send from another thread that
+    /// waits for that write to be counted: returns the send's outcome once `task` ran.
+    fn send_during_the_tasks_write(task: impl FnOnce(&ConnHandle)) -> Queued {
+        let conn = Arc::new(handle(100, false));
+        conn.send(encode::BINARY, &[0; 200]);
+        conn.take(&mut VecDeque::new());
+        let sender = {
+            let conn = Arc::clone(&conn);
+            std::thread::spawn(move || conn.send(encode::BINARY, b"next"))
+        };
+        while !conn.state().refusal_waiting && !sender.is_finished() {
+            std::thread::yield_now();
+        }
+        task(&conn);
+        sender.join().expect("sender")
+    }
+
+    #[test]
+    fn a_send_waits_for_the_write_that_took_everything_to_be_counted() {
+        // The client may have read the whole frame before the task counts its write.
+        let queued = send_during_the_tasks_write(|conn| {
+            conn.wrote(202, false);
+        });
+        assert!(matches!(queued, Queued::Yes { .. }));
+    }
+
+    #[test]
+    fn a_send_is_refused_when_the_counted_write_leaves_too_much() {
+        let queued = send_during_the_tasks_write(|conn| {
+            conn.wrote(50, true);
+            conn.write_stopped();
+        });
+        assert_eq!(queued, Queued::Full);
     }
 
     #[test]

@@ -342,13 +342,18 @@ impl Connection {
             match self.transport.try_write_vectored(&slices[..count]) {
                 Ok(written) => {
                     Traffic::add(&self.events.traffic().bytes_out, written);
-                    if self.conn.wrote(written) {
+                    self.advance(written);
+                    if self.conn.wrote(written, !self.in_flight.is_empty()) {
                         self.events.push(Event::Drain { id: self.conn.id });
                     }
-                    self.advance(written);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(taken),
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.conn.write_stopped();
+                    return match e.kind() {
+                        io::ErrorKind::WouldBlock => Ok(taken),
+                        _ => Err(e),
+                    };
+                }
             }
             if self.in_flight.is_empty() {
                 let closing = taken.closing.take();
