@@ -10,11 +10,16 @@ use super::{ConnHandle, OutState};
 
 impl ConnHandle {
     /// Whether more than `max_backpressure` bytes wait, once the task's write in progress is counted.
+    #[inline]
     pub(super) fn still_over_limit(&self) -> bool {
-        self.over_limit() && {
-            let _state = self.settled(self.state());
-            self.over_limit()
-        }
+        self.over_limit() && self.over_limit_once_counted()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn over_limit_once_counted(&self) -> bool {
+        let _state = self.settled(self.state());
+        self.over_limit()
     }
 
     /// The queue's state once no write of the task's is uncounted, while over the limit (under it, the
