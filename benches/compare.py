@@ -210,6 +210,7 @@ WORKLOADS = {
             counters=True,
             target=1.0,
             latency=RR,
+            cpu_per_op=True,
         ),
         Workload(
             "rr1000",
@@ -224,6 +225,7 @@ WORKLOADS = {
             counters=True,
             target=1.0,
             latency=RR,
+            cpu_per_op=True,
         ),
         Workload(
             "pingpong",
@@ -254,6 +256,7 @@ WORKLOADS = {
             ),
             route="/json",
             latency=RR,
+            cpu_per_op=True,
         ),
         Workload(
             "echo16k",
@@ -467,6 +470,14 @@ class Run:
         if ((self.loadgen_cpu or 0) + self.other_loadgen_cpu) / self.wall > 0.9:
             share = max(share, self.other_loadgen_cpu / self.wall)
         return share
+
+    def cpu_per_op(self) -> float | None:
+        """The server's CPU per operation in microseconds: its CPU seconds over the generator's whole run
+        divided by rate x that run's length (warm-up and measured window run at the same rate; start-up and
+        drain make it a slight overestimate). What the server needs even when the generator is the limit."""
+        if self.server_cpu is None or not self.value or not self.wall:
+            return None
+        return self.server_cpu / (self.value * self.wall) * 1e6
 
     def latency(self, percentile: str) -> float | None:
         """The round trip at `percentile` (a key of PERCENTILES) in µs, from the generator's report."""
@@ -976,16 +987,14 @@ def one_run(
 
 
 def medians_of(
-    runs: list[Run], server_order: list[str], percentile: str | None = None
+    runs: list[Run], server_order: list[str], measure: Callable[[Run], float | None] | None = None
 ) -> dict[str, float]:
-    """Median of the valid repetitions' values (or their round trips at `percentile`), per server that has
+    """Median of the valid repetitions' values (or of another `measure` of them), per server that has
     any."""
     out: dict[str, float] = {}
     for name in server_order:
         mine = [r for r in runs if r.server == name and r.valid]
-        vals = [
-            v for r in mine if (v := r.latency(percentile) if percentile else r.value) is not None
-        ]
+        vals = [v for r in mine if (v := measure(r) if measure else r.value) is not None]
         if vals:
             out[name] = statistics.median(vals)
     return out
@@ -1021,15 +1030,9 @@ def counter_cells(runs: list[Run]) -> list[str]:
 
 
 def cpu_per_op_cell(ok: list[Run]) -> str:
-    """Median server CPU per operation over the valid runs, in microseconds: the server's CPU seconds over the
-    generator's whole run divided by rate x that run's length (warm-up and measured window run at the same rate;
-    start-up and drain make it a slight overestimate)."""
-    per = [
-        r.server_cpu / (r.value * r.wall) * 1e6
-        for r in ok
-        if r.server_cpu is not None and r.value and r.wall
-    ]
-    return f"{statistics.median(per):.0f}" if per else DASH
+    """Median server CPU per operation over the valid runs, in microseconds (`Run.cpu_per_op`)."""
+    per = [v for r in ok if (v := r.cpu_per_op()) is not None]
+    return fmt(statistics.median(per)) if per else DASH
 
 
 def notes_for(workload: Workload, mine: list[Run], ok: list[Run]) -> list[str]:
@@ -1140,20 +1143,37 @@ def summary_rows(all_runs: dict[str, list[Run]], server_order: list[str]) -> lis
         for key in workload.latency:
             if key != workload.metric:
                 label = f"{wname} round trip {PERCENTILES[key]} (µs, lower is better)"
-                rows.append(summary_row(runs, server_order, label, key, False, ceilings.get(key)))
+                rows.append(
+                    summary_row(
+                        runs,
+                        server_order,
+                        label,
+                        round_trip_at(key),
+                        False,
+                        ceilings.get(key),
+                    )
+                )
+        if workload.cpu_per_op:
+            label = f"{wname} server CPU µs per op (≈, lower is better)"
+            rows.append(summary_row(runs, server_order, label, Run.cpu_per_op, False, None))
     return rows
+
+
+def round_trip_at(percentile: str) -> Callable[[Run], float | None]:
+    return lambda run: run.latency(percentile)
 
 
 def summary_row(
     runs: list[Run],
     server_order: list[str],
     label: str,
-    percentile: str | None,
+    measure: Callable[[Run], float | None] | None,
     higher_is_better: bool,
     target: float | None,
 ) -> list[str]:
-    """The summary's row for the runs' values, or (`percentile`) their round trips at that percentile."""
-    medians = medians_of(runs, server_order, percentile)
+    """The summary's row for the runs' values, or another `measure` of them (a round-trip percentile, the
+    CPU per operation)."""
+    medians = medians_of(runs, server_order, measure)
     best_peer = best_python_peer(higher_is_better, medians)
     cells = []
     for name in server_order:
