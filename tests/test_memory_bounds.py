@@ -251,9 +251,8 @@ async def test_tiny_messages_waiting_for_a_listener_keep_only_their_own_size(mem
 
 
 LARGER_CONNECTIONS = 500
-LARGER_MESSAGE = (
-    4 * KiB + 100
-)  # just past what is copied out of the room: the read keeps its buffer
+# just past what is copied out of the room: the read keeps its buffer
+LARGER_MESSAGE = 4 * KiB + 100
 COUNTED = LARGER_MESSAGE + 64  # what each counts against max_pending_bytes_total
 
 
@@ -268,11 +267,8 @@ async def test_larger_messages_waiting_for_a_listener_keep_at_most_four_times_th
     )
     assert stats["slow"] == LARGER_CONNECTIONS
     # Four times what was counted, plus the allocator's and Python's slack.
-    assert after.hwm - before.rss < 4 * LARGER_CONNECTIONS * COUNTED + 2 * MiB, (
-        before,
-        during,
-        after,
-    )
+    bound = 4 * LARGER_CONNECTIONS * COUNTED + 2 * MiB
+    assert after.hwm - before.rss < bound, (before, during, after)
 
 
 # -- partial frame headers -----------------------------------------------------------------------

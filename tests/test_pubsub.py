@@ -55,13 +55,13 @@ class Peer:
 
 
 class Hub:
-    """A server with route ``/ps`` (with `options`) whose open handler hands each Websocket to the test."""
+    """A server with route ``/ps`` whose open handler hands each Websocket to the test."""
 
-    def __init__(self, **options: object) -> None:
+    def __init__(self) -> None:
         self.server = hyperws.Server()
         self.sockets: list[hyperws.Websocket] = []
         self.clients: list[ClientConnection] = []
-        self.server.ws("/ps", self.sockets.append, idle_timeout=0, **options)
+        self.server.ws("/ps", self.sockets.append, idle_timeout=0)
 
     async def peer(self) -> Peer:
         client = await connect(url(self.server, "/ps"), open_timeout=T, max_size=None)
@@ -78,24 +78,11 @@ class Hub:
 
 
 @pytest.fixture
-async def make_hub(serve):
-    """``await make_hub(**options)``: a served Hub whose clients close at teardown."""
-    hubs: list[Hub] = []
-
-    async def make(**options: object) -> Hub:
-        hub = Hub(**options)
-        await serve(hub.server)
-        hubs.append(hub)
-        return hub
-
-    yield make
-    for hub in hubs:
-        await hub.aclose()
-
-
-@pytest.fixture
-async def hub(make_hub):
-    return await make_hub()
+async def hub(serve):
+    hub = Hub()
+    await serve(hub.server)
+    yield hub
+    await hub.aclose()
 
 
 async def delivered_to(peers: list[Peer]) -> list[list[str | bytes]]:

@@ -39,7 +39,7 @@ pub struct ConnHandle {
     out: Mutex<OutState>,
     /// Bytes queued or being written and not yet accepted by the socket. Changed only under `out`'s lock.
     buffered: AtomicUsize,
-    /// Signalled when the task counts a write a refusal waits for (see `settle`).
+    /// Signalled when the task counts a write, or stops writing, while a refusal waits (see `settle`).
     written: Condvar,
     /// A send was refused (or `drain()` awaited) above `max_backpressure`: report when back below.
     drain_wanted: AtomicBool,
@@ -74,9 +74,9 @@ struct OutState {
     owed_pong: u8,
     /// The task holds output it took and has not all written yet: only it may write now.
     task_writing: bool,
-    /// The task is inside a write: what the socket took may not be counted in `buffered` yet.
+    /// The task is inside its writes: what the socket took may not be counted in `buffered` yet.
     task_in_write: bool,
-    /// A refusal waits for the task's write to be counted (see `settle`).
+    /// A refusal waits for the task's next count (see `settle`).
     refusal_waiting: bool,
     /// The plain socket, while the task owns it, for writes from the queueing thread (see
     /// `write_through`); -1 otherwise (TLS, not started, ended).
@@ -391,15 +391,11 @@ impl ConnHandle {
             Some(room) => 1 + ends[..ends.len() - 1].partition_point(|&end| end <= room),
             None => 0,
         };
-        let mut state = self.state();
-        let mut accepted = accepted_now();
-        if accepted < ends.len() {
-            state = self.settled(state);
-            accepted = accepted_now();
-        }
+        let (mut state, _) = self.refusing(self.state(), |_| accepted_now() < ends.len());
         if state.phase != Phase::Open {
             return None;
         }
+        let accepted = accepted_now();
         let wake = accepted > 0
             && matches!(
                 self.queue_encoded_locked(&mut state, frames, ends[accepted - 1]),
@@ -464,11 +460,13 @@ impl ConnHandle {
             limited,
         } = fragment;
         if limited {
-            let state = self.settled(self.state());
+            let (state, over) = self.refusing(self.state(), |state| {
+                self.writable(state) > self.route.max_backpressure
+            });
             if state.phase != Phase::Open {
                 return Queued::Closed;
             }
-            if self.writable(&state) > self.route.max_backpressure {
+            if over {
                 self.drain_wanted.store(true, Ordering::SeqCst);
                 return Queued::Full;
             }
@@ -529,8 +527,10 @@ impl ConnHandle {
     /// `max_backpressure` bytes wait), false when it need not.
     pub fn want_drain(&self) -> bool {
         // Under the lock: the writer counts what it wrote under it too, so it sees the flag set here.
-        let state = self.settled(self.state());
-        if state.phase != Phase::Open || self.writable(&state) <= self.route.max_backpressure {
+        let (state, over) = self.refusing(self.state(), |state| {
+            self.writable(state) > self.route.max_backpressure
+        });
+        if state.phase != Phase::Open || !over {
             return false;
         }
         self.drain_wanted.store(true, Ordering::SeqCst);
@@ -647,9 +647,8 @@ impl ConnHandle {
     pub(super) fn wrote(&self, n: usize, more: bool) -> bool {
         let mut state = self.state();
         let drained = self.count_written(&state, n);
-        if !more {
-            self.leave_write(&mut state);
-        }
+        state.task_in_write = more;
+        self.wake_refusals(&mut state);
         drained
     }
 
@@ -672,7 +671,8 @@ impl ConnHandle {
         state.waker = None;
         state.socket = NO_SOCKET;
         self.buffered.store(0, Ordering::Relaxed);
-        self.leave_write(&mut state);
+        state.task_in_write = false;
+        self.wake_refusals(&mut state);
     }
 }
 
@@ -845,15 +845,19 @@ mod tests {
         assert_eq!(conn.buffered(), bytes.len() + 8, "and is replaced");
     }
 
-    /// A connection over the limit whose task took its output, and a send from another thread that
-    /// waits for that write to be counted: returns the send's outcome once `task` ran.
-    fn send_during_the_tasks_write(task: impl FnOnce(&ConnHandle)) -> Queued {
-        let conn = Arc::new(handle(100, false));
+    /// A connection with `limit` whose task took a 204-byte frame to write, and `send` run on another
+    /// thread, which waits for that write to be counted: returns what `send` returned once `task` ran.
+    fn during_the_tasks_write<T: Send + 'static>(
+        limit: usize,
+        send: impl FnOnce(&ConnHandle) -> T + Send + 'static,
+        task: impl FnOnce(&ConnHandle),
+    ) -> T {
+        let conn = Arc::new(handle(limit, false));
         conn.send(encode::BINARY, &[0; 200]);
         conn.take(&mut VecDeque::new());
         let sender = {
             let conn = Arc::clone(&conn);
-            std::thread::spawn(move || conn.send(encode::BINARY, b"next"))
+            std::thread::spawn(move || send(&conn))
         };
         while !conn.state().refusal_waiting && !sender.is_finished() {
             std::thread::yield_now();
@@ -862,22 +866,43 @@ mod tests {
         sender.join().expect("sender")
     }
 
+    fn send_next(conn: &ConnHandle) -> Queued {
+        conn.send(encode::BINARY, b"next")
+    }
+
     #[test]
     fn a_send_waits_for_the_write_that_took_everything_to_be_counted() {
         // The client may have read the whole frame before the task counts its write.
-        let queued = send_during_the_tasks_write(|conn| {
-            conn.wrote(202, false);
+        let queued = during_the_tasks_write(100, send_next, |conn| {
+            conn.wrote(conn.buffered(), false);
         });
         assert!(matches!(queued, Queued::Yes { .. }));
     }
 
     #[test]
     fn a_send_is_refused_when_the_counted_write_leaves_too_much() {
-        let queued = send_during_the_tasks_write(|conn| {
+        let queued = during_the_tasks_write(100, send_next, |conn| {
             conn.wrote(50, true);
             conn.write_stopped();
         });
         assert_eq!(queued, Queued::Full);
+    }
+
+    #[test]
+    fn a_run_waits_for_the_write_in_progress_before_refusing_its_tail() {
+        let (frames, ends) = run_of_five();
+        // Under the limit (204 of 250 wait), but with room for the first message only until the write
+        // is counted.
+        let queued = during_the_tasks_write(
+            250,
+            move |conn| conn.send_run(&frames, &ends),
+            |conn| {
+                conn.wrote(conn.buffered(), false);
+            },
+        );
+        // once it is: 0, 100 and 200 wait before the first three
+        let queued = queued.expect("open");
+        assert_eq!((queued.accepted, queued.refused), (3, 2));
     }
 
     #[test]
