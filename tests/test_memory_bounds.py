@@ -155,7 +155,9 @@ async def test_a_client_that_pings_without_reading_is_bounded(memory_server):
         after = server.memory()
     print(f"after the attacker left: {after}")
     assert rounds[3].rss - rounds[0].rss < 4 * MiB, (before, rounds)
-    assert rounds[3].rss - before.rss < 16 * MiB, (before, rounds)
+    # The first round's growth is warm-up (the ping events handed to Python): 6 to 17 MiB over runs on
+    # CPython 3.10 and 3.11 with both cores loaded; unbounded pongs would be +24 MiB a round.
+    assert rounds[3].rss - before.rss < 24 * MiB, (before, rounds)
 
 
 # -- a flood at a slow listener ------------------------------------------------------------------
